@@ -1,0 +1,290 @@
+//! `importImage` and its two operation URLs.
+
+use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
+use acr_core::import::{ImportSpec, SourceLocation};
+use acr_core::operation::OperationState;
+use acr_core::wire::{ErrorDetail, ImportImageParameters, ImportProgress, OperationStatus};
+use acr_store::{Enqueued, NewOperation, OperationRecord, StoredCredentials};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::ExposeSecret;
+
+use crate::error::ApiError;
+use crate::extract::{ArmJson, ArmPath, RawApiVersion};
+use crate::registries::registry_id;
+use crate::{AppState, CLIENT_REQUEST_ID};
+
+/// Operation ids are `registries-<guid>`.
+const OPERATION_PREFIX: &str = "registries-";
+
+/// Copies an image into the registry (a long-running operation).
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/importImage",
+    operation_id = "Registries_ImportImage", tag = "registries",
+    params(("subscriptionId" = String, Path, description = "Subscription id (a UUID)"),
+           ("resourceGroupName" = String, Path, description = "Resource group name", min_length = 1, max_length = 90, pattern = r"^[-\w\._\(\)]+$"),
+           ("registryName" = String, Path, description = "Registry name", min_length = 5, max_length = 50, pattern = "^[a-zA-Z0-9]*$"),
+           ("api-version" = String, Query, description = "API version"),
+           ("x-ms-client-request-id" = Option<String>, Header, description = "A GUID: the operation becomes registries-<guid>; repeats return the same operation")),
+    request_body = ImportImageParameters,
+    responses((status = 202, description = "Accepted; poll the Azure-AsyncOperation or Location URL",
+               headers(("Location" = String, description = "Operation result URL"),
+                       ("Azure-AsyncOperation" = String, description = "Operation status URL"),
+                       ("Retry-After" = u32, description = "Seconds to wait before polling"))),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn import_image(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+    headers: HeaderMap,
+    ArmJson(params): ArmJson<ImportImageParameters>,
+) -> Result<Response, ApiError> {
+    let api_version = version.check(ApiSurface::Import)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    let spec =
+        ImportSpec::from_params(&params).map_err(|e| ApiError::invalid("InvalidParameters", e))?;
+    let target = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    if let SourceLocation::Registry(src) = &spec.source {
+        ensure_source_exists(&state, src).await?;
+    }
+
+    let guid = headers
+        .get(CLIENT_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4);
+    let op_id = format!("{OPERATION_PREFIX}{}", guid.hyphenated());
+    let credentials = params
+        .source
+        .credentials
+        .as_ref()
+        .map(|c| StoredCredentials {
+            username: c.username.clone().filter(|u| !u.is_empty()),
+            password: c.password.expose_secret().to_owned(),
+        });
+    let new = NewOperation {
+        id: op_id,
+        subscription_id: id.subscription.clone(),
+        resource_group: target.resource_group.clone(),
+        registry_name: target.name.clone(),
+        location: target.location.clone(),
+        api_version: api_version.to_owned(),
+        request: spec.to_stored(),
+        credentials,
+    };
+    let rec = match state.store.enqueue(&new).await? {
+        Enqueued::Created(r) => {
+            tracing::info!(operation.id = %r.id, registry = %r.registry_name, image.source = %spec.source_image, "import accepted");
+            r
+        }
+        Enqueued::Existing(r) => {
+            tracing::info!(operation.id = %r.id, "repeated import request: returning the existing operation");
+            r
+        }
+    };
+    let base = public_base(&state, &headers)?;
+    let (location, async_op) = operation_urls(&base, &rec);
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    let h = resp.headers_mut();
+    for (k, v) in [
+        (header::LOCATION.as_str(), location),
+        ("azure-asyncoperation", async_op),
+        (
+            header::RETRY_AFTER.as_str(),
+            state.config.retry_after.max(1).to_string(),
+        ),
+    ] {
+        let v = HeaderValue::from_str(&v).map_err(|_| ApiError::internal())?;
+        h.insert(header::HeaderName::from_static(k_static(k)), v);
+    }
+    Ok(resp)
+}
+
+fn k_static(k: &str) -> &'static str {
+    match k {
+        "location" => "location",
+        "azure-asyncoperation" => "azure-asyncoperation",
+        _ => "retry-after",
+    }
+}
+
+async fn ensure_source_exists(state: &AppState, src: &RegistryId) -> Result<(), ApiError> {
+    let found = state
+        .store
+        .get_registry(&src.subscription, &src.resource_group, &src.name)
+        .await?;
+    if found.is_none() {
+        return Err(
+            ApiError::resource_not_found(REGISTRY_TYPE, &src.name, &src.resource_group)
+                .with_target("source.resourceId"),
+        );
+    }
+    Ok(())
+}
+
+/// `scheme://host` for the URLs we hand out.
+fn public_base(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(u) = &state.config.public_url {
+        return Ok(u.as_str().trim_end_matches('/').to_owned());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request("InvalidHostHeader", "The request has no valid Host header.")
+        })?;
+    Ok(format!("{}://{host}", state.config.scheme))
+}
+
+fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
+    let prefix = format!(
+        "{base}/subscriptions/{}/providers/Microsoft.ContainerRegistry/locations/{}",
+        rec.subscription_id, rec.location
+    );
+    (
+        format!(
+            "{prefix}/operationResults/{}?api-version={}",
+            rec.id, rec.api_version
+        ),
+        format!(
+            "{prefix}/operationStatuses/{}?api-version={}",
+            rec.id, rec.api_version
+        ),
+    )
+}
+
+async fn load_operation(
+    state: &AppState,
+    sub: &str,
+    op_id: &str,
+) -> Result<OperationRecord, ApiError> {
+    let sub = acr_core::arm::validate_subscription(sub)
+        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            format!(
+                "The operation '{}' was not found.",
+                acr_core::reference::truncate(op_id)
+            ),
+        )
+    };
+    if !op_id.starts_with(OPERATION_PREFIX) || op_id.len() > 100 {
+        return Err(not_found());
+    }
+    let rec = state
+        .store
+        .get_operation(op_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if rec.subscription_id != sub {
+        return Err(not_found());
+    }
+    Ok(rec)
+}
+
+/// The Location URL: 202 while running, 200 when succeeded, the error a synchronous call would
+/// have returned when failed.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{operationId}",
+    operation_id = "OperationResults_Get", tag = "operations",
+    params(("subscriptionId" = String, Path), ("location" = String, Path), ("operationId" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The import succeeded"),
+              (status = 202, description = "Still running", headers(("Retry-After" = u32))),
+              (status = "default", description = "The import failed, or the operation is unknown", body = acr_core::wire::ErrorResponse)))]
+pub async fn operation_result(
+    State(state): State<AppState>,
+    ArmPath((sub, _location, op_id)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+) -> Result<Response, ApiError> {
+    version.check(ApiSurface::Import)?;
+    let rec = load_operation(&state, &sub, &op_id).await?;
+    match rec.state()? {
+        OperationState::Queued | OperationState::Running => {
+            let mut resp = StatusCode::ACCEPTED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&state.config.retry_after.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(resp)
+        }
+        OperationState::Succeeded => Ok(StatusCode::OK.into_response()),
+        OperationState::Failed => {
+            let status = rec
+                .error_status
+                .and_then(|s| u16::try_from(s).ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            Err(ApiError::new(
+                status,
+                rec.error_code
+                    .clone()
+                    .unwrap_or_else(|| "InternalServerError".into()),
+                rec.error_message
+                    .clone()
+                    .unwrap_or_else(|| "The import failed.".into()),
+            ))
+        }
+        OperationState::Canceled => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "OperationCanceled",
+            format!("Operation {} was canceled.", rec.id),
+        )),
+    }
+}
+
+/// The Azure-AsyncOperation URL: always 200 with the status document.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/locations/{location}/operationStatuses/{operationId}",
+    operation_id = "OperationStatuses_Get", tag = "operations",
+    params(("subscriptionId" = String, Path), ("location" = String, Path), ("operationId" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The operation status", body = OperationStatus),
+              (status = "default", description = "The status could not be read", body = acr_core::wire::ErrorResponse)))]
+pub async fn operation_status(
+    State(state): State<AppState>,
+    ArmPath((sub, _location, op_id)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+) -> Result<Json<OperationStatus>, ApiError> {
+    version.check(ApiSurface::Import)?;
+    let rec = load_operation(&state, &sub, &op_id).await?;
+    let st = rec.state()?;
+    let error = (st == OperationState::Failed).then(|| ErrorDetail {
+        code: rec
+            .error_code
+            .clone()
+            .unwrap_or_else(|| "InternalServerError".into()),
+        message: rec
+            .error_message
+            .clone()
+            .unwrap_or_else(|| "The import failed.".into()),
+        target: None,
+        details: None,
+    });
+    let progress: Option<ImportProgress> = rec
+        .progress
+        .as_ref()
+        .and_then(|p| serde_json::from_value(p.0.clone()).ok());
+    Ok(Json(OperationStatus {
+        id: format!(
+            "/subscriptions/{}/providers/Microsoft.ContainerRegistry/locations/{}/operationStatuses/{}",
+            rec.subscription_id, rec.location, rec.id
+        ),
+        name: rec.id.clone(),
+        status: st.arm_status().to_owned(),
+        start_time: rec.created_at,
+        end_time: rec.ended_at,
+        percent_complete: if st == OperationState::Succeeded { 100.0 } else { rec.percent_complete },
+        error,
+        properties: progress,
+    }))
+}

@@ -1,0 +1,211 @@
+//! The ARM HTTP surface of acr-import.
+//!
+//! Owns the axum router ([`router`]), the handlers for registries ([`registries`]) and imports
+//! ([`imports`]), the extractors whose rejections are ARM errors ([`extract`]), the one
+//! [`error::ApiError`] → `{"error":{…}}` mapping, and the OpenAPI document ([`openapi`]).
+//!
+//! Invariants: every response carries `x-ms-request-id`; every error body is an ARM error
+//! envelope (including 404/405 from routing, oversize and malformed bodies, and panics); request
+//! bodies are never logged (they may hold source credentials); handlers never wait on a copy —
+//! they enqueue and return.
+
+pub mod error;
+pub mod extract;
+pub mod imports;
+pub mod openapi;
+pub mod registries;
+
+use std::time::Duration;
+
+use acr_store::Store;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+pub use error::ApiError;
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Seconds sent in `Retry-After` (never 0: clients then wait 30 s).
+    pub retry_after: u32,
+    /// `azurecr.io` in `<name>.azurecr.io`.
+    pub login_server_suffix: String,
+    /// Base of the URLs we hand out; when unset, built from the request's `Host`.
+    pub public_url: Option<Url>,
+    /// Scheme for URLs built from `Host`.
+    pub scheme: &'static str,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub config: ApiConfig,
+}
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
+
+const BASE: &str = "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries/{registry_name}";
+
+/// Builds the whole application. Wrap it with [`normalize_arm_path`] before serving.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            BASE,
+            get(registries::get_registry)
+                .put(registries::put_registry)
+                .delete(registries::delete_registry),
+        )
+        .route(&format!("{BASE}/importImage"), post(imports::import_image))
+        .route(
+            "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries",
+            get(registries::list_by_group),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/registries",
+            get(registries::list_by_subscription),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{operation_id}",
+            get(imports::operation_result),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/locations/{location}/operationStatuses/{operation_id}",
+            get(imports::operation_status),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(arm_headers))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .with_state(state)
+}
+
+/// ARM treats the fixed segments of a resource path case-insensitively; axum does not. This
+/// rewrites them to their canonical spelling before routing.
+pub fn normalize_arm_path<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    const CANON: &[&str] = &[
+        "subscriptions",
+        "resourceGroups",
+        "providers",
+        "Microsoft.ContainerRegistry",
+        "registries",
+        "importImage",
+        "locations",
+        "operationResults",
+        "operationStatuses",
+    ];
+    let uri = req.uri();
+    let path = uri.path();
+    if !path.starts_with("/subscriptions")
+        && !path.to_ascii_lowercase().starts_with("/subscriptions")
+    {
+        return req;
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out: Vec<String> = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        // Only the fixed positions (odd/even alternate with names); checking every segment is
+        // safe because names that equal a keyword case-insensitively cannot be valid anyway
+        // except registry names, which sit after "registries" and are left alone.
+        let after_registries = i > 0 && segments[i - 1].eq_ignore_ascii_case("registries");
+        let canon = (!after_registries)
+            .then(|| CANON.iter().find(|c| c.eq_ignore_ascii_case(seg)))
+            .flatten();
+        out.push(
+            canon
+                .map(|c| (*c).to_owned())
+                .unwrap_or_else(|| (*seg).to_owned()),
+        );
+    }
+    let mut new_path = out.join("/");
+    // A trailing slash is tolerated by ARM.
+    if new_path.len() > 1 && new_path.ends_with('/') {
+        new_path.pop();
+    }
+    if new_path != path {
+        let pq = match uri.query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path,
+        };
+        if let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() {
+            let mut parts = uri.clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    }
+    req
+}
+
+/// `x-ms-request-id` on every response; client and correlation ids echoed.
+async fn arm_headers(req: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_id = req.headers().get(CLIENT_REQUEST_ID).cloned();
+    let correlation = req.headers().get(CORRELATION_ID).cloned();
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert(REQUEST_ID, v.clone());
+        h.insert(CORRELATION_ID, correlation.unwrap_or(v));
+    }
+    if let Some(c) = client_id {
+        h.insert(CLIENT_REQUEST_ID, c);
+    }
+    resp
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "No HTTP resource was found that matches the request URI '{}'.",
+            acr_core::reference::truncate(req.uri().path())
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!(
+            "The requested resource does not support http method '{}'.",
+            req.method()
+        ),
+    )
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "The service and its database are up"),
+              (status = 503, description = "The database is unreachable", body = acr_core::wire::ErrorResponse)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    tokio::time::timeout(Duration::from_secs(3), state.store.ping())
+        .await
+        .map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The database did not answer in time.",
+            );
+            e.retry_after = Some(5);
+            e
+        })??;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}

@@ -1,0 +1,64 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "acr-import",
+        description = "Azure Container Registry importImage emulator (ARM surface). Operations mirror Microsoft.ContainerRegistry 2025-11-01.",
+        license(name = "MIT")
+    ),
+    paths(
+        crate::health,
+        crate::registries::put_registry,
+        crate::registries::get_registry,
+        crate::registries::delete_registry,
+        crate::registries::list_by_group,
+        crate::registries::list_by_subscription,
+        crate::imports::import_image,
+        crate::imports::operation_result,
+        crate::imports::operation_status,
+    ),
+    components(schemas(
+        acr_core::wire::ImportImageParameters,
+        acr_core::wire::ImportSource,
+        acr_core::wire::ImportSourceCredentials,
+        acr_core::wire::ImportMode,
+        acr_core::wire::Registry,
+        acr_core::wire::RegistryCreateParameters,
+        acr_core::wire::RegistryListResult,
+        acr_core::wire::OperationStatus,
+        acr_core::wire::ImportProgress,
+        acr_core::wire::ErrorResponse,
+        acr_core::wire::ErrorDetail,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline (the form checked in under `openapi/`).
+pub fn document_json() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    /// The checked-in document must match the code. Run with `UPDATE_OPENAPI=1` to rewrite it.
+    #[test]
+    fn openapi_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/acr-import.json");
+        let generated = super::document_json();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("write openapi document");
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "openapi/acr-import.json is out of date: run `UPDATE_OPENAPI=1 cargo test -p acr-api openapi`"
+        );
+    }
+}

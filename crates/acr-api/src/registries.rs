@@ -1,0 +1,341 @@
+//! Registry resources: PUT, GET, DELETE, list.
+
+use std::collections::BTreeMap;
+
+use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
+use acr_core::wire::{
+    Registry, RegistryCreateParameters, RegistryListResult, RegistryProperties, Sku, SkuName,
+};
+use acr_store::{RegistryProps, RegistryRecord, Upserted};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sqlx::types::Json as DbJson;
+
+use crate::error::ApiError;
+use crate::extract::{ArmJson, ArmPath, RawApiVersion};
+use crate::AppState;
+
+/// Validates the three path parameters of a registry.
+pub(crate) fn registry_id(sub: &str, rg: &str, name: &str) -> Result<RegistryId, ApiError> {
+    RegistryId::new(sub, rg, name).map_err(|e| {
+        let code = match e.target.as_str() {
+            "subscriptionId" => "InvalidSubscriptionId",
+            "resourceGroupName" => "InvalidResourceGroupName",
+            _ => "InvalidResourceName",
+        };
+        ApiError::invalid(code, e)
+    })
+}
+
+/// The ARM view of a stored registry.
+pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
+    let id = RegistryId {
+        subscription: r.subscription_id.clone(),
+        resource_group: r.resource_group.clone(),
+        name: r.name.clone(),
+    };
+    let sku = SkuName::parse(&r.sku).unwrap_or(SkuName::Standard);
+    let p = &r.properties.0;
+    Registry {
+        id: id.to_string(),
+        name: r.name.clone(),
+        type_: REGISTRY_TYPE.to_owned(),
+        location: r.location.clone(),
+        tags: r.tags.as_ref().map(|t| t.0.clone()),
+        sku: Sku {
+            name: sku,
+            tier: sku,
+        },
+        properties: RegistryProperties {
+            login_server: format!("{}.{suffix}", r.name_lower),
+            creation_date: r.created_at,
+            provisioning_state: "Succeeded".to_owned(),
+            admin_user_enabled: p.admin_user_enabled,
+            public_network_access: p.public_network_access.clone(),
+            network_rule_bypass_options: p.network_rule_bypass_options.clone(),
+            anonymous_pull_enabled: p.anonymous_pull_enabled,
+        },
+    }
+}
+
+/// ARM normalizes display names of regions ("East US" → "eastus").
+fn normalize_location(l: &str) -> String {
+    l.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn props_from(
+    body: Option<&serde_json::Value>,
+    current: Option<&RegistryProps>,
+) -> Result<RegistryProps, ApiError> {
+    let mut p = current.cloned().unwrap_or_default();
+    let Some(obj) = body.and_then(|b| b.as_object()) else {
+        if body.is_some_and(|b| !b.is_null()) {
+            return Err(ApiError::bad_request(
+                "InvalidRequestContent",
+                "'properties' must be an object.",
+            )
+            .with_target("properties"));
+        }
+        return Ok(p);
+    };
+    let get_bool = |k: &str| -> Result<Option<bool>, ApiError> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::bad_request(
+                "InvalidRequestContent",
+                format!("'properties.{k}' must be a boolean."),
+            )
+            .with_target(format!("properties.{k}"))),
+        }
+    };
+    let get_enum = |k: &str, allowed: &[&'static str]| -> Result<Option<String>, ApiError> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => allowed
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(s))
+                .map(|a| Some((*a).to_owned()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "InvalidParameter",
+                        format!(
+                            "The value '{}' is not valid for 'properties.{k}'. Allowed values: {}.",
+                            acr_core::reference::truncate(s),
+                            allowed.join(", ")
+                        ),
+                    )
+                    .with_target(format!("properties.{k}"))
+                }),
+            Some(_) => Err(ApiError::bad_request(
+                "InvalidRequestContent",
+                format!("'properties.{k}' must be a string."),
+            )
+            .with_target(format!("properties.{k}"))),
+        }
+    };
+    if let Some(b) = get_bool("adminUserEnabled")? {
+        p.admin_user_enabled = b;
+    }
+    if let Some(b) = get_bool("anonymousPullEnabled")? {
+        p.anonymous_pull_enabled = b;
+    }
+    if let Some(s) = get_enum("publicNetworkAccess", &["Enabled", "Disabled"])? {
+        p.public_network_access = s;
+    }
+    if let Some(s) = get_enum("networkRuleBypassOptions", &["AzureServices", "None"])? {
+        p.network_rule_bypass_options = s;
+    }
+    Ok(p)
+}
+
+/// Create or update a registry.
+#[utoipa::path(put, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
+    operation_id = "Registries_Create", tag = "registries",
+    params(("subscriptionId" = String, Path, description = "Subscription id (a UUID)"),
+           ("resourceGroupName" = String, Path, description = "Resource group name"),
+           ("registryName" = String, Path, description = "Registry name: 5-50 alphanumerics", min_length = 5, max_length = 50, pattern = "^[a-zA-Z0-9]*$"),
+           ("api-version" = String, Query, description = "API version")),
+    request_body = RegistryCreateParameters,
+    responses((status = 200, description = "Updated", body = Registry),
+              (status = 201, description = "Created", body = Registry),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn put_registry(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+    ArmJson(body): ArmJson<RegistryCreateParameters>,
+) -> Result<Response, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    let location = normalize_location(&body.location);
+    if location.is_empty()
+        || location.len() > 64
+        || !location.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ApiError::bad_request(
+            "LocationRequired",
+            "The location property is required and must be an Azure region name such as 'eastus'.",
+        )
+        .with_target("location"));
+    }
+    let sku = SkuName::parse(&body.sku.name).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidSku",
+            format!(
+                "The SKU '{}' is not valid. Allowed values: Classic, Basic, Standard, Premium.",
+                acr_core::reference::truncate(&body.sku.name)
+            ),
+        )
+        .with_target("sku.name")
+    })?;
+    if let Some(tags) = &body.tags {
+        if tags.len() > 50
+            || tags
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 512 || v.len() > 256)
+        {
+            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256.").with_target("tags"));
+        }
+    }
+    let existing = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?;
+    if let Some(e) = &existing {
+        if e.location != location {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "InvalidResourceLocation",
+                format!(
+                    "The resource '{}' already exists in location '{}' in resource group '{}'. A resource with the same name cannot be created in location '{location}'. Please select a new resource name.",
+                    id.name, e.location, id.resource_group
+                ),
+            ));
+        }
+    }
+    let props = props_from(
+        body.properties.as_ref(),
+        existing.as_ref().map(|e| &e.properties.0),
+    )?;
+    let record = RegistryRecord {
+        name: existing
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| id.name.clone()),
+        name_lower: id.name_lower(),
+        subscription_id: id.subscription.clone(),
+        resource_group: existing
+            .as_ref()
+            .map(|e| e.resource_group.clone())
+            .unwrap_or_else(|| id.resource_group.clone()),
+        location,
+        sku: sku.as_str().to_owned(),
+        tags: body.tags.map(|t: BTreeMap<String, String>| DbJson(t)),
+        properties: DbJson(props),
+        created_at: chrono::Utc::now(),
+    };
+    let status = match state.store.upsert_registry(&record).await? {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Updated => StatusCode::OK,
+        Upserted::NameTaken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "AlreadyInUse",
+                format!(
+                    "The registry DNS name {}.{} is already in use. You can check if the name is already claimed using the checkNameAvailability API.",
+                    id.name_lower(),
+                    state.config.login_server_suffix
+                ),
+            ))
+        }
+    };
+    let saved = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((
+        status,
+        Json(to_wire(&saved, &state.config.login_server_suffix)),
+    )
+        .into_response())
+}
+
+/// Get a registry.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
+    operation_id = "Registries_Get", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The registry", body = Registry),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn get_registry(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+) -> Result<Json<Registry>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    let r = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    Ok(Json(to_wire(&r, &state.config.login_server_suffix)))
+}
+
+/// Delete a registry (200 when it existed, 204 when it did not).
+#[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
+    operation_id = "Registries_Delete", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "Deleted"), (status = 204, description = "Did not exist"),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn delete_registry(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+) -> Result<StatusCode, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    if state
+        .store
+        .delete_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+    {
+        Ok(StatusCode::OK)
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}
+
+/// Registries of a resource group.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries",
+    operation_id = "Registries_ListByResourceGroup", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The registries", body = RegistryListResult),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn list_by_group(
+    State(state): State<AppState>,
+    ArmPath((sub, rg)): ArmPath<(String, String)>,
+    version: RawApiVersion,
+) -> Result<Json<RegistryListResult>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let sub = acr_core::arm::validate_subscription(&sub)
+        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    acr_core::arm::validate_resource_group(&rg)
+        .map_err(|e| ApiError::invalid("InvalidResourceGroupName", e))?;
+    let list = state.store.list_registries(&sub, Some(&rg)).await?;
+    Ok(Json(RegistryListResult {
+        value: list
+            .iter()
+            .map(|r| to_wire(r, &state.config.login_server_suffix))
+            .collect(),
+    }))
+}
+
+/// Registries of a subscription.
+#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/registries",
+    operation_id = "Registries_List", tag = "registries",
+    params(("subscriptionId" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The registries", body = RegistryListResult),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn list_by_subscription(
+    State(state): State<AppState>,
+    ArmPath(sub): ArmPath<String>,
+    version: RawApiVersion,
+) -> Result<Json<RegistryListResult>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let sub = acr_core::arm::validate_subscription(&sub)
+        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let list = state.store.list_registries(&sub, None).await?;
+    Ok(Json(RegistryListResult {
+        value: list
+            .iter()
+            .map(|r| to_wire(r, &state.config.login_server_suffix))
+            .collect(),
+    }))
+}

@@ -1,0 +1,34 @@
+//! Domain of acr-import, with no I/O.
+//!
+//! This crate owns the vocabulary every other crate speaks: OCI image references and
+//! repository/tag/digest grammar ([`reference`]), ARM resource ids and the api-versions we accept
+//! ([`arm`]), the ARM wire types with their OpenAPI schemas ([`wire`]), and the operation states
+//! and failure codes of an import ([`operation`]).
+//!
+//! Invariants: parsers here are strict (anything they accept is safe to put in a URL path or a
+//! log line); nothing here knows about HTTP status handling beyond the numeric status an import
+//! failure should be reported with; nothing here performs I/O.
+
+pub mod arm;
+pub mod import;
+pub mod operation;
+pub mod reference;
+pub mod wire;
+
+/// A rejected input: which field, and a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    /// The offending field (`source.sourceImage`, `targetTags[1]`, `registryName`, …).
+    pub target: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(target: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `acr-import`: parses configuration, starts telemetry, wires the API and the workers, and
+//! waits for shutdown. Nothing else lives here.
+
+mod config;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use config::{Cli, Command, ServeArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", acr_api::openapi::document_json());
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            init_tracing(&args.log_format);
+            let store = connect(&args.database_url).await?;
+            store.migrate().await.context("applying migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(args) => serve(*args).await,
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn connect(url: &secrecy::SecretString) -> anyhow::Result<acr_store::Store> {
+    use secrecy::ExposeSecret;
+    let shown = config::redact_url(url.expose_secret());
+    acr_store::Store::connect(url.expose_secret(), 16)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the database at {shown}: {}",
+                error_chain(&e)
+            )
+        })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let settings = args.settings()?;
+    let store = connect(&args.database_url).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("applying migrations: {}", error_chain(&e)))?;
+
+    let pool = acr_worker::WorkerPool::new(store.clone(), settings.worker.clone())
+        .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
+    check_backend(&settings.worker).await?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+
+    let state = acr_api::AppState {
+        store: store.clone(),
+        config: settings.api.clone(),
+    };
+    let app = tower::ServiceExt::<axum::extract::Request>::map_request(
+        acr_api::router(state),
+        acr_api::normalize_arm_path,
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    tracing::info!(
+        listen = %local,
+        backend = %settings.worker.backend_url,
+        workers = settings.worker.workers,
+        "acr-import serving ARM on http://{local}"
+    );
+    let workers = tokio::spawn(pool.run(shutdown.clone()));
+    let http_shutdown = shutdown.clone();
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+    .await
+    .context("serving HTTP")?;
+    shutdown.cancel();
+    let grace = settings.worker.shutdown_grace + Duration::from_secs(5);
+    if tokio::time::timeout(grace, workers).await.is_err() {
+        tracing::warn!("workers did not stop in time; their leases will expire");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The backend must answer the distribution API; a wrong URL is a configuration error.
+async fn check_backend(w: &acr_worker::WorkerConfig) -> anyhow::Result<()> {
+    let http = w.client.build_http().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = w.backend_url.join("v2/").context("backend URL")?;
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the backend registry {} is unreachable: {}",
+                w.backend_url,
+                acr_oci::error::describe_reqwest(e)
+            )
+        })?;
+    if !(resp.status().is_success() || resp.status().as_u16() == 401) {
+        anyhow::bail!(
+            "the backend registry {} does not speak the OCI distribution API (GET /v2/ answered {})",
+            w.backend_url,
+            resp.status()
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    token.cancel();
+}

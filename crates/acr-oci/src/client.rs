@@ -1,0 +1,815 @@
+//! A distribution-API client for one registry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use acr_core::import::RegistryAddress;
+use acr_core::reference::{Algorithm, Digest, Repository};
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::{
+    HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest as _, Sha256, Sha512};
+use url::Url;
+
+use crate::auth::{parse_challenge, Challenge, TokenResponse};
+use crate::error::{describe_reqwest, OciError};
+use crate::media::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+
+/// Settings shared by every registry client of a process.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` entries reached over plain HTTP (loopback always is).
+    pub insecure_registries: Vec<String>,
+    pub connect_timeout: Duration,
+    /// No byte for this long on a response body aborts it (the stall detector).
+    pub read_timeout: Duration,
+    /// Attempts per request for transient failures (network, 408, 429, 5xx).
+    pub max_attempts: u32,
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            insecure_registries: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            max_attempts: 4,
+            user_agent: concat!("acr-import/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The HTTP client all registry clients share: rustls, bounded redirects, never https→http.
+    pub fn build_http(&self) -> Result<reqwest::Client, OciError> {
+        let policy = reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if downgrade {
+                attempt.error("refusing a redirect from https to http")
+            } else {
+                attempt.follow()
+            }
+        });
+        reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .redirect(policy)
+            .build()
+            .map_err(|e| OciError::Network {
+                registry: "-".into(),
+                detail: describe_reqwest(e),
+            })
+    }
+
+    /// The base URL of a registry address: an explicit scheme wins; loopback and configured
+    /// insecure registries are plain HTTP (as Docker allows); everything else is HTTPS.
+    /// Docker Hub's names map to its API host.
+    pub fn registry_url(&self, addr: &RegistryAddress) -> Result<Url, OciError> {
+        let authority = if addr.is_docker_hub() && addr.port.is_none() {
+            "registry-1.docker.io".to_owned()
+        } else {
+            addr.authority()
+        };
+        let https = addr.https.unwrap_or_else(|| {
+            !(is_loopback_host(&addr.host)
+                || self.insecure_registries.iter().any(|i| {
+                    i.eq_ignore_ascii_case(&authority) || i.eq_ignore_ascii_case(&addr.host)
+                }))
+        });
+        let scheme = if https { "https" } else { "http" };
+        Url::parse(&format!("{scheme}://{authority}/")).map_err(|e| OciError::Invalid {
+            registry: authority.clone(),
+            detail: format!("invalid registry address: {e}"),
+        })
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// How to authenticate to a registry.
+#[derive(Clone)]
+pub enum Credentials {
+    Anonymous,
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A password without a username: sent as a bearer token.
+    Token(SecretString),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, [redacted])"),
+            Credentials::Token(_) => f.write_str("Token([redacted])"),
+        }
+    }
+}
+
+/// Access a request needs, e.g. `repository:a/b:pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scopes(Vec<String>);
+
+impl Scopes {
+    pub fn pull(repo: &Repository) -> Self {
+        Self(vec![format!("repository:{repo}:pull")])
+    }
+    pub fn push(repo: &Repository) -> Self {
+        Self(vec![format!("repository:{repo}:pull,push")])
+    }
+    /// Push to `repo` and pull from `from` (a cross-repository mount).
+    pub fn mount(repo: &Repository, from: &Repository) -> Self {
+        let mut v = vec![format!("repository:{repo}:pull,push")];
+        if from != repo {
+            v.push(format!("repository:{from}:pull"));
+        }
+        Self(v)
+    }
+    fn key(&self) -> String {
+        self.0.join(" ")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    token: String,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct AuthState {
+    challenge: Option<Challenge>,
+    tokens: HashMap<String, CachedToken>,
+}
+
+/// A fetched manifest: exact bytes, the Content-Type it came with, its computed digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+    pub digest: Digest,
+}
+
+/// Result of starting an upload.
+#[derive(Debug)]
+pub enum UploadStart {
+    /// The blob was mounted from another repository: nothing to upload.
+    Mounted,
+    /// An upload session to PUT (or PATCH) to.
+    Session(Url),
+}
+
+/// A client for one registry.
+#[derive(Debug)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: Url,
+    name: String,
+    credentials: Credentials,
+    max_attempts: u32,
+    auth: Mutex<AuthState>,
+}
+
+/// Computes a digest of bytes with the given algorithm.
+pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+    match algorithm {
+        Algorithm::Sha256 => Digest::from_raw(algorithm, &Sha256::digest(bytes)),
+        Algorithm::Sha512 => Digest::from_raw(algorithm, &Sha512::digest(bytes)),
+    }
+}
+
+impl RegistryClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: Url,
+        credentials: Credentials,
+        max_attempts: u32,
+    ) -> Self {
+        let name = match base.port() {
+            Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_owned(),
+        };
+        Self {
+            http,
+            base,
+            name,
+            credentials,
+            max_attempts: max_attempts.max(1),
+            auth: Mutex::new(AuthState::default()),
+        }
+    }
+
+    /// `host[:port]`, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// Whether both clients talk to the same registry (cross-repository mount is possible).
+    pub fn same_registry(&self, other: &RegistryClient) -> bool {
+        self.base == other.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url, OciError> {
+        self.base
+            .join(path)
+            .map_err(|e| self.invalid(format!("bad URL path: {e}")))
+    }
+
+    fn invalid(&self, detail: impl Into<String>) -> OciError {
+        OciError::Invalid {
+            registry: self.name.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    fn network(&self, e: reqwest::Error) -> OciError {
+        OciError::Network {
+            registry: self.name.clone(),
+            detail: describe_reqwest(e),
+        }
+    }
+
+    fn authorize(&self, rb: RequestBuilder, scopes: &Scopes) -> RequestBuilder {
+        let state = match self.auth.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        match (&state.challenge, &self.credentials) {
+            (Some(Challenge::Bearer { .. }), _) => {
+                if let Some(t) = state
+                    .tokens
+                    .get(&scopes.key())
+                    .filter(|t| t.expires > Instant::now())
+                {
+                    return rb.bearer_auth(&t.token);
+                }
+                if let Credentials::Token(t) = &self.credentials {
+                    return rb.bearer_auth(t.expose_secret());
+                }
+                rb
+            }
+            (Some(Challenge::Basic), Credentials::Basic { username, password }) => {
+                rb.basic_auth(username, Some(password.expose_secret()))
+            }
+            (_, Credentials::Token(t)) => rb.bearer_auth(t.expose_secret()),
+            _ => rb,
+        }
+    }
+
+    /// Reacts to a 401: learns the challenge and fetches a token when needed.
+    async fn on_unauthorized(&self, resp: &Response, scopes: &Scopes) -> Result<(), OciError> {
+        let header = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let challenge = parse_challenge(header).ok_or_else(|| OciError::Unauthorized {
+            registry: self.name.clone(),
+            detail: "the registry answered 401 without a usable WWW-Authenticate challenge".into(),
+        })?;
+        match &challenge {
+            Challenge::Basic => {
+                if !matches!(self.credentials, Credentials::Basic { .. }) {
+                    return Err(OciError::Unauthorized {
+                        registry: self.name.clone(),
+                        detail: "the registry requires a username and password".into(),
+                    });
+                }
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+                ..
+            } => {
+                let mut wanted: Vec<String> = Vec::new();
+                if let Some(s) = scope {
+                    wanted.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+                }
+                for s in &scopes.0 {
+                    if !wanted.contains(s) {
+                        wanted.push(s.clone());
+                    }
+                }
+                let token = self.fetch_token(realm, service.as_deref(), &wanted).await?;
+                let mut state = match self.auth.lock() {
+                    Ok(s) => s,
+                    Err(p) => p.into_inner(),
+                };
+                state.tokens.insert(scopes.key(), token);
+            }
+        }
+        let mut state = match self.auth.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        state.challenge = Some(challenge);
+        Ok(())
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken, OciError> {
+        let mut url = Url::parse(realm)
+            .map_err(|e| self.invalid(format!("the token realm '{realm}' is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(self.invalid("the token realm must be an http or https URL"));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+            if let Credentials::Basic { username, .. } = &self.credentials {
+                q.append_pair("account", username);
+            }
+        }
+        let mut rb = self.http.get(url);
+        match &self.credentials {
+            Credentials::Basic { username, password } => {
+                rb = rb.basic_auth(username, Some(password.expose_secret()));
+            }
+            Credentials::Token(t) => {
+                rb = rb.bearer_auth(t.expose_secret());
+            }
+            Credentials::Anonymous => {}
+        }
+        let resp = rb.send().await.map_err(|e| self.network(e))?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(OciError::Unauthorized {
+                registry: self.name.clone(),
+                detail: format!(
+                    "the token server refused the credentials ({})",
+                    status.as_u16()
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(OciError::Status {
+                registry: self.name.clone(),
+                method: "GET".into(),
+                path: "token realm".into(),
+                status: status.as_u16(),
+                detail: "the token server failed".into(),
+            });
+        }
+        let body = read_limited(resp, 64 * 1024)
+            .await
+            .map_err(|e| self.network(e))?;
+        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            self.invalid(format!("the token server sent an unreadable answer: {e}"))
+        })?;
+        let token = tr
+            .token()
+            .ok_or_else(|| self.invalid("the token server answered without a token"))?
+            .to_owned();
+        let ttl = tr.expires_in.unwrap_or(60).max(60);
+        Ok(CachedToken {
+            token,
+            // Renew shortly before expiry.
+            expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(10)),
+        })
+    }
+
+    /// Sends a replayable request: authenticates on 401 (once), retries transient failures
+    /// with jittered exponential backoff, honouring `Retry-After`.
+    async fn send(
+        &self,
+        scopes: &Scopes,
+        make: impl Fn() -> Result<RequestBuilder, OciError>,
+    ) -> Result<Response, OciError> {
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        loop {
+            attempt += 1;
+            let rb = self.authorize(make()?, scopes);
+            match rb.send().await {
+                Err(e) => {
+                    if attempt < self.max_attempts
+                        && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+                    {
+                        tokio::time::sleep(backoff(attempt, None)).await;
+                        continue;
+                    }
+                    return Err(self.network(e));
+                }
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthed => {
+                    reauthed = true;
+                    self.on_unauthorized(&resp, scopes).await?;
+                    attempt -= 1;
+                }
+                Ok(resp)
+                    if attempt < self.max_attempts
+                        && matches!(resp.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504) =>
+                {
+                    let wait = backoff(attempt, retry_after(resp.headers()));
+                    tracing::debug!(registry = %self.name, status = resp.status().as_u16(), ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(resp) => return Ok(resp),
+            }
+        }
+    }
+
+    /// Turns an unexpected response into an error, reading at most 4 KiB of its body.
+    async fn error_from(&self, method: &str, what: &str, resp: Response) -> OciError {
+        let status = resp.status().as_u16();
+        let retry = retry_after(resp.headers());
+        let body = tokio::time::timeout(Duration::from_secs(5), read_limited(resp, 4096))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let (code, message) = parse_registry_error(&body);
+        let detail = match (&code, &message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.clone(),
+            _ => String::from_utf8_lossy(&body[..body.len().min(300)])
+                .trim()
+                .to_owned(),
+        };
+        match status {
+            404 => OciError::NotFound {
+                registry: self.name.clone(),
+                what: what.to_owned(),
+                code: code.unwrap_or_else(|| "NOT_FOUND".into()),
+            },
+            401 | 403 => OciError::Unauthorized {
+                registry: self.name.clone(),
+                detail: if detail.is_empty() {
+                    format!("{status}")
+                } else {
+                    detail
+                },
+            },
+            429 => OciError::TooManyRequests {
+                registry: self.name.clone(),
+                retry_after: retry,
+                detail,
+            },
+            _ => OciError::Status {
+                registry: self.name.clone(),
+                method: method.to_owned(),
+                path: what.to_owned(),
+                status,
+                detail,
+            },
+        }
+    }
+
+    /// GET a manifest (by tag or digest), verify it, keep its exact bytes.
+    pub async fn get_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<Manifest, OciError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let scopes = Scopes::pull(repo);
+        let resp = self
+            .send(&scopes, || {
+                Ok(self.http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT))
+            })
+            .await?;
+        let what = format!("manifest {repo}:{reference}");
+        if !resp.status().is_success() {
+            return Err(self.error_from("GET", &what, resp).await);
+        }
+        if resp
+            .content_length()
+            .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(OciError::ManifestTooLarge {
+                registry: self.name.clone(),
+                what,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let header_digest = header_digest(resp.headers());
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES + 1)
+            .await
+            .map_err(|e| self.network(e))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(OciError::ManifestTooLarge {
+                registry: self.name.clone(),
+                what,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let wanted = Digest::parse(reference).ok();
+        let algorithm = wanted
+            .as_ref()
+            .map(Digest::algorithm)
+            .unwrap_or(Algorithm::Sha256);
+        let digest = digest_of(algorithm, &bytes);
+        if let Some(w) = wanted {
+            if w != digest {
+                return Err(OciError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what,
+                    expected: w.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        } else if let Some(h) = header_digest.filter(|h| h.algorithm() == Algorithm::Sha256) {
+            if h != digest {
+                return Err(OciError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what: format!("{what} (Docker-Content-Digest header)"),
+                    expected: h.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        Ok(Manifest {
+            bytes: Bytes::from(bytes),
+            content_type,
+            digest,
+        })
+    }
+
+    /// Whether a manifest exists; returns its digest when the registry says it.
+    pub async fn head_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<Option<Option<Digest>>, OciError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let scopes = Scopes::pull(repo);
+        let resp = self
+            .send(&scopes, || {
+                Ok(self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT))
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(header_digest(resp.headers()))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self
+                .error_from("HEAD", &format!("manifest {repo}:{reference}"), resp)
+                .await),
+        }
+    }
+
+    /// PUT a manifest's exact bytes under a tag or digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<(), OciError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let scopes = Scopes::push(repo);
+        let resp = self
+            .send(&scopes, || {
+                Ok(self
+                    .http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.clone()))
+            })
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self
+                .error_from("PUT", &format!("manifest {repo}:{reference}"), resp)
+                .await)
+        }
+    }
+
+    /// Whether a blob exists.
+    pub async fn head_blob(&self, repo: &Repository, digest: &Digest) -> Result<bool, OciError> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let scopes = Scopes::pull(repo);
+        let resp = self
+            .send(&scopes, || Ok(self.http.head(url.clone())))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .error_from("HEAD", &format!("blob {repo}@{digest}"), resp)
+                .await),
+        }
+    }
+
+    /// GET a blob; the caller streams the body.
+    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response, OciError> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let scopes = Scopes::pull(repo);
+        let resp = self
+            .send(&scopes, || Ok(self.http.get(url.clone())))
+            .await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self
+                .error_from("GET", &format!("blob {repo}@{digest}"), resp)
+                .await)
+        }
+    }
+
+    /// Starts an upload, trying a cross-repository mount first when `mount_from` is given.
+    pub async fn start_upload(
+        &self,
+        repo: &Repository,
+        mount_from: Option<(&Digest, &Repository)>,
+    ) -> Result<UploadStart, OciError> {
+        let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        let scopes = match mount_from {
+            Some((digest, from)) => {
+                url.query_pairs_mut()
+                    .append_pair("mount", &digest.to_string())
+                    .append_pair("from", from.as_str());
+                Scopes::mount(repo, from)
+            }
+            None => Scopes::push(repo),
+        };
+        let resp = self
+            .send(&scopes, || {
+                Ok(self.http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED if mount_from.is_some() => Ok(UploadStart::Mounted),
+            StatusCode::ACCEPTED => {
+                let loc = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        self.invalid("the registry started an upload without a Location header")
+                    })?;
+                let session = url
+                    .join(loc)
+                    .map_err(|e| self.invalid(format!("bad upload Location: {e}")))?;
+                Ok(UploadStart::Session(session))
+            }
+            _ => Err(self
+                .error_from("POST", &format!("upload to {repo}"), resp)
+                .await),
+        }
+    }
+
+    /// Completes an upload session with one streaming PUT of `size` bytes.
+    pub async fn put_upload(
+        &self,
+        repo: &Repository,
+        session: &Url,
+        digest: &Digest,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), OciError> {
+        let mut url = session.clone();
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let scopes = Scopes::push(repo);
+        let rb = self
+            .authorize(self.http.put(url), &scopes)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(body);
+        let resp = rb.send().await.map_err(|e| self.network(e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self
+                .error_from("PUT", &format!("blob {repo}@{digest}"), resp)
+                .await)
+        }
+    }
+
+    /// Cancels an upload session; failures are ignored (the registry expires sessions anyway).
+    pub async fn cancel_upload(&self, repo: &Repository, session: &Url) {
+        let scopes = Scopes::push(repo);
+        let rb = self.authorize(self.http.delete(session.clone()), &scopes);
+        let _ = tokio::time::timeout(Duration::from_secs(10), rb.send()).await;
+    }
+}
+
+/// Jittered exponential backoff, or the server's `Retry-After` (capped at 60 s).
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(r) = retry_after {
+        return r.min(Duration::from_secs(60));
+    }
+    let base = 200u64.saturating_mul(1 << attempt.min(6));
+    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ u64::from(std::process::id());
+    let jitter = nanos % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    v.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn header_digest(h: &HeaderMap) -> Option<Digest> {
+    h.get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| Digest::parse(s.trim()).ok())
+}
+
+fn parse_registry_error(body: &[u8]) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Errs {
+        errors: Vec<E>,
+    }
+    #[derive(serde::Deserialize)]
+    struct E {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<Errs>(body) {
+        Ok(e) => match e.errors.into_iter().next() {
+            Some(first) => (first.code, first.message),
+            None => (None, None),
+        },
+        Err(_) => (None, None),
+    }
+}
+
+/// Reads a body up to `limit` bytes (one more byte tells the caller it was too long).
+async fn read_limited(resp: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = ClientConfig {
+            insecure_registries: vec!["reg.local:5000".into()],
+            ..ClientConfig::default()
+        };
+        let u = |s: &str| {
+            c.registry_url(&RegistryAddress::parse(s).expect("addr"))
+                .expect("url")
+                .to_string()
+        };
+        assert_eq!(u("127.0.0.1:5000"), "http://127.0.0.1:5000/");
+        assert_eq!(u("localhost:5000"), "http://localhost:5000/");
+        assert_eq!(u("[::1]:5000"), "http://[::1]:5000/");
+        assert_eq!(u("reg.local:5000"), "http://reg.local:5000/");
+        assert_eq!(u("mcr.microsoft.com"), "https://mcr.microsoft.com/");
+        assert_eq!(u("docker.io"), "https://registry-1.docker.io/");
+        assert_eq!(u("https://127.0.0.1:5000"), "https://127.0.0.1:5000/");
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for a in 1..20 {
+            assert!(backoff(a, None) <= Duration::from_millis(200 * 64 + 1));
+        }
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(500))),
+            Duration::from_secs(60)
+        );
+    }
+}

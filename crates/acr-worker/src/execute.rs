@@ -1,0 +1,343 @@
+//! One import: resolve source and targets, run the copy, say what went wrong in user terms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acr_core::arm::RegistryId;
+use acr_core::import::{ImportSpec, SourceLocation};
+use acr_core::operation::{FailureKind, ImportFailure};
+use acr_core::reference::{Reference, Repository};
+use acr_oci::copy::copy_image;
+use acr_oci::{
+    CopyError, CopyRequest, CopyTarget, Credentials, OciError, Progress, RegistryClient,
+};
+use acr_store::ClaimedOperation;
+use secrecy::SecretString;
+
+use crate::Ctx;
+
+/// How an attempt failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The operation fails with this error.
+    Final(ImportFailure),
+    /// Worth another attempt later (the source or target was briefly unavailable).
+    Retry {
+        delay: Duration,
+        reason: String,
+        failure: ImportFailure,
+    },
+}
+
+impl Failure {
+    pub(crate) fn into_failure(self) -> ImportFailure {
+        match self {
+            Failure::Final(f) | Failure::Retry { failure: f, .. } => f,
+        }
+    }
+}
+
+fn fail(kind: FailureKind, message: impl Into<String>) -> Failure {
+    Failure::Final(ImportFailure::new(kind, message))
+}
+
+/// The source side of an import after resolution.
+struct Source {
+    client: Arc<RegistryClient>,
+    repository: Repository,
+    /// How the user named the source, for messages (`host/repo` or `registry/repo`).
+    display: String,
+}
+
+pub(crate) async fn execute(
+    ctx: &Ctx,
+    op: &ClaimedOperation,
+    progress: Arc<Progress>,
+) -> Result<(), Failure> {
+    let rec = &op.record;
+    let spec = ImportSpec::from_stored(&op.request).map_err(|e| {
+        fail(
+            FailureKind::Internal,
+            format!("the stored request is invalid: {}", e.message),
+        )
+    })?;
+    let target = ctx
+        .store
+        .get_registry(
+            &rec.subscription_id,
+            &rec.resource_group,
+            &rec.registry_name,
+        )
+        .await
+        .map_err(|e| retry_store(&e))?
+        .ok_or_else(|| {
+            fail(
+                FailureKind::InvalidParameters,
+                format!(
+                    "The target registry '{}' no longer exists.",
+                    rec.registry_name
+                ),
+            )
+        })?;
+    let target_id = RegistryId {
+        subscription: target.subscription_id.clone(),
+        resource_group: target.resource_group.clone(),
+        name: target.name.clone(),
+    };
+    let prefix = target.name_lower.clone();
+
+    let source = resolve_source(ctx, op, &spec).await?;
+
+    // Group tags per repository, then add untagged repositories.
+    let mut targets: Vec<CopyTarget> = Vec::new();
+    let backend_repo = |r: &Repository| {
+        r.prefixed(&prefix).map_err(|m| {
+            fail(
+                FailureKind::InvalidParameters,
+                format!("Invalid target repository: {m}"),
+            )
+        })
+    };
+    for t in &spec.target_tags {
+        let repo = backend_repo(&t.repository)?;
+        match targets.iter_mut().find(|x| x.repository == repo) {
+            Some(x) => x.tags.push(t.tag.clone()),
+            None => targets.push(CopyTarget {
+                repository: repo,
+                tags: vec![t.tag.clone()],
+            }),
+        }
+    }
+    for r in &spec.untagged_repositories {
+        let repo = backend_repo(r)?;
+        if !targets.iter().any(|x| x.repository == repo) {
+            targets.push(CopyTarget {
+                repository: repo,
+                tags: Vec::new(),
+            });
+        }
+    }
+
+    let reference = match spec.source_image.reference() {
+        Reference::Digest(d) => d.to_string(),
+        Reference::Tag(t) => t.to_string(),
+    };
+    let req = CopyRequest {
+        source: &source.client,
+        source_repository: source.repository.clone(),
+        reference: reference.clone(),
+        target: &ctx.backend,
+        targets,
+        force: spec.mode == acr_core::wire::ImportMode::Force,
+        concurrency: ctx.config.copy_concurrency,
+        max_manifests: ctx.config.max_manifests,
+        progress,
+    };
+    match copy_image(&req).await {
+        Ok(report) => {
+            tracing::info!(operation.id = %rec.id, digest = %report.root_digest, manifests = report.manifests, "copied");
+            Ok(())
+        }
+        Err(e) => {
+            let f = failure_for(
+                &e,
+                &rec.id,
+                &target_id.to_string(),
+                &prefix,
+                &source.display,
+                &reference,
+            );
+            let transient = match &e {
+                CopyError::Source(o) | CopyError::Target(o) => o.is_transient(),
+                _ => false,
+            };
+            if transient {
+                let delay = match &e {
+                    CopyError::Source(OciError::TooManyRequests {
+                        retry_after: Some(d),
+                        ..
+                    }) => *d,
+                    _ => Duration::from_secs(2u64.pow((op.attempt().clamp(1, 5)) as u32)),
+                };
+                Err(Failure::Retry {
+                    delay: delay.min(Duration::from_secs(120)),
+                    reason: e.to_string(),
+                    failure: f,
+                })
+            } else {
+                Err(Failure::Final(f))
+            }
+        }
+    }
+}
+
+fn retry_store(e: &acr_store::StoreError) -> Failure {
+    Failure::Retry {
+        delay: Duration::from_secs(2),
+        reason: e.to_string(),
+        failure: ImportFailure::new(
+            FailureKind::Internal,
+            "The service could not read its database.",
+        ),
+    }
+}
+
+async fn resolve_source(
+    ctx: &Ctx,
+    op: &ClaimedOperation,
+    spec: &ImportSpec,
+) -> Result<Source, Failure> {
+    let emulated = |name_lower: &str| -> Result<Source, Failure> {
+        let repository = spec
+            .source_image
+            .repository
+            .prefixed(name_lower)
+            .map_err(|m| {
+                fail(
+                    FailureKind::InvalidParameters,
+                    format!("Invalid source image: {m}"),
+                )
+            })?;
+        Ok(Source {
+            client: ctx.backend.clone(),
+            repository,
+            display: format!(
+                "{name_lower}.{}/{}",
+                ctx.config.login_server_suffix, spec.source_image.repository
+            ),
+        })
+    };
+    match &spec.source {
+        SourceLocation::Registry(id) => {
+            let found = ctx
+                .store
+                .get_registry(&id.subscription, &id.resource_group, &id.name)
+                .await
+                .map_err(|e| retry_store(&e))?
+                .ok_or_else(|| {
+                    fail(
+                        FailureKind::SourceImageNotFound,
+                        format!(
+                            "The Resource 'Microsoft.ContainerRegistry/registries/{}' under resource group '{}' was not found.",
+                            id.name, id.resource_group
+                        ),
+                    )
+                })?;
+            emulated(&found.name_lower)
+        }
+        SourceLocation::Address(addr) => {
+            // The login server of an emulated registry is that registry.
+            let suffix = format!(".{}", ctx.config.login_server_suffix.to_ascii_lowercase());
+            if addr.port.is_none() {
+                if let Some(name) = addr.host.strip_suffix(&suffix) {
+                    if let Some(found) = ctx
+                        .store
+                        .get_registry_by_name(name)
+                        .await
+                        .map_err(|e| retry_store(&e))?
+                    {
+                        return emulated(&found.name_lower);
+                    }
+                }
+            }
+            let url = ctx
+                .config
+                .client
+                .registry_url(addr)
+                .map_err(|e| fail(FailureKind::InvalidParameters, e.to_string()))?;
+            let credentials = match &op.credentials {
+                None => Credentials::Anonymous,
+                Some(c) => match &c.username {
+                    Some(u) => Credentials::Basic {
+                        username: u.clone(),
+                        password: SecretString::from(c.password.clone()),
+                    },
+                    None => Credentials::Token(SecretString::from(c.password.clone())),
+                },
+            };
+            let client = RegistryClient::new(
+                ctx.http.clone(),
+                url,
+                credentials,
+                ctx.config.client.max_attempts,
+            );
+            Ok(Source {
+                client: Arc::new(client),
+                repository: spec.source_image.repository.clone(),
+                display: format!("{}/{}", addr.authority(), spec.source_image.repository),
+            })
+        }
+    }
+}
+
+/// Turns a copy error into the ARM error a user reads.
+pub fn failure_for(
+    e: &CopyError,
+    op_id: &str,
+    target_id: &str,
+    prefix: &str,
+    source: &str,
+    reference: &str,
+) -> ImportFailure {
+    let unprefix = |r: &Repository| {
+        r.as_str()
+            .strip_prefix(&format!("{prefix}/"))
+            .unwrap_or(r.as_str())
+            .to_owned()
+    };
+    let sep = if reference.contains(':') { "@" } else { ":" };
+    let image = format!("{source}{sep}{reference}");
+    match e {
+        CopyError::TagExists { repository, tag } => {
+            let t = format!("{}:{tag}", unprefix(repository));
+            ImportFailure::new(
+                FailureKind::TagConflict,
+                format!("Operation {op_id} failed. Resource {target_id} {t} Tag {t} already exists in target registry."),
+            )
+        }
+        CopyError::TooManyManifests { count, limit } => ImportFailure::new(
+            FailureKind::InvalidParameters,
+            format!("The image {image} has {count} manifests; an imported image may have at most {limit}."),
+        ),
+        CopyError::Unsupported(m) => ImportFailure::new(FailureKind::InvalidParameters, m.clone()),
+        CopyError::Source(o) => match o {
+            OciError::NotFound { what, code, .. } if what.starts_with("manifest") => ImportFailure::new(
+                FailureKind::SourceImageNotFound,
+                format!("The source image {image} was not found in the source registry ({code})."),
+            ),
+            OciError::NotFound { what, code, registry } => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!("The source registry {registry} is missing {what} referenced by {image} ({code})."),
+            ),
+            OciError::Unauthorized { registry, detail } => ImportFailure::new(
+                FailureKind::SourceUnauthorized,
+                format!("Access to the source registry {registry} was denied for {image}: {detail}. Check source.credentials."),
+            ),
+            OciError::TooManyRequests { registry, retry_after, detail } => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!(
+                    "The source registry {registry} answered 429 Too Many Requests (TOOMANYREQUESTS){}{}.",
+                    retry_after.map(|d| format!("; it asked to retry after {} seconds", d.as_secs())).unwrap_or_default(),
+                    if detail.is_empty() { String::new() } else { format!(": {detail}") }
+                ),
+            ),
+            OciError::DigestMismatch { .. } | OciError::SizeMismatch { .. } => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!("The source registry sent content for {image} that does not match its digest: {o}. Nothing was tagged."),
+            ),
+            OciError::ManifestTooLarge { .. } => ImportFailure::new(FailureKind::InvalidParameters, format!("{o}.")),
+            OciError::Network { registry, detail } => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!("Could not read {image} from the source registry {registry}: {detail}."),
+            ),
+            other => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!("The source registry failed while reading {image}: {other}."),
+            ),
+        },
+        CopyError::Target(o) => ImportFailure::new(
+            FailureKind::TargetRegistryError,
+            format!("Writing to the target registry failed: {o}."),
+        ),
+    }
+}

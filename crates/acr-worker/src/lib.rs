@@ -1,0 +1,305 @@
+//! acr-import workers.
+//!
+//! A [`WorkerPool`] claims operations from the store (woken by `LISTEN/NOTIFY`, polling as the
+//! fallback), runs each copy on its own task with a heartbeat that renews the lease and records
+//! progress, and ends the operation with a fenced write.
+//!
+//! Invariants: at most `workers` copies run per process; a copy whose lease is lost (its
+//! heartbeat is refused) is dropped at once and writes nothing; on shutdown no new operation is
+//! claimed, running copies get a grace period, then their leases are released so another
+//! process resumes them; every step of a copy is idempotent, so a re-run after a crash is safe.
+
+mod execute;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use acr_oci::{ClientConfig, Credentials, RegistryClient};
+use acr_store::{ClaimedOperation, Outcome, Store};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub use execute::failure_for;
+
+/// Settings of the workers.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Concurrent operations per process.
+    pub workers: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// Attempts before an operation that keeps losing its worker is failed.
+    pub max_attempts: i32,
+    /// Attempts for transient source/target failures before the operation fails.
+    pub max_transient_attempts: i32,
+    pub backend_url: Url,
+    pub backend_credentials: Credentials,
+    pub client: ClientConfig,
+    /// Blobs in flight per operation.
+    pub copy_concurrency: usize,
+    pub max_manifests: usize,
+    pub login_server_suffix: String,
+    /// How long running copies may go on after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+/// The workers of one process.
+pub struct WorkerPool {
+    store: Store,
+    config: Arc<WorkerConfig>,
+    http: reqwest::Client,
+    backend: Arc<RegistryClient>,
+    owner: String,
+}
+
+impl WorkerPool {
+    pub fn new(store: Store, config: WorkerConfig) -> Result<Self, acr_oci::OciError> {
+        let http = config.client.build_http()?;
+        let backend = Arc::new(RegistryClient::new(
+            http.clone(),
+            config.backend_url.clone(),
+            config.backend_credentials.clone(),
+            config.client.max_attempts,
+        ));
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(Self {
+            store,
+            config: Arc::new(config),
+            http,
+            backend,
+            owner,
+        })
+    }
+
+    /// The backend registry client (shared by all operations).
+    pub fn backend(&self) -> &Arc<RegistryClient> {
+        &self.backend
+    }
+
+    /// Runs until `shutdown` is cancelled and every running copy has finished or been released.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut listener = self.store.listener().await.ok();
+        tracing::info!(owner = %self.owner, workers = self.config.workers, "workers started");
+        loop {
+            // Claim while there are free slots and runnable operations.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                match self.store.claim(&self.owner, self.config.lease).await {
+                    Ok(Some(op)) => {
+                        let ctx = self.context();
+                        let token = shutdown.clone();
+                        tasks.spawn(async move {
+                            run_operation(ctx, op, token).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed; will retry");
+                        break;
+                    }
+                }
+            }
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()).map_err(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = notified => {
+                    if r.is_err() {
+                        listener = None;
+                    }
+                }
+                _ = tokio::time::sleep(self.config.poll_interval) => {
+                    if listener.is_none() {
+                        listener = self.store.listener().await.ok();
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        tracing::info!(running = tasks.len(), "workers stopping: no new claims");
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("workers stopped");
+    }
+
+    fn context(&self) -> Ctx {
+        Ctx {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            http: self.http.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+/// What one operation's task needs.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub config: Arc<WorkerConfig>,
+    pub http: reqwest::Client,
+    pub backend: Arc<RegistryClient>,
+}
+
+/// Drives one claimed operation to an end (or gives it back).
+async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationToken) {
+    let id = op.record.id.clone();
+    let attempt = op.attempt();
+    let span = tracing::info_span!("operation", operation.id = %id, attempt);
+    let _enter = span.enter();
+    drop(_enter);
+
+    if attempt > ctx.config.max_attempts {
+        let outcome = Outcome::Failed {
+            code: "InternalServerError".into(),
+            message: format!(
+                "Operation {id} failed: the import was interrupted {} times (the service restarted or lost its database) and was abandoned.",
+                attempt - 1
+            ),
+            status: 500,
+        };
+        finish(&ctx, &id, attempt, &outcome, None).await;
+        return;
+    }
+
+    let progress = Arc::new(acr_oci::Progress::default());
+    let lost = CancellationToken::new();
+    let beat = tokio::spawn(heartbeat(
+        ctx.clone(),
+        id.clone(),
+        attempt,
+        progress.clone(),
+        lost.clone(),
+    ));
+
+    let grace = ctx.config.shutdown_grace;
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = execute::execute(&ctx, &op, progress.clone()) => Some(r),
+        _ = lost.cancelled() => {
+            tracing::warn!(operation.id = %id, attempt, "lease lost: abandoning this attempt");
+            None
+        }
+        _ = deadline => {
+            tracing::info!(operation.id = %id, attempt, "shutdown grace over: releasing the operation");
+            if let Err(e) = ctx.store.release(&id, attempt, Duration::ZERO).await {
+                tracing::warn!(operation.id = %id, error = %e, "release failed; the lease will expire");
+            }
+            None
+        }
+    };
+    beat.abort();
+    let Some(result) = result else { return };
+    let snapshot = serde_json::to_value(progress.snapshot()).ok();
+    match result {
+        Ok(()) => {
+            tracing::info!(operation.id = %id, "import succeeded");
+            finish(&ctx, &id, attempt, &Outcome::Succeeded, snapshot.as_ref()).await;
+        }
+        Err(execute::Failure::Retry { delay, reason, .. })
+            if attempt < ctx.config.max_transient_attempts =>
+        {
+            tracing::warn!(operation.id = %id, %reason, ?delay, "transient failure: the operation will be retried");
+            if let Err(e) = ctx.store.release(&id, attempt, delay).await {
+                tracing::warn!(operation.id = %id, error = %e, "release failed; the lease will expire");
+            }
+        }
+        Err(f) => {
+            let fail = f.into_failure();
+            tracing::info!(operation.id = %id, code = fail.kind.code(), message = %fail.message, "import failed");
+            let outcome = Outcome::Failed {
+                code: fail.kind.code().to_owned(),
+                message: fail.message,
+                status: fail.kind.http_status(),
+            };
+            finish(&ctx, &id, attempt, &outcome, snapshot.as_ref()).await;
+        }
+    }
+}
+
+/// Writes the end of an operation, retrying while the database is unreachable for up to a
+/// lease; after that the lease expires and another attempt redoes the (idempotent) copy.
+async fn finish(
+    ctx: &Ctx,
+    id: &str,
+    attempt: i32,
+    outcome: &Outcome,
+    progress: Option<&serde_json::Value>,
+) {
+    let until = tokio::time::Instant::now() + ctx.config.lease;
+    loop {
+        match ctx.store.finish(id, attempt, outcome, progress).await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(operation.id = %id, attempt, "finish refused: another attempt owns the operation");
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() < until => {
+                tracing::warn!(operation.id = %id, error = %e, "finish failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                tracing::error!(operation.id = %id, error = %e, "finish failed; the lease will expire and the import will be redone");
+                return;
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of its length and records progress; cancels `lost` when the
+/// store refuses (another attempt owns the operation) or cannot confirm the lease in time.
+async fn heartbeat(
+    ctx: Ctx,
+    id: String,
+    attempt: i32,
+    progress: Arc<acr_oci::Progress>,
+    lost: CancellationToken,
+) {
+    let every = ctx.config.lease / 3;
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let snap = serde_json::to_value(progress.snapshot()).ok();
+        match ctx
+            .store
+            .heartbeat(
+                &id,
+                attempt,
+                ctx.config.lease,
+                snap.as_ref(),
+                progress.percent(),
+            )
+            .await
+        {
+            Ok(true) => last_ok = tokio::time::Instant::now(),
+            Ok(false) => {
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(operation.id = %id, error = %e, "heartbeat failed");
+                if last_ok.elapsed() >= ctx.config.lease {
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
