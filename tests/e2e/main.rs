@@ -1,0 +1,21 @@
+//! End-to-end tests for acr-import: one module per feature.
+//!
+//! Every test builds its own world (database, registries, service) through the
+//! `acr_import_tests` harness, so tests run in parallel. Service tests need
+//! `target/debug/acr-import` (`cargo build -p acr-import`) or `ACR_IMPORT_BIN`; the
+//! `harness` module needs only docker-registry, htpasswd and PostgreSQL.
+
+mod common;
+
+mod crash;
+mod harness;
+mod import_basic;
+mod large;
+mod lro;
+mod malformed;
+mod missing_source;
+mod modes;
+mod registries;
+mod resource_id;
+mod shutdown;
+mod source_auth;

@@ -1,0 +1,93 @@
+//! The usual set for a service test: a fresh database, an anonymous backend registry, the
+//! service on both, and an ARM client with a subscription and resource group.
+//!
+//! Field order is drop order: the service dies first, then the backend, then the database.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::arm::{ArmClient, ArmResponse};
+use crate::oci::OciClient;
+use crate::postgres::TestDatabase;
+use crate::registry::TestRegistry;
+use crate::service::{ServiceConfig, TestService};
+
+/// Deadline for one import in the tests (small images finish in well under a second).
+pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct TestEnv {
+    pub service: TestService,
+    pub arm: ArmClient,
+    pub backend: TestRegistry,
+    pub db: TestDatabase,
+    pub sub: String,
+    pub rg: String,
+}
+
+impl TestEnv {
+    pub async fn start() -> Self {
+        Self::start_with(|c| c).await
+    }
+
+    /// Like [`start`](Self::start), letting the caller adjust the service's config.
+    pub async fn start_with(configure: impl FnOnce(ServiceConfig) -> ServiceConfig) -> Self {
+        let (db, backend) = tokio::join!(TestDatabase::create(), TestRegistry::anonymous());
+        let config = configure(ServiceConfig::new(db.url(), &backend.url()));
+        let service = TestService::start(config).await;
+        let arm = ArmClient::new(&service.base_url());
+        Self {
+            service,
+            arm,
+            backend,
+            db,
+            sub: uuid::Uuid::new_v4().to_string(),
+            rg: "acr-tests-rg".to_string(),
+        }
+    }
+
+    /// Creates emulated registry `name` in this env's subscription and resource group.
+    pub async fn create_registry(&self, name: &str) -> Value {
+        self.arm.create_registry(&self.sub, &self.rg, name).await
+    }
+
+    /// ARM id of emulated registry `name`.
+    pub fn registry_id(&self, name: &str) -> String {
+        crate::arm::registry_id(&self.sub, &self.rg, name)
+    }
+
+    /// A client on the backend registry.
+    pub fn backend_client(&self) -> OciClient {
+        self.backend.client()
+    }
+
+    /// Where repository `repo` of emulated registry `registry` lives in the backend.
+    pub fn backend_repo(registry: &str, repo: &str) -> String {
+        format!("{}/{repo}", registry.to_ascii_lowercase())
+    }
+
+    /// POSTs an import and asserts the 202.
+    pub async fn start_import(&self, registry: &str, body: &Value) -> ArmResponse {
+        let r = self.arm.import(&self.sub, &self.rg, registry, body).await;
+        assert_eq!(r.status.as_u16(), 202, "import not accepted: {r}");
+        r
+    }
+
+    /// POSTs an import, asserts the 202, and polls `Azure-AsyncOperation` to the end;
+    /// returns (the 202, the final status JSON).
+    pub async fn import_and_wait(&self, registry: &str, body: &Value) -> (ArmResponse, Value) {
+        let accepted = self.start_import(registry, body).await;
+        let status = self
+            .arm
+            .poll_until_done(&accepted.async_operation(), IMPORT_TIMEOUT)
+            .await;
+        (accepted, status)
+    }
+
+    /// Like [`import_and_wait`](Self::import_and_wait) but asserts `Succeeded`.
+    pub async fn import_ok(&self, registry: &str, body: &Value) -> Value {
+        let (_, status) = self.import_and_wait(registry, body).await;
+        assert_eq!(status["status"], "Succeeded", "import failed: {status}");
+        status
+    }
+}
