@@ -74,6 +74,8 @@ pub enum FailureKind {
     SourceRegistryError,
     /// The backend that stores the emulated registries failed.
     TargetRegistryError,
+    /// The operation ran past its deadline.
+    TimedOut,
     /// The emulator itself failed (gave up after too many attempts, storage errors).
     Internal,
 }
@@ -88,6 +90,7 @@ impl FailureKind {
             FailureKind::SourceUnauthorized => "SourceRegistryUnauthorized",
             FailureKind::SourceRegistryError => "SourceRegistryError",
             FailureKind::TargetRegistryError => "TargetRegistryError",
+            FailureKind::TimedOut => "ImportTimedOut",
             FailureKind::Internal => "InternalServerError",
         }
     }
@@ -101,6 +104,7 @@ impl FailureKind {
             FailureKind::TagConflict => 409,
             FailureKind::SourceImageNotFound => 404,
             FailureKind::TargetRegistryError => 502,
+            FailureKind::TimedOut => 504,
             FailureKind::Internal => 500,
         }
     }
@@ -113,6 +117,7 @@ impl FailureKind {
             FailureKind::SourceUnauthorized,
             FailureKind::SourceRegistryError,
             FailureKind::TargetRegistryError,
+            FailureKind::TimedOut,
             FailureKind::Internal,
         ]
         .into_iter()

@@ -90,6 +90,22 @@ pub struct ServeArgs {
     /// Most manifests an imported image may have (an index and its children).
     #[arg(long, env = "ACR_IMPORT_MAX_MANIFESTS", default_value_t = 50)]
     pub max_manifests: usize,
+    /// Blob transfers in flight per registry host, across all imports of this process.
+    #[arg(long, env = "ACR_IMPORT_REGISTRY_CONCURRENCY", default_value_t = 4)]
+    pub registry_concurrency: usize,
+    /// Largest layer imported from a source given by registryUri (0: no limit).
+    #[arg(long, env = "ACR_IMPORT_MAX_LAYER_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_layer_bytes: u64,
+    /// A registry response that sends no byte for this long is abandoned (and resumed).
+    #[arg(long, env = "ACR_IMPORT_STALL_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub stall_timeout_seconds: u64,
+    /// An import still running after this long fails with ImportTimedOut.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_OPERATION_TIMEOUT_SECONDS",
+        default_value_t = 3600
+    )]
+    pub operation_timeout_seconds: u64,
     /// Log format: text or json.
     #[arg(long, env = "ACR_IMPORT_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -139,7 +155,17 @@ impl ServeArgs {
             ),
             (None, None) => Credentials::Anonymous,
         };
+        if self.registry_concurrency == 0 || self.registry_concurrency > 256 {
+            anyhow::bail!("--registry-concurrency must be between 1 and 256");
+        }
+        if self.stall_timeout_seconds == 0 || self.operation_timeout_seconds == 0 {
+            anyhow::bail!(
+                "--stall-timeout-seconds and --operation-timeout-seconds must be at least 1"
+            );
+        }
         let client = ClientConfig {
+            registry_concurrency: self.registry_concurrency,
+            read_timeout: Duration::from_secs(self.stall_timeout_seconds),
             insecure_registries: self
                 .insecure_registries
                 .iter()
@@ -166,6 +192,8 @@ impl ServeArgs {
                 client,
                 copy_concurrency: self.copy_concurrency.clamp(1, 64),
                 max_manifests: self.max_manifests.max(1),
+                max_layer_bytes: (self.max_layer_bytes > 0).then_some(self.max_layer_bytes),
+                operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
                 login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             },

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acr_core::import::RegistryAddress;
@@ -15,6 +16,7 @@ use reqwest::header::{
 use reqwest::{RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest as _, Sha256, Sha512};
+use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::auth::{parse_challenge, Challenge, TokenResponse};
@@ -31,6 +33,8 @@ pub struct ClientConfig {
     pub read_timeout: Duration,
     /// Attempts per request for transient failures (network, 408, 429, 5xx).
     pub max_attempts: u32,
+    /// Blob transfers in flight per registry host, across all operations of the process.
+    pub registry_concurrency: usize,
     pub user_agent: String,
 }
 
@@ -41,6 +45,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             max_attempts: 4,
+            registry_concurrency: 4,
             user_agent: concat!("acr-import/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -174,8 +179,34 @@ pub struct Manifest {
 pub enum UploadStart {
     /// The blob was mounted from another repository: nothing to upload.
     Mounted,
-    /// An upload session to PUT (or PATCH) to.
-    Session(Url),
+    /// An upload session to PUT (or PATCH) to, with the registry's `OCI-Chunk-Min-Length`.
+    Session { url: Url, min_chunk: Option<u64> },
+}
+
+/// Per-host semaphores bounding blob transfers, shared by every client of a process.
+#[derive(Debug)]
+pub struct HostLimits {
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimits {
+    pub fn new(per_host: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn for_host(&self, host: &str) -> Arc<Semaphore> {
+        let mut map = match self.hosts.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
 }
 
 /// A client for one registry.
@@ -186,7 +217,11 @@ pub struct RegistryClient {
     name: String,
     credentials: Credentials,
     max_attempts: u32,
+    stall_timeout: Duration,
     auth: Mutex<AuthState>,
+    transfers: Arc<Semaphore>,
+    /// Set once the registry refused a monolithic upload: chunked PATCH from then on.
+    chunked_only: AtomicBool,
 }
 
 /// Computes a digest of bytes with the given algorithm.
@@ -202,19 +237,43 @@ impl RegistryClient {
         http: reqwest::Client,
         base: Url,
         credentials: Credentials,
-        max_attempts: u32,
+        config: &ClientConfig,
+        limits: &HostLimits,
     ) -> Self {
         let name = match base.port() {
             Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
             None => base.host_str().unwrap_or_default().to_owned(),
         };
         Self {
+            transfers: limits.for_host(&name),
             http,
             base,
             name,
             credentials,
-            max_attempts: max_attempts.max(1),
+            max_attempts: config.max_attempts.max(1),
+            stall_timeout: config.read_timeout,
             auth: Mutex::new(AuthState::default()),
+            chunked_only: AtomicBool::new(false),
+        }
+    }
+
+    /// The semaphore bounding blob transfers to and from this registry host.
+    pub fn transfer_slots(&self) -> &Arc<Semaphore> {
+        &self.transfers
+    }
+
+    /// How long a response body may go without a byte.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+
+    pub fn chunked_only(&self) -> bool {
+        self.chunked_only.load(Ordering::Relaxed)
+    }
+
+    pub fn set_chunked_only(&self) {
+        if !self.chunked_only.swap(true, Ordering::Relaxed) {
+            tracing::info!(registry = %self.name, "the registry refused a monolithic upload: using chunked uploads");
         }
     }
 
@@ -336,11 +395,37 @@ impl RegistryClient {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<CachedToken, OciError> {
-        let mut url = Url::parse(realm)
+        let url = Url::parse(realm)
             .map_err(|e| self.invalid(format!("the token realm '{realm}' is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.invalid("the token realm must be an http or https URL"));
         }
+        // An identity (refresh) token is exchanged with the OAuth2 POST; token servers without
+        // that grant answer 404/405 and get the GET form with the token as bearer.
+        if let Credentials::Token(t) = &self.credentials {
+            let mut form: Vec<(&str, String)> = vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", t.expose_secret().to_owned()),
+                ("client_id", "acr-import".into()),
+            ];
+            if let Some(s) = service {
+                form.push(("service", s.to_owned()));
+            }
+            if !scopes.is_empty() {
+                form.push(("scope", scopes.join(" ")));
+            }
+            let resp = self
+                .http
+                .post(url.clone())
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| self.network(e))?;
+            if !matches!(resp.status().as_u16(), 404 | 405) {
+                return self.token_from(resp).await;
+            }
+        }
+        let mut url = url;
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
@@ -364,8 +449,15 @@ impl RegistryClient {
             Credentials::Anonymous => {}
         }
         let resp = rb.send().await.map_err(|e| self.network(e))?;
+        self.token_from(resp).await
+    }
+
+    async fn token_from(&self, resp: Response) -> Result<CachedToken, OciError> {
         let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::BAD_REQUEST
+        {
             return Err(OciError::Unauthorized {
                 registry: self.name.clone(),
                 detail: format!(
@@ -393,11 +485,12 @@ impl RegistryClient {
             .token()
             .ok_or_else(|| self.invalid("the token server answered without a token"))?
             .to_owned();
-        let ttl = tr.expires_in.unwrap_or(60).max(60);
+        // Honour short lifetimes; renew a little before expiry.
+        let ttl = Duration::from_secs(tr.expires_in.unwrap_or(60).max(1));
+        let margin = (ttl / 5).min(Duration::from_secs(10));
         Ok(CachedToken {
             token,
-            // Renew shortly before expiry.
-            expires: Instant::now() + Duration::from_secs(ttl.saturating_sub(10)),
+            expires: Instant::now() + ttl - margin,
         })
     }
 
@@ -678,7 +771,15 @@ impl RegistryClient {
                 let session = url
                     .join(loc)
                     .map_err(|e| self.invalid(format!("bad upload Location: {e}")))?;
-                Ok(UploadStart::Session(session))
+                let min_chunk = resp
+                    .headers()
+                    .get("oci-chunk-min-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                Ok(UploadStart::Session {
+                    url: session,
+                    min_chunk,
+                })
             }
             _ => Err(self
                 .error_from("POST", &format!("upload to {repo}"), resp)
@@ -706,11 +807,198 @@ impl RegistryClient {
             .body(body);
         let resp = rb.send().await.map_err(|e| self.network(e))?;
         if resp.status().is_success() {
+            return Ok(());
+        }
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            // The token expired during the upload: renew it so the caller's retry works.
+            if let Err(e) = self.on_unauthorized(&resp, &scopes).await {
+                tracing::debug!(error = %e, "re-authentication after a refused upload failed");
+            }
+        }
+        Err(self
+            .error_from("PUT", &format!("blob {repo}@{digest}"), resp)
+            .await)
+    }
+
+    /// Uploads a stream in PATCH chunks of at least max(5 MiB, `OCI-Chunk-Min-Length`),
+    /// following the newest `Location`, recovering from 416 by asking the session's status, then
+    /// PUTs the digest. A failure of `body` is reported as `Invalid` (the caller knows why).
+    pub async fn upload_chunked<S>(
+        &self,
+        repo: &Repository,
+        session: &Url,
+        min_chunk: Option<u64>,
+        digest: &Digest,
+        mut body: S,
+    ) -> Result<(), OciError>
+    where
+        S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+    {
+        const MIN_CHUNK: u64 = 5 * 1024 * 1024;
+        let chunk_size = min_chunk.unwrap_or(0).clamp(MIN_CHUNK, 64 * 1024 * 1024) as usize;
+        let scopes = Scopes::push(repo);
+        let mut location = session.clone();
+        let mut offset: u64 = 0;
+        let mut done = false;
+        while !done {
+            let mut buf = bytes::BytesMut::with_capacity(chunk_size);
+            while buf.len() < chunk_size {
+                match body.next().await {
+                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Err(e)) => {
+                        return Err(self.invalid(format!("the source stream failed: {e}")))
+                    }
+                    None => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            let mut chunk = buf.freeze();
+            let mut recoveries = 0;
+            while !chunk.is_empty() {
+                let end = offset + chunk.len() as u64 - 1;
+                let url = location.clone();
+                let part = chunk.clone();
+                let resp = self
+                    .send(&scopes, || {
+                        Ok(self
+                            .http
+                            .patch(url.clone())
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header("content-range", format!("{offset}-{end}"))
+                            .header(CONTENT_LENGTH, part.len())
+                            .body(part.clone()))
+                    })
+                    .await?;
+                match resp.status() {
+                    StatusCode::ACCEPTED | StatusCode::NO_CONTENT | StatusCode::CREATED => {
+                        location = self.next_location(&location, resp.headers())?;
+                        offset = end + 1;
+                        chunk = Bytes::new();
+                    }
+                    StatusCode::RANGE_NOT_SATISFIABLE if recoveries < 3 => {
+                        // distribution's 416 lies about its body length: never read it.
+                        drop(resp);
+                        recoveries += 1;
+                        let (loc, committed) = self.upload_status(repo, &location).await?;
+                        location = loc;
+                        if committed < offset || committed > end + 1 {
+                            return Err(self.invalid(format!(
+                                "the upload session is at byte {committed}, outside the chunk {offset}-{end}"
+                            )));
+                        }
+                        chunk = chunk.slice((committed - offset) as usize..);
+                        offset = committed;
+                    }
+                    _ => {
+                        return Err(self
+                            .error_from("PATCH", &format!("blob {repo}@{digest}"), resp)
+                            .await)
+                    }
+                }
+            }
+        }
+        let mut url = location.clone();
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let resp = self
+            .send(&scopes, || {
+                Ok(self.http.put(url.clone()).header(CONTENT_LENGTH, "0"))
+            })
+            .await?;
+        if resp.status().is_success() {
             Ok(())
         } else {
             Err(self
                 .error_from("PUT", &format!("blob {repo}@{digest}"), resp)
                 .await)
+        }
+    }
+
+    fn next_location(&self, current: &Url, headers: &HeaderMap) -> Result<Url, OciError> {
+        match headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+            Some(loc) => current
+                .join(loc)
+                .map_err(|e| self.invalid(format!("bad upload Location: {e}"))),
+            None => Ok(current.clone()),
+        }
+    }
+
+    /// `GET <session>`: the newest Location and how many bytes the registry holds.
+    async fn upload_status(
+        &self,
+        repo: &Repository,
+        session: &Url,
+    ) -> Result<(Url, u64), OciError> {
+        let scopes = Scopes::push(repo);
+        let resp = self
+            .send(&scopes, || Ok(self.http.get(session.clone())))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self
+                .error_from("GET", &format!("upload status of {repo}"), resp)
+                .await);
+        }
+        let committed = resp
+            .headers()
+            .get(reqwest::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| {
+                r.trim()
+                    .trim_start_matches("bytes=")
+                    .split_once('-')
+                    .map(|(_, e)| e.trim().to_owned())
+            })
+            .and_then(|e| e.parse::<u64>().ok())
+            .map(|last| last + 1)
+            .unwrap_or(0);
+        let loc = self.next_location(session, resp.headers())?;
+        Ok((loc, committed))
+    }
+
+    /// GET `bytes=offset-` of a blob. `Ok(None)` when the registry ignored the Range (200).
+    pub async fn get_blob_range(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+        size: u64,
+    ) -> Result<Option<Response>, OciError> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let scopes = Scopes::pull(repo);
+        let resp = self
+            .send(&scopes, || {
+                Ok(self
+                    .http
+                    .get(url.clone())
+                    .header(reqwest::header::RANGE, format!("bytes={offset}-")))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let expected = format!("bytes {offset}-{}/{size}", size.saturating_sub(1));
+                let got = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                if got != expected {
+                    return Err(self.invalid(format!(
+                        "the source answered a Range request for blob {digest} with Content-Range '{got}', expected '{expected}': the remote server may not be RFC 7233 compliant"
+                    )));
+                }
+                Ok(Some(resp))
+            }
+            StatusCode::OK => Ok(None),
+            StatusCode::RANGE_NOT_SATISFIABLE => Err(self.invalid(format!(
+                "the source refused the range {offset}- of blob {digest} (416): the remote server may not be RFC 7233 compliant"
+            ))),
+            _ => Err(self
+                .error_from("GET", &format!("blob {repo}@{digest}"), resp)
+                .await),
         }
     }
 

@@ -27,19 +27,21 @@ pub struct CopyTarget {
 
 /// One import.
 #[derive(Debug)]
-pub struct CopyRequest<'a> {
-    pub source: &'a RegistryClient,
+pub struct CopyRequest {
+    pub source: Arc<RegistryClient>,
     pub source_repository: Repository,
     /// Tag or digest at the source.
     pub reference: String,
-    pub target: &'a RegistryClient,
+    pub target: Arc<RegistryClient>,
     pub targets: Vec<CopyTarget>,
     /// Overwrite existing tags; when false, any existing tag fails the copy before it starts.
     pub force: bool,
-    /// Blobs in flight at once.
+    /// Blobs in flight at once for this copy.
     pub concurrency: usize,
-    /// Manifests an image may have (an index and its children).
+    /// Manifests an image may have (an index, its children, nested indexes).
     pub max_manifests: usize,
+    /// Largest layer accepted (for sources given by address); `None`: no limit.
+    pub max_layer_bytes: Option<u64>,
     pub progress: Arc<Progress>,
 }
 
@@ -56,6 +58,12 @@ pub enum CopyError {
     Unsupported(String),
     #[error("the image has {count} manifests; at most {limit} are allowed")]
     TooManyManifests { count: usize, limit: usize },
+    #[error("layer {digest} is {size} bytes; at most {limit} are allowed")]
+    LayerTooLarge {
+        digest: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
 /// Live counters of a copy, read by the worker's heartbeat.
@@ -134,7 +142,7 @@ pub struct CopyReport {
 }
 
 /// Runs the copy.
-pub async fn copy_image(req: &CopyRequest<'_>) -> Result<CopyReport, CopyError> {
+pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
     // NoForce fails before anything is read or written beyond a HEAD per tag.
     if !req.force {
         for t in &req.targets {
@@ -191,9 +199,17 @@ pub async fn copy_image(req: &CopyRequest<'_>) -> Result<CopyReport, CopyError> 
     })
 }
 
-/// Fetches the graph under `m` (children by digest), appending in post-order.
+fn invalid_source(req: &CopyRequest, detail: String) -> CopyError {
+    CopyError::Source(OciError::Invalid {
+        registry: req.source.name().to_owned(),
+        detail,
+    })
+}
+
+/// Fetches the graph under `m` (children by digest, concurrently), appending in post-order.
+/// Counts and limits are checked before any child is fetched.
 async fn walk(
-    req: &CopyRequest<'_>,
+    req: &CopyRequest,
     m: Manifest,
     depth: usize,
     graph: &mut Graph,
@@ -207,19 +223,16 @@ async fn walk(
         )));
     }
     let parts: ManifestParts = serde_json::from_slice(&m.bytes).map_err(|e| {
-        CopyError::Source(OciError::Invalid {
-            registry: req.source.name().to_owned(),
-            detail: format!("manifest {} is not valid JSON: {e}", m.digest),
-        })
+        invalid_source(req, format!("manifest {} is not valid JSON: {e}", m.digest))
     })?;
     let kind = classify(m.content_type.as_deref(), &parts);
     let media_type = push_media_type(m.content_type.as_deref(), &parts, kind);
     let parse_digest = |d: &str| {
         Digest::parse(d).map_err(|e| {
-            CopyError::Source(OciError::Invalid {
-                registry: req.source.name().to_owned(),
-                detail: format!("manifest {} references an invalid digest: {e}", m.digest),
-            })
+            invalid_source(
+                req,
+                format!("manifest {} references an invalid digest: {e}", m.digest),
+            )
         })
     };
     let mut node = Node {
@@ -237,29 +250,43 @@ async fn walk(
             )))
         }
         ManifestKind::Index => {
-            for child in parts.manifests.unwrap_or_default() {
-                let d = parse_digest(&child.digest)?;
-                if graph.nodes.len() + node.children.len() > req.max_manifests {
-                    // Stop fetching early; the count check after the walk reports the total.
-                    node.children.push(d);
-                    continue;
-                }
-                if !graph.index.contains_key(&d) {
-                    let cm = req
-                        .source
-                        .get_manifest(&req.source_repository, &d.to_string())
-                        .await
-                        .map_err(CopyError::Source)?;
-                    Box::pin(walk(req, cm, depth + 1, graph)).await?;
-                }
-                node.children.push(d);
-            }
-            if node.children.len() + graph.nodes.len() > req.max_manifests {
+            let children = parts.manifests.unwrap_or_default();
+            let known = graph.nodes.len() + children.len() + 1;
+            if known > req.max_manifests {
                 return Err(CopyError::TooManyManifests {
-                    count: node.children.len() + 1,
+                    count: known,
                     limit: req.max_manifests,
                 });
             }
+            let mut digests = Vec::with_capacity(children.len());
+            for c in &children {
+                digests.push(parse_digest(&c.digest)?);
+            }
+            let to_fetch: Vec<Digest> = {
+                let mut seen = HashSet::new();
+                digests
+                    .iter()
+                    .filter(|d| !graph.index.contains_key(*d) && seen.insert((*d).clone()))
+                    .cloned()
+                    .collect()
+            };
+            let fetches: Vec<_> = to_fetch
+                .into_iter()
+                .map(|d| {
+                    let src = req.source.clone();
+                    let repo = req.source_repository.clone();
+                    async move { src.get_manifest(&repo, &d.to_string()).await }
+                })
+                .collect();
+            let fetched: Vec<Manifest> = stream::iter(fetches)
+                .buffered(req.concurrency.max(1))
+                .try_collect()
+                .await
+                .map_err(CopyError::Source)?;
+            for cm in fetched {
+                Box::pin(walk(req, cm, depth + 1, graph)).await?;
+            }
+            node.children = digests;
         }
         ManifestKind::Image => {
             let mut all: Vec<Descriptor> = Vec::new();
@@ -269,14 +296,24 @@ async fn walk(
             for b in all {
                 parse_digest(&b.digest)?;
                 if b.size < 0 {
-                    return Err(CopyError::Source(OciError::Invalid {
-                        registry: req.source.name().to_owned(),
-                        detail: format!("manifest {} has a blob with a negative size", m.digest),
-                    }));
+                    return Err(invalid_source(
+                        req,
+                        format!("manifest {} has a blob with a negative size", m.digest),
+                    ));
                 }
-                if !b.is_non_distributable() {
-                    node.blobs.push(b);
+                if b.is_non_distributable() {
+                    continue;
                 }
+                if let Some(limit) = req.max_layer_bytes {
+                    if b.size as u64 > limit {
+                        return Err(CopyError::LayerTooLarge {
+                            digest: b.digest.clone(),
+                            size: b.size as u64,
+                            limit,
+                        });
+                    }
+                }
+                node.blobs.push(b);
             }
         }
     }
@@ -288,7 +325,7 @@ async fn walk(
 /// Copies every manifest the target repository lacks (and their blobs), without tags.
 /// Blobs come from the source, or by mount from `primary` (an earlier target repository).
 async fn copy_into(
-    req: &CopyRequest<'_>,
+    req: &CopyRequest,
     graph: &Graph,
     repo: &Repository,
     primary: Option<&Repository>,
@@ -297,7 +334,7 @@ async fn copy_into(
         .root()
         .ok_or_else(|| CopyError::Unsupported("empty graph".into()))?;
     // Top-down: a manifest the target has brings its whole sub-graph with it.
-    let mut needed: Vec<&Node> = Vec::new();
+    let mut needed: HashSet<&Digest> = HashSet::new();
     let mut seen: HashSet<&Digest> = HashSet::new();
     let mut stack = vec![root];
     let p = &req.progress;
@@ -314,19 +351,18 @@ async fn copy_into(
             .map_err(CopyError::Target)?
             .is_some();
         if present {
-            let sub = subgraph_size(graph, n);
-            p.manifests_done.fetch_add(sub.0, Ordering::Relaxed);
+            p.manifests_done
+                .fetch_add(subgraph_size(graph, n), Ordering::Relaxed);
             continue;
         }
-        needed.push(n);
+        needed.insert(&n.digest);
         stack.extend(n.children.iter().filter_map(|c| graph.get(c)));
     }
     // Post-order of the graph restricted to what is needed.
-    let needed_set: HashSet<&Digest> = needed.iter().map(|n| &n.digest).collect();
     let ordered: Vec<&Node> = graph
         .nodes
         .iter()
-        .filter(|n| needed_set.contains(&n.digest))
+        .filter(|n| needed.contains(&n.digest))
         .collect();
 
     let mut blobs: BTreeMap<String, Descriptor> = BTreeMap::new();
@@ -343,16 +379,20 @@ async fn copy_into(
     );
 
     let (from_client, from_repo) = match primary {
-        Some(prim) => (req.target, prim),
-        None => (req.source, &req.source_repository),
+        Some(prim) => (&req.target, prim),
+        None => (&req.source, &req.source_repository),
     };
     let jobs: Vec<_> = blobs
         .into_values()
         .map(|d| {
-            let progress = req.progress.clone();
-            let from_repo = from_repo.clone();
-            let repo = repo.clone();
-            async move { copy_blob(from_client, &from_repo, req.target, &repo, &d, &progress).await }
+            let blob = BlobCopy {
+                src: from_client.clone(),
+                src_repo: from_repo.clone(),
+                dst: req.target.clone(),
+                dst_repo: repo.clone(),
+                progress: req.progress.clone(),
+            };
+            async move { blob.run(&d).await }
         })
         .collect();
     stream::iter(jobs)
@@ -371,7 +411,7 @@ async fn copy_into(
 }
 
 /// Manifest count of the sub-graph under `n` (for progress).
-fn subgraph_size(graph: &Graph, n: &Node) -> (u64,) {
+fn subgraph_size(graph: &Graph, n: &Node) -> u64 {
     let mut seen = HashSet::new();
     let mut stack = vec![n];
     while let Some(x) = stack.pop() {
@@ -379,7 +419,7 @@ fn subgraph_size(graph: &Graph, n: &Node) -> (u64,) {
             stack.extend(x.children.iter().filter_map(|c| graph.get(c)));
         }
     }
-    (seen.len() as u64,)
+    seen.len() as u64
 }
 
 enum Hasher {
@@ -408,181 +448,358 @@ impl Hasher {
     }
 }
 
-/// Copies one blob: skip when present, mount when possible, else stream GET → PUT verifying
-/// size and digest on the way (a mismatch aborts the PUT before the registry commits it).
-async fn copy_blob(
-    src: &RegistryClient,
-    src_repo: &Repository,
-    dst: &RegistryClient,
-    dst_repo: &Repository,
-    desc: &Descriptor,
-    progress: &Arc<Progress>,
-) -> Result<(), CopyError> {
-    let size = desc.size.max(0) as u64;
-    let digest = Digest::parse(&desc.digest).map_err(|e| {
-        CopyError::Source(OciError::Invalid {
-            registry: src.name().to_owned(),
-            detail: e,
-        })
-    })?;
-    let done = |skipped: bool| {
-        if skipped {
-            progress.bytes_skipped.fetch_add(size, Ordering::Relaxed);
-        }
-        progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-    };
-    if dst
-        .head_blob(dst_repo, &digest)
-        .await
-        .map_err(CopyError::Target)?
-    {
-        done(true);
-        return Ok(());
-    }
-    let mount = src.same_registry(dst).then_some((&digest, src_repo));
-    let session = match dst
-        .start_upload(dst_repo, mount)
-        .await
-        .map_err(CopyError::Target)?
-    {
-        UploadStart::Mounted => {
-            tracing::debug!(%digest, from = %src_repo, to = %dst_repo, "blob mounted");
-            done(true);
-            return Ok(());
-        }
-        UploadStart::Session(url) => url,
-    };
+/// Attempts per blob when an attempt must start over (target refused the upload mode, token
+/// expired mid-upload, source ignored Range after a broken connection, transient target error).
+const BLOB_ATTEMPTS: u32 = 3;
+/// Reconnections (Range resumes) per blob attempt.
+const MAX_RESUMES: u32 = 8;
 
-    let resp = match src.get_blob(src_repo, &digest).await {
-        Ok(r) => r,
-        Err(e) => {
-            dst.cancel_upload(dst_repo, &session).await;
-            return Err(CopyError::Source(e));
-        }
-    };
-    if let Some(len) = resp.content_length() {
-        if len != size {
-            dst.cancel_upload(dst_repo, &session).await;
-            return Err(CopyError::Source(OciError::SizeMismatch {
-                registry: src.name().to_owned(),
-                what: format!("blob {digest}"),
-                expected: size,
-                actual: len,
-            }));
+/// How one attempt at a blob ended badly.
+enum BlobFailure {
+    /// Start the blob over (a fresh upload session).
+    Restart(CopyError),
+    Fatal(CopyError),
+}
+
+/// One blob: source → target.
+struct BlobCopy {
+    src: Arc<RegistryClient>,
+    src_repo: Repository,
+    dst: Arc<RegistryClient>,
+    dst_repo: Repository,
+    progress: Arc<Progress>,
+}
+
+impl BlobCopy {
+    async fn run(&self, desc: &Descriptor) -> Result<(), CopyError> {
+        let size = desc.size.max(0) as u64;
+        let digest = Digest::parse(&desc.digest).map_err(|e| {
+            CopyError::Source(OciError::Invalid {
+                registry: self.src.name().to_owned(),
+                detail: e,
+            })
+        })?;
+        // Bounded per registry host, across operations; always in name order so two copies
+        // in opposite directions cannot hold one slot each and wait for the other.
+        let (first, second) = if self.src.same_registry(&self.dst) {
+            (self.src.transfer_slots().clone(), None)
+        } else if self.src.name() <= self.dst.name() {
+            (
+                self.src.transfer_slots().clone(),
+                Some(self.dst.transfer_slots().clone()),
+            )
+        } else {
+            (
+                self.dst.transfer_slots().clone(),
+                Some(self.src.transfer_slots().clone()),
+            )
+        };
+        let _p1 = first
+            .acquire_owned()
+            .await
+            .map_err(|_| CopyError::Unsupported("the transfer limiter was closed".into()))?;
+        let _p2 =
+            match second {
+                Some(s) => Some(s.acquire_owned().await.map_err(|_| {
+                    CopyError::Unsupported("the transfer limiter was closed".into())
+                })?),
+                None => None,
+            };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let counted = Arc::new(AtomicU64::new(0));
+            match self.attempt(&digest, size, counted.clone()).await {
+                Ok(skipped) => {
+                    if skipped {
+                        self.progress
+                            .bytes_skipped
+                            .fetch_add(size, Ordering::Relaxed);
+                    }
+                    self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(BlobFailure::Restart(e)) if attempt < BLOB_ATTEMPTS => {
+                    tracing::info!(%digest, attempt, error = %e, "blob copy starts over");
+                    // This attempt's bytes will be copied again: do not count them twice.
+                    self.progress
+                        .bytes_copied
+                        .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                Err(BlobFailure::Restart(e)) | Err(BlobFailure::Fatal(e)) => {
+                    self.progress
+                        .bytes_copied
+                        .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
         }
     }
 
-    // The stream reports source-side failures here so they are not blamed on the target.
-    let failure: Arc<Mutex<Option<OciError>>> = Arc::new(Mutex::new(None));
-    let verifier = VerifyState {
-        inner: resp.bytes_stream().boxed(),
-        hasher: Some(Hasher::new(digest.algorithm())),
-        seen: 0,
-        size,
-        digest: digest.clone(),
-        registry: src.name().to_owned(),
-        progress: progress.clone(),
-        failure: failure.clone(),
-    };
-    let body = reqwest::Body::wrap_stream(stream::try_unfold(verifier, VerifyState::next));
-    let put = dst
-        .put_upload(dst_repo, &session, &digest, size, body)
-        .await;
-    let source_failure = match failure.lock() {
-        Ok(mut f) => f.take(),
-        Err(p) => p.into_inner().take(),
-    };
-    match (source_failure, put) {
-        (Some(e), _) => {
-            dst.cancel_upload(dst_repo, &session).await;
-            Err(CopyError::Source(e))
+    /// One attempt. `Ok(true)`: nothing was transferred (present or mounted).
+    async fn attempt(
+        &self,
+        digest: &Digest,
+        size: u64,
+        counted: Arc<AtomicU64>,
+    ) -> Result<bool, BlobFailure> {
+        let target_err = |e: OciError| {
+            if e.is_transient() || matches!(e, OciError::Unauthorized { .. }) {
+                BlobFailure::Restart(CopyError::Target(e))
+            } else {
+                BlobFailure::Fatal(CopyError::Target(e))
+            }
+        };
+        if self
+            .dst
+            .head_blob(&self.dst_repo, digest)
+            .await
+            .map_err(target_err)?
+        {
+            return Ok(true);
         }
-        (None, Err(e)) => {
-            dst.cancel_upload(dst_repo, &session).await;
-            Err(CopyError::Target(e))
+        let mut session = None;
+        if self.src.same_registry(&self.dst) {
+            match self
+                .dst
+                .start_upload(&self.dst_repo, Some((digest, &self.src_repo)))
+                .await
+            {
+                Ok(UploadStart::Mounted) => {
+                    tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
+                    return Ok(true);
+                }
+                Ok(UploadStart::Session { url, min_chunk }) => session = Some((url, min_chunk)),
+                Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
+            }
         }
-        (None, Ok(())) => {
-            done(false);
-            Ok(())
+        let (url, min_chunk) = match session {
+            Some(s) => s,
+            None => match self
+                .dst
+                .start_upload(&self.dst_repo, None)
+                .await
+                .map_err(target_err)?
+            {
+                UploadStart::Session { url, min_chunk } => (url, min_chunk),
+                UploadStart::Mounted => return Ok(true),
+            },
+        };
+
+        let resp = match self.src.get_blob(&self.src_repo, digest).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                let restart = e.is_transient();
+                let e = CopyError::Source(e);
+                return Err(if restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                });
+            }
+        };
+        if let Some(len) = resp.content_length() {
+            if len != size {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                return Err(BlobFailure::Fatal(CopyError::Source(
+                    OciError::SizeMismatch {
+                        registry: self.src.name().to_owned(),
+                        what: format!("blob {digest}"),
+                        expected: size,
+                        actual: len,
+                    },
+                )));
+            }
+        }
+
+        // Source-side failures are recorded here so they are not blamed on the target.
+        let failure: Arc<Mutex<Option<SourceFailure>>> = Arc::new(Mutex::new(None));
+        let verifier = VerifyState {
+            src: self.src.clone(),
+            repo: self.src_repo.clone(),
+            inner: resp.bytes_stream().boxed(),
+            hasher: Some(Hasher::new(digest.algorithm())),
+            seen: 0,
+            since_connect: 0,
+            resumes: 0,
+            size,
+            digest: digest.clone(),
+            progress: self.progress.clone(),
+            counted,
+            failure: failure.clone(),
+        };
+        let body = stream::try_unfold(verifier, VerifyState::next);
+        let put = if self.dst.chunked_only() {
+            self.dst
+                .upload_chunked(&self.dst_repo, &url, min_chunk, digest, Box::pin(body))
+                .await
+        } else {
+            self.dst
+                .put_upload(
+                    &self.dst_repo,
+                    &url,
+                    digest,
+                    size,
+                    reqwest::Body::wrap_stream(body),
+                )
+                .await
+        };
+        let source_failure = match failure.lock() {
+            Ok(mut f) => f.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        match (source_failure, put) {
+            (Some(f), _) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                let e = CopyError::Source(f.error);
+                Err(if f.restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                })
+            }
+            (None, Err(e)) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                if let OciError::Status {
+                    status: 411 | 413, ..
+                } = e
+                {
+                    self.dst.set_chunked_only();
+                    return Err(BlobFailure::Restart(CopyError::Target(e)));
+                }
+                Err(target_err(e))
+            }
+            (None, Ok(())) => Ok(false),
         }
     }
 }
 
+/// A source failure seen inside the body stream.
+struct SourceFailure {
+    error: OciError,
+    /// Starting the blob over may help (the source ignored Range after a broken connection).
+    restart: bool,
+}
+
+/// The body stream of an upload: source bytes, hashed and counted, resumed with Range after a
+/// broken or stalled connection, verified before the last byte is forwarded.
 struct VerifyState {
+    src: Arc<RegistryClient>,
+    repo: Repository,
     inner: futures::stream::BoxStream<'static, Result<Bytes, reqwest::Error>>,
     hasher: Option<Hasher>,
     seen: u64,
+    /// Bytes since the current connection started (a reconnect that yields none is not retried).
+    since_connect: u64,
+    resumes: u32,
     size: u64,
     digest: Digest,
-    registry: String,
     progress: Arc<Progress>,
-    failure: Arc<Mutex<Option<OciError>>>,
+    /// Bytes this attempt added to `progress.bytes_copied`.
+    counted: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<SourceFailure>>>,
 }
 
 impl VerifyState {
-    fn fail(&self, e: OciError) -> io::Error {
-        let msg = e.to_string();
+    fn fail(&self, error: OciError, restart: bool) -> io::Error {
+        let msg = error.to_string();
         if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert(e);
+            f.get_or_insert(SourceFailure { error, restart });
         }
         io::Error::other(msg)
     }
 
+    fn network(&self, detail: String) -> OciError {
+        OciError::Network {
+            registry: self.src.name().to_owned(),
+            detail,
+        }
+    }
+
     async fn next(mut self) -> Result<Option<(Bytes, Self)>, io::Error> {
-        match self.inner.next().await {
-            Some(Ok(chunk)) => {
-                self.seen += chunk.len() as u64;
-                if self.seen > self.size {
-                    let e = OciError::SizeMismatch {
-                        registry: self.registry.clone(),
-                        what: format!("blob {}", self.digest),
-                        expected: self.size,
-                        actual: self.seen,
-                    };
-                    return Err(self.fail(e));
-                }
-                if let Some(h) = self.hasher.as_mut() {
-                    h.update(&chunk);
-                }
-                // Verify before the last byte leaves: the registry must never receive a complete
-                // body for a blob whose digest is wrong.
-                if self.seen == self.size {
-                    if let Err(e) = self.verify_digest() {
-                        return Err(self.fail(e));
+        loop {
+            let broken = match self.inner.next().await {
+                Some(Ok(chunk)) => return self.accept(chunk).map(|c| Some((c, self))),
+                Some(Err(e)) => {
+                    let stalled = e.is_timeout();
+                    let detail = crate::error::describe_reqwest(e);
+                    if stalled {
+                        format!(
+                            "the source stalled: no data for {} seconds while reading blob {} (timed out after {} of {} bytes)",
+                            self.src.stall_timeout().as_secs(),
+                            self.digest,
+                            self.seen,
+                            self.size
+                        )
+                    } else {
+                        format!(
+                            "the connection broke while reading blob {} after {} of {} bytes: {detail}",
+                            self.digest, self.seen, self.size
+                        )
                     }
                 }
-                self.progress
-                    .bytes_copied
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                Ok(Some((chunk, self)))
-            }
-            Some(Err(e)) => {
-                let e = OciError::Network {
-                    registry: self.registry.clone(),
-                    detail: format!(
-                        "reading blob {}: {}",
-                        self.digest,
-                        crate::error::describe_reqwest(e)
-                    ),
-                };
-                Err(self.fail(e))
-            }
-            None => {
-                if self.seen != self.size {
-                    let e = OciError::SizeMismatch {
-                        registry: self.registry.clone(),
-                        what: format!("blob {}", self.digest),
-                        expected: self.size,
-                        actual: self.seen,
-                    };
-                    return Err(self.fail(e));
+                None if self.seen < self.size => format!(
+                    "the source ended blob {} after {} of {} bytes: unexpected length of body in response",
+                    self.digest, self.seen, self.size
+                ),
+                None => {
+                    if let Err(e) = self.verify_digest() {
+                        return Err(self.fail(e, false));
+                    }
+                    return Ok(None);
                 }
-                if let Err(e) = self.verify_digest() {
-                    return Err(self.fail(e));
+            };
+            // Resume with Range, unless the last connection brought nothing new.
+            if self.resumes >= MAX_RESUMES || (self.resumes > 0 && self.since_connect == 0) {
+                return Err(self.fail(self.network(broken), false));
+            }
+            self.resumes += 1;
+            self.since_connect = 0;
+            tracing::info!(digest = %self.digest, offset = self.seen, resume = self.resumes, reason = %broken, "resuming blob download");
+            match self
+                .src
+                .get_blob_range(&self.repo, &self.digest, self.seen, self.size)
+                .await
+            {
+                Ok(Some(resp)) => self.inner = resp.bytes_stream().boxed(),
+                Ok(None) => {
+                    let e = self.network(format!(
+                        "{broken}; the source ignored the Range request (the remote server may not be RFC 7233 compliant), so the blob starts over"
+                    ));
+                    return Err(self.fail(e, true));
                 }
-                Ok(None)
+                Err(e) => return Err(self.fail(e, false)),
             }
         }
+    }
+
+    fn accept(&mut self, chunk: Bytes) -> Result<Bytes, io::Error> {
+        self.seen += chunk.len() as u64;
+        self.since_connect += chunk.len() as u64;
+        if self.seen > self.size {
+            let e = OciError::SizeMismatch {
+                registry: self.src.name().to_owned(),
+                what: format!("blob {}", self.digest),
+                expected: self.size,
+                actual: self.seen,
+            };
+            return Err(self.fail(e, false));
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&chunk);
+        }
+        // Verify before the last byte leaves: the registry must never receive a complete body
+        // for a blob whose digest is wrong.
+        if self.seen == self.size {
+            if let Err(e) = self.verify_digest() {
+                return Err(self.fail(e, false));
+            }
+        }
+        let n = chunk.len() as u64;
+        self.progress.bytes_copied.fetch_add(n, Ordering::Relaxed);
+        self.counted.fetch_add(n, Ordering::Relaxed);
+        Ok(chunk)
     }
 
     /// Compares the finished hash with the descriptor (once; later calls pass).
@@ -595,7 +812,7 @@ impl VerifyState {
             Ok(())
         } else {
             Err(OciError::DigestMismatch {
-                registry: self.registry.clone(),
+                registry: self.src.name().to_owned(),
                 what: "blob".into(),
                 expected: self.digest.to_string(),
                 actual: actual.to_string(),

@@ -16,6 +16,6 @@ pub mod copy;
 pub mod error;
 pub mod media;
 
-pub use client::{ClientConfig, Credentials, RegistryClient};
+pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
 pub use copy::{CopyError, CopyRequest, CopyTarget, Progress};
 pub use error::OciError;

@@ -47,6 +47,8 @@ struct Source {
     repository: Repository,
     /// How the user named the source, for messages (`host/repo` or `registry/repo`).
     display: String,
+    /// A registry outside the emulator (the layer size limit applies).
+    external: bool,
 }
 
 pub(crate) async fn execute(
@@ -123,14 +125,19 @@ pub(crate) async fn execute(
         Reference::Tag(t) => t.to_string(),
     };
     let req = CopyRequest {
-        source: &source.client,
+        source: source.client.clone(),
         source_repository: source.repository.clone(),
         reference: reference.clone(),
-        target: &ctx.backend,
+        target: ctx.backend.clone(),
         targets,
         force: spec.mode == acr_core::wire::ImportMode::Force,
         concurrency: ctx.config.copy_concurrency,
         max_manifests: ctx.config.max_manifests,
+        max_layer_bytes: if source.external {
+            ctx.config.max_layer_bytes
+        } else {
+            None
+        },
         progress,
     };
     match copy_image(&req).await {
@@ -205,6 +212,7 @@ async fn resolve_source(
                 "{name_lower}.{}/{}",
                 ctx.config.login_server_suffix, spec.source_image.repository
             ),
+            external: false,
         })
     };
     match &spec.source {
@@ -259,12 +267,14 @@ async fn resolve_source(
                 ctx.http.clone(),
                 url,
                 credentials,
-                ctx.config.client.max_attempts,
+                &ctx.config.client,
+                &ctx.limits,
             );
             Ok(Source {
                 client: Arc::new(client),
                 repository: spec.source_image.repository.clone(),
                 display: format!("{}/{}", addr.authority(), spec.source_image.repository),
+                external: true,
             })
         }
     }
@@ -300,6 +310,16 @@ pub fn failure_for(
             format!("The image {image} has {count} manifests; an imported image may have at most {limit}."),
         ),
         CopyError::Unsupported(m) => ImportFailure::new(FailureKind::InvalidParameters, m.clone()),
+        CopyError::LayerTooLarge {
+            digest,
+            size,
+            limit,
+        } => ImportFailure::new(
+            FailureKind::InvalidParameters,
+            format!(
+                "The image {image} has a layer of {size} bytes ({digest}); layers imported from a registryUri source may be at most {limit} bytes."
+            ),
+        ),
         CopyError::Source(o) => match o {
             OciError::NotFound { what, code, .. } if what.starts_with("manifest") => ImportFailure::new(
                 FailureKind::SourceImageNotFound,

@@ -14,7 +14,7 @@ mod execute;
 use std::sync::Arc;
 use std::time::Duration;
 
-use acr_oci::{ClientConfig, Credentials, RegistryClient};
+use acr_oci::{ClientConfig, Credentials, HostLimits, RegistryClient};
 use acr_store::{ClaimedOperation, Outcome, Store};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -40,6 +40,10 @@ pub struct WorkerConfig {
     /// Blobs in flight per operation.
     pub copy_concurrency: usize,
     pub max_manifests: usize,
+    /// Largest layer accepted from a source given by `registryUri`; `None`: no limit.
+    pub max_layer_bytes: Option<u64>,
+    /// An operation still copying after this long fails with `ImportTimedOut`.
+    pub operation_timeout: Duration,
     pub login_server_suffix: String,
     /// How long running copies may go on after shutdown starts.
     pub shutdown_grace: Duration,
@@ -51,17 +55,20 @@ pub struct WorkerPool {
     config: Arc<WorkerConfig>,
     http: reqwest::Client,
     backend: Arc<RegistryClient>,
+    limits: Arc<HostLimits>,
     owner: String,
 }
 
 impl WorkerPool {
     pub fn new(store: Store, config: WorkerConfig) -> Result<Self, acr_oci::OciError> {
         let http = config.client.build_http()?;
+        let limits = HostLimits::new(config.client.registry_concurrency);
         let backend = Arc::new(RegistryClient::new(
             http.clone(),
             config.backend_url.clone(),
             config.backend_credentials.clone(),
-            config.client.max_attempts,
+            &config.client,
+            &limits,
         ));
         let owner = format!(
             "{}-{}",
@@ -73,6 +80,7 @@ impl WorkerPool {
             config: Arc::new(config),
             http,
             backend,
+            limits,
             owner,
         })
     }
@@ -142,6 +150,7 @@ impl WorkerPool {
             config: self.config.clone(),
             http: self.http.clone(),
             backend: self.backend.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -153,6 +162,7 @@ pub(crate) struct Ctx {
     pub config: Arc<WorkerConfig>,
     pub http: reqwest::Client,
     pub backend: Arc<RegistryClient>,
+    pub limits: Arc<HostLimits>,
 }
 
 /// Drives one claimed operation to an end (or gives it back).
@@ -191,8 +201,21 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
+    let timeout = ctx.config.operation_timeout;
+    let run = async {
+        match tokio::time::timeout(timeout, execute::execute(&ctx, &op, progress.clone())).await {
+            Ok(r) => r,
+            Err(_) => Err(execute::Failure::Final(acr_core::operation::ImportFailure::new(
+                acr_core::operation::FailureKind::TimedOut,
+                format!(
+                    "Operation {id} failed: the import did not finish within {} seconds and was stopped.",
+                    timeout.as_secs()
+                ),
+            ))),
+        }
+    };
     let result = tokio::select! {
-        r = execute::execute(&ctx, &op, progress.clone()) => Some(r),
+        r = run => Some(r),
         _ = lost.cancelled() => {
             tracing::warn!(operation.id = %id, attempt, "lease lost: abandoning this attempt");
             None
