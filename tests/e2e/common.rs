@@ -1,6 +1,6 @@
 //! Helpers shared by the feature modules.
 
-use acr_import_tests::{TestImage, TestRegistry};
+use acr_import_tests::{ArmResponse, FaultProxy, OciClient, TestEnv, TestImage, TestRegistry};
 use serde_json::{json, Value};
 
 /// The emulated registry most tests import into; it lives in the backend as `myreg/…`.
@@ -64,4 +64,69 @@ pub fn assert_succeeded(status: &Value) {
         );
         assert_eq!(p["blobsDone"], p["blobsTotal"], "blobs: {status}");
     }
+}
+
+/// An anonymous source registry holding `image` as `repo:tag`, and a fault proxy in front of
+/// it (import from `proxy.host()`).
+pub async fn proxied_source(
+    repo: &str,
+    tag: &str,
+    image: &TestImage,
+) -> (TestRegistry, FaultProxy) {
+    let src = anonymous_source(repo, tag, image).await;
+    let proxy = FaultProxy::start(&src.url()).await;
+    (src, proxy)
+}
+
+/// `properties` of an operation status, as an object (panics if absent).
+pub fn progress(status: &Value) -> &Value {
+    let p = &status["properties"];
+    assert!(p.is_object(), "no properties in the status: {status}");
+    p
+}
+
+/// `properties.<field>` as a number (panics if absent).
+pub fn prop(status: &Value, field: &str) -> u64 {
+    progress(status)[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("properties.{field} missing or not a number: {status}"))
+}
+
+/// Asserts every blob of `image` at `repo` streams back with exactly its digest and size.
+pub async fn assert_blob_bytes(client: &OciClient, repo: &str, image: &TestImage) {
+    for blob in &image.blobs {
+        let (digest, len) = client
+            .blob_digest(repo, &blob.digest)
+            .await
+            .unwrap_or_else(|e| panic!("GET {repo}@{}: {e:#}", blob.digest));
+        assert_eq!(
+            (digest.as_str(), len),
+            (blob.digest.as_str(), blob.size),
+            "bytes of {repo}@{}",
+            blob.digest
+        );
+    }
+}
+
+/// Asserts the Location URL of a finished operation answers `status` (with an ARM error
+/// `code` when given).
+pub async fn assert_location(
+    env: &TestEnv,
+    accepted: &ArmResponse,
+    status: u16,
+    code: Option<&str>,
+) {
+    let loc = env.arm.get(&accepted.location()).await;
+    assert_eq!(loc.status.as_u16(), status, "Location URL: {loc}");
+    if let Some(code) = code {
+        assert_eq!(loc.assert_arm_error(), code, "Location URL: {loc}");
+    }
+}
+
+/// Asserts `repo` at the target has no tags and none of `image`.
+pub async fn assert_nothing_copied(env: &TestEnv, repo: &str, image: &TestImage) {
+    let backend = env.backend_client();
+    let tags = backend.tags_list(repo).await.expect("tags/list");
+    assert!(tags.is_empty(), "{repo} has tags {tags:?}");
+    backend.assert_has_none_of(repo, image).await;
 }

@@ -7,15 +7,21 @@
 
 mod common;
 
+mod auth_refresh;
+mod copy_graph;
 mod crash;
+mod fault_proxy;
 mod harness;
 mod import_basic;
 mod large;
+mod limits;
 mod lro;
 mod malformed;
 mod missing_source;
 mod modes;
 mod registries;
+mod resilience;
 mod resource_id;
 mod shutdown;
 mod source_auth;
+mod transfer;

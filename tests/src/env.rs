@@ -46,6 +46,31 @@ impl TestEnv {
         }
     }
 
+    /// Like [`start_with`](Self::start_with) on a backend of the caller's (e.g. one with
+    /// token auth, or one a [`FaultProxy`](crate::fault_proxy::FaultProxy) sits in front of:
+    /// `configure` may point `backend_registry` at the proxy). The backend's credentials, if
+    /// any, are passed to the service as `ACR_IMPORT_BACKEND_USERNAME` / `_PASSWORD`.
+    pub async fn start_with_backend(
+        backend: TestRegistry,
+        configure: impl FnOnce(ServiceConfig) -> ServiceConfig,
+    ) -> Self {
+        let db = TestDatabase::create().await;
+        let mut config = ServiceConfig::new(db.url(), &backend.url());
+        if let Some(c) = backend.credentials() {
+            config = config.backend_credentials(&c.username, &c.password);
+        }
+        let service = TestService::start(configure(config)).await;
+        let arm = ArmClient::new(&service.base_url());
+        Self {
+            service,
+            arm,
+            backend,
+            db,
+            sub: uuid::Uuid::new_v4().to_string(),
+            rg: "acr-tests-rg".to_string(),
+        }
+    }
+
     /// Creates emulated registry `name` in this env's subscription and resource group.
     pub async fn create_registry(&self, name: &str) -> Value {
         self.arm.create_registry(&self.sub, &self.rg, name).await
@@ -80,6 +105,21 @@ impl TestEnv {
         let status = self
             .arm
             .poll_until_done(&accepted.async_operation(), IMPORT_TIMEOUT)
+            .await;
+        (accepted, status)
+    }
+
+    /// Like [`import_and_wait`](Self::import_and_wait) with a deadline of the caller's.
+    pub async fn import_and_wait_for(
+        &self,
+        registry: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> (ArmResponse, Value) {
+        let accepted = self.start_import(registry, body).await;
+        let status = self
+            .arm
+            .poll_until_done(&accepted.async_operation(), timeout)
             .await;
         (accepted, status)
     }

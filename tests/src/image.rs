@@ -19,6 +19,11 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+pub const HELM_CHART: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/// The OCI empty descriptor's media type (config of artifacts); its content is `{}`.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// Every manifest media type, as an `Accept` header value.
 pub const ALL_MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
@@ -236,6 +241,11 @@ impl Blob {
     fn descriptor(&self) -> Value {
         json!({"mediaType": self.media_type, "digest": self.digest, "size": self.size})
     }
+
+    /// `{"mediaType", "digest", "size"}` of this blob, for hand-built manifests.
+    pub fn descriptor_json(&self) -> Value {
+        self.descriptor()
+    }
 }
 
 /// A manifest or index as pushed: exact bytes, media type and digest.
@@ -248,6 +258,35 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A hand-built manifest: `value` pretty-printed is what gets pushed.
+    pub fn from_json(media_type: &str, value: &Value, platform: Option<Platform>) -> Self {
+        Self::new(media_type, value, platform)
+    }
+
+    /// A manifest of exactly these bytes.
+    pub fn from_bytes(media_type: &str, bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            digest: sha256_digest(&bytes),
+            media_type: media_type.to_string(),
+            bytes,
+            platform: None,
+        }
+    }
+
+    /// The descriptor of this manifest (with its platform, if any), for an index.
+    pub fn descriptor_json(&self) -> Value {
+        let mut d = json!({
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.bytes.len(),
+        });
+        if let Some(p) = &self.platform {
+            d["platform"] = p.to_json();
+        }
+        d
+    }
+
     fn new(media_type: &str, value: &Value, platform: Option<Platform>) -> Self {
         let bytes = Bytes::from(serde_json::to_vec_pretty(value).expect("serialize manifest"));
         Self {
@@ -385,6 +424,143 @@ impl TestImage {
 
     pub fn total_blob_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+/// Artifacts and unusual graphs.
+impl TestImage {
+    /// A Helm 3 chart as `helm push` stores it: an OCI manifest (without a `mediaType` field,
+    /// like Helm up to 3.12 writes it) with a Helm config and one chart layer.
+    pub fn helm_chart(seed: u64, name: &str, version: &str) -> Self {
+        let config = Blob::inline(
+            HELM_CONFIG,
+            serde_json::to_vec(&json!({
+                "apiVersion": "v2",
+                "name": name,
+                "version": version,
+                "description": "A Helm chart for acr-import tests",
+                "type": "application",
+                "appVersion": "1.16.0",
+            }))
+            .expect("serialize chart config"),
+        );
+        let chart = Blob::generated(HELM_CHART, mix(seed, 7), 3_777);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "config": config.descriptor(),
+            "layers": [chart.descriptor()],
+            "annotations": {
+                "org.opencontainers.image.created": "2024-01-01T00:00:00Z",
+                "org.opencontainers.image.description": "A Helm chart for acr-import tests",
+                "org.opencontainers.image.title": name,
+                "org.opencontainers.image.version": version,
+            },
+        });
+        Self {
+            top: Manifest::new(OCI_MANIFEST, &manifest, None),
+            children: Vec::new(),
+            blobs: vec![config, chart],
+        }
+    }
+
+    /// An OCI artifact: `artifactType`, the empty config (`{}`) and one layer of
+    /// `layer_type`.
+    pub fn artifact(seed: u64, artifact_type: &str, layer_type: &str) -> Self {
+        let config = Blob::inline(OCI_EMPTY, &b"{}"[..]);
+        let payload = serde_json::to_vec(&json!({
+            "spdxVersion": "SPDX-2.3",
+            "name": format!("acr-import-tests-{seed}"),
+            "packages": [],
+        }))
+        .expect("serialize artifact payload");
+        let layer = Blob::inline(layer_type, payload);
+        let mut config_desc = config.descriptor();
+        config_desc["data"] = json!("e30=");
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": config_desc,
+            "layers": [layer.descriptor()],
+            "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
+        });
+        Self {
+            top: Manifest::new(OCI_MANIFEST, &manifest, None),
+            children: Vec::new(),
+            blobs: vec![config, layer],
+        }
+    }
+
+    /// A Docker v2s2 image whose first layer is a foreign (non-distributable) layer with
+    /// `urls: [foreign_url]`, followed by a normal layer of `layer_size` bytes. The foreign
+    /// blob is returned apart: it is not part of `blobs` and never pushed anywhere.
+    pub fn docker_with_foreign_layer(
+        seed: u64,
+        foreign_url: &str,
+        layer_size: u64,
+    ) -> (Self, Blob) {
+        let foreign = Blob::generated(DOCKER_FOREIGN_LAYER, mix(seed, 99), 4_321);
+        let layer = Blob::generated(DOCKER_LAYER, mix(seed, 100), layer_size);
+        let config = Blob::inline(
+            DOCKER_CONFIG,
+            serde_json::to_vec(&json!({
+                "architecture": "amd64",
+                "os": "windows",
+                "os.version": "10.0.17763.5830",
+                "rootfs": {"type": "layers", "diff_ids": [foreign.digest, layer.digest]},
+                "created": "2024-01-01T00:00:00Z",
+            }))
+            .expect("serialize config"),
+        );
+        let mut foreign_desc = foreign.descriptor();
+        foreign_desc["urls"] = json!([foreign_url]);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [foreign_desc, layer.descriptor()],
+        });
+        (
+            Self {
+                top: Manifest::new(DOCKER_MANIFEST, &manifest, None),
+                children: Vec::new(),
+                blobs: vec![config, layer],
+            },
+            foreign,
+        )
+    }
+
+    /// An OCI index whose only entry is another OCI index of two platform manifests
+    /// (amd64, arm64). `children` lists the leaf manifests first, then the inner index, so
+    /// [`OciClient::push_image`](crate::oci::OciClient::push_image) pushes bottom-up.
+    pub fn nested_index(seed: u64, layer_sizes: &[u64]) -> Self {
+        let inner = Self::index(
+            mix(seed, 5),
+            Format::Oci,
+            &[Platform::amd64(), Platform::arm64()],
+            layer_sizes,
+        );
+        let outer = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [inner.top.descriptor_json()],
+            "annotations": {"org.opencontainers.image.ref.name": format!("nested-{seed}")},
+        });
+        let mut children = inner.children.clone();
+        children.push(inner.top.clone());
+        Self {
+            top: Manifest::new(OCI_INDEX, &outer, None),
+            children,
+            blobs: inner.blobs,
+        }
+    }
+
+    /// An OCI index of `n` tiny single-layer platform images (`linux/arch<i>`).
+    pub fn wide_index(seed: u64, n: usize) -> Self {
+        let platforms: Vec<Platform> = (0..n)
+            .map(|i| Platform::new("linux", &format!("arch{i}"), None))
+            .collect();
+        Self::index(seed, Format::Oci, &platforms, &[64])
     }
 }
 

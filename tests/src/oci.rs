@@ -465,6 +465,28 @@ impl OciClient {
         Ok((hasher.finish(), len))
     }
 
+    /// `GET` of a blob, with `Range` when given; the response as the registry sent it
+    /// (redirects followed by the client's default policy).
+    pub async fn get_blob_response(
+        &self,
+        repo: &str,
+        digest: &str,
+        range: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .request(
+                Method::GET,
+                &self.v2(&format!("{repo}/blobs/{digest}")),
+                repo,
+                false,
+            )
+            .await?;
+        if let Some(r) = range {
+            req = req.header(reqwest::header::RANGE, r);
+        }
+        Ok(req.send().await?)
+    }
+
     /// Tags of `repo` (empty when the repository does not exist).
     pub async fn tags_list(&self, repo: &str) -> Result<Vec<String>> {
         let resp = self

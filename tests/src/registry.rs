@@ -37,6 +37,21 @@ impl TestRegistry {
         Self::spawn(Auth::Anonymous, None).await
     }
 
+    /// No authentication, with `extra_yaml` appended to the registry's config (top-level
+    /// sections such as `validation:`; indent with two spaces).
+    pub async fn anonymous_with_config(extra_yaml: &str) -> Self {
+        Self::spawn_with(Auth::Anonymous, None, extra_yaml).await
+    }
+
+    /// An anonymous registry that accepts manifests with foreign (non-distributable) layers
+    /// whose `urls` are http(s) URLs (docker-registry refuses them unless allowed).
+    pub async fn anonymous_allowing_foreign_layers() -> Self {
+        Self::anonymous_with_config(
+            "validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n",
+        )
+        .await
+    }
+
     /// Basic auth with a bcrypt htpasswd entry for `user`/`pass`.
     pub async fn htpasswd(user: &str, pass: &str) -> Self {
         Self::spawn(Auth::Htpasswd, Some(Credentials::new(user, pass))).await
@@ -55,6 +70,10 @@ impl TestRegistry {
     }
 
     async fn spawn(auth: Auth, creds: Option<Credentials>) -> Self {
+        Self::spawn_with(auth, creds, "").await
+    }
+
+    async fn spawn_with(auth: Auth, creds: Option<Credentials>, extra_yaml: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("acr-registry-")
             .tempdir()
@@ -93,7 +112,7 @@ impl TestRegistry {
             let port = free_port();
             let secret = crate::util::random_suffix(32);
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n{auth_yaml}{extra_yaml}",
                 storage.display()
             );
             let config_path = dir.path().join("config.yml");

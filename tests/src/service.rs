@@ -54,6 +54,23 @@ impl ServiceConfig {
         self.extra_args.push(arg.to_string());
         self
     }
+    /// `--name value` (e.g. `.flag("--registry-concurrency", 2)`).
+    pub fn flag(mut self, name: &str, value: impl std::fmt::Display) -> Self {
+        self.extra_args.push(name.to_string());
+        self.extra_args.push(value.to_string());
+        self
+    }
+    /// Several extra arguments.
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.extra_args
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+    /// `ACR_IMPORT_BACKEND_USERNAME` / `ACR_IMPORT_BACKEND_PASSWORD`.
+    pub fn backend_credentials(self, username: &str, password: &str) -> Self {
+        self.env("ACR_IMPORT_BACKEND_USERNAME", username)
+            .env("ACR_IMPORT_BACKEND_PASSWORD", password)
+    }
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self

@@ -8,6 +8,12 @@
 //!   `401 insufficient_scope`;
 //! - wrong credentials: `401` with a JSON error and no token.
 //!
+//! `POST /token` (form: `grant_type=refresh_token&refresh_token=…&service=…&scope=…&client_id=…`,
+//! the OAuth2 flow of docker/distribution's `oauth.md`): when the refresh token is the one set
+//! with [`TokenServer::set_refresh_token`], an `access_token` granting every requested scope;
+//! otherwise `401 invalid_grant`. `grant_type=password` with the configured user/password
+//! works too. POSTs are logged separately ([`TokenServer::post_log`]).
+//!
 //! Tokens are ES256 JWTs signed with a P-256 key generated per server; the registry trusts
 //! it through `rootcertbundle` (a self-signed certificate of that key) and finds it by the
 //! JWT header `kid` (the libtrust key id). Requests are counted so tests can assert that
@@ -74,6 +80,19 @@ struct Claims<'a> {
     access: &'a [Access],
 }
 
+/// One `POST /token` (OAuth2 form) as the server saw it.
+#[derive(Clone, Debug)]
+pub struct TokenPost {
+    pub grant_type: Option<String>,
+    pub refresh_token: Option<String>,
+    pub service: Option<String>,
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Whether a token was issued.
+    pub granted: bool,
+}
+
 /// What the server saw in one request (for assertions).
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
@@ -89,9 +108,14 @@ struct Inner {
     key: EncodingKey,
     kid: String,
     expires_in: AtomicU64,
+    /// Seconds taken off `exp` (see [`TokenServer::set_exp_backdate`]).
+    exp_backdate: AtomicU64,
     requests: AtomicUsize,
     authorized: AtomicUsize,
     log: Mutex<Vec<TokenRequest>>,
+    refresh_token: Mutex<Option<String>>,
+    posts: Mutex<Vec<TokenPost>>,
+    issued: AtomicUsize,
 }
 
 pub struct TokenServer {
@@ -172,15 +196,19 @@ impl TokenServer {
         let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes()).expect("EC key");
         let inner = Arc::new(Inner {
             expires_in: AtomicU64::new(config.expires_in),
+            exp_backdate: AtomicU64::new(0),
             config,
             key,
             kid,
             requests: AtomicUsize::new(0),
             authorized: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
+            refresh_token: Mutex::new(None),
+            posts: Mutex::new(Vec::new()),
+            issued: AtomicUsize::new(0),
         });
         let app = Router::new()
-            .route("/token", get(token_handler))
+            .route("/token", get(token_handler).post(token_post_handler))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -245,6 +273,34 @@ impl TokenServer {
     pub fn set_expires_in(&self, secs: u64) {
         self.inner.expires_in.store(secs, Ordering::SeqCst);
     }
+    /// Accepts `token` as a refresh token on `POST /token` from now on (None: none is).
+    pub fn set_refresh_token(&self, token: Option<&str>) {
+        *self.inner.refresh_token.lock().expect("refresh lock") = token.map(str::to_string);
+    }
+    /// Every `POST /token` so far, in order.
+    pub fn post_log(&self) -> Vec<TokenPost> {
+        self.inner.posts.lock().expect("posts lock").clone()
+    }
+    /// `POST /token` requests with `grant_type=refresh_token`.
+    pub fn refresh_posts(&self) -> usize {
+        self.post_log()
+            .iter()
+            .filter(|p| p.grant_type.as_deref() == Some("refresh_token"))
+            .count()
+    }
+    /// Tokens handed out over HTTP (GET and POST, anonymous ones included).
+    pub fn tokens_issued(&self) -> usize {
+        self.inner.issued.load(Ordering::SeqCst)
+    }
+
+    /// Dates the `exp` claim of tokens issued from now on `secs` seconds earlier than
+    /// `expires_in` says (the `expires_in` field is unchanged). docker-registry accepts tokens
+    /// up to 60 s past `exp` (clock-skew leeway): with a backdate of 60 a token with
+    /// `expires_in: 2` really stops working after about 2 s.
+    pub fn set_exp_backdate(&self, secs: u64) {
+        self.inner.exp_backdate.store(secs, Ordering::SeqCst);
+    }
+
     /// Signs a token directly (no HTTP), e.g. for a test that needs a specific grant.
     pub fn mint(&self, subject: &str, access: &[Access]) -> String {
         mint(&self.inner, subject, access)
@@ -260,12 +316,13 @@ impl Drop for TokenServer {
 fn mint(inner: &Inner, subject: &str, access: &[Access]) -> String {
     let now = chrono::Utc::now().timestamp();
     let expires_in = inner.expires_in.load(Ordering::SeqCst) as i64;
+    let backdate = inner.exp_backdate.load(Ordering::SeqCst) as i64;
     let claims = Claims {
         iss: &inner.config.issuer,
         sub: subject,
         aud: &inner.config.service,
-        exp: now + expires_in,
-        nbf: now - 10,
+        exp: now + expires_in - backdate,
+        nbf: (now - 10).min(now + expires_in - backdate - 1),
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         access,
@@ -336,10 +393,83 @@ async fn token_handler(
         (String::new(), Vec::new())
     };
     let token = mint(&inner, &subject, &access);
+    inner.issued.fetch_add(1, Ordering::SeqCst);
     let issued_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Json(json!({
         "token": token,
         "access_token": token,
+        "expires_in": inner.expires_in.load(Ordering::SeqCst),
+        "issued_at": issued_at,
+    }))
+    .into_response()
+}
+
+async fn token_post_handler(State(inner): State<Arc<Inner>>, body: axum::body::Bytes) -> Response {
+    inner.requests.fetch_add(1, Ordering::SeqCst);
+    let mut post = TokenPost {
+        grant_type: None,
+        refresh_token: None,
+        service: None,
+        scopes: Vec::new(),
+        client_id: None,
+        username: None,
+        granted: false,
+    };
+    let mut password = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "grant_type" => post.grant_type = Some(v.into_owned()),
+            "refresh_token" => post.refresh_token = Some(v.into_owned()),
+            "service" => post.service = Some(v.into_owned()),
+            "scope" => post
+                .scopes
+                .extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+            "client_id" => post.client_id = Some(v.into_owned()),
+            "username" => post.username = Some(v.into_owned()),
+            "password" => password = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let expected_refresh = inner.refresh_token.lock().expect("refresh lock").clone();
+    post.granted = match post.grant_type.as_deref() {
+        Some("refresh_token") => {
+            expected_refresh.is_some() && post.refresh_token == expected_refresh
+        }
+        Some("password") => {
+            post.username.as_deref() == Some(inner.config.username.as_str())
+                && password.as_deref() == Some(inner.config.password.as_str())
+        }
+        _ => false,
+    };
+    inner.log.lock().expect("log lock").push(TokenRequest {
+        authorized: post.granted,
+        anonymous: false,
+        scopes: post.scopes.clone(),
+        service: post.service.clone(),
+        account: post.username.clone(),
+    });
+    let granted = post.granted;
+    let scopes = post.scopes.clone();
+    let subject = post
+        .username
+        .clone()
+        .unwrap_or_else(|| "refresh-token-user".to_string());
+    inner.posts.lock().expect("posts lock").push(post);
+    if !granted {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_grant", "error_description": "unknown refresh token or credentials"})),
+        )
+            .into_response();
+    }
+    inner.authorized.fetch_add(1, Ordering::SeqCst);
+    let access: Vec<Access> = scopes.iter().filter_map(|s| parse_scope(s)).collect();
+    let token = mint(&inner, &subject, &access);
+    inner.issued.fetch_add(1, Ordering::SeqCst);
+    let issued_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Json(json!({
+        "access_token": token,
+        "scope": scopes.join(" "),
         "expires_in": inner.expires_in.load(Ordering::SeqCst),
         "issued_at": issued_at,
     }))

@@ -951,7 +951,9 @@ impl RegistryClient {
                     .map(|(_, e)| e.trim().to_owned())
             })
             .and_then(|e| e.parse::<u64>().ok())
-            .map(|last| last + 1)
+            // distribution reports an empty session as `0-0`, the same as one byte held; chunks
+            // are at least 5 MiB, so `0-0` means nothing was committed.
+            .map(|last| if last == 0 { 0 } else { last + 1 })
             .unwrap_or(0);
         let loc = self.next_location(session, resp.headers())?;
         Ok((loc, committed))

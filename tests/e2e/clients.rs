@@ -1,0 +1,278 @@
+//! The real Azure clients against acr-import: the Python SDK (azure-mgmt-containerregistry +
+//! azure-core polling), the JS SDK (@azure/arm-containerregistry + core-lro) and, with
+//! `ACR_TEST_AZ_CLI=1`, the Azure CLI (`az cloud register`, `az login --identity`,
+//! `az acr create`, `az acr import`). What each client needs from the server, with references
+//! into the clients' source, is in `tests/clients/FINDINGS.md`.
+//!
+//! One test builds the world: a database, the backend registry, an htpasswd source and an
+//! anonymous source holding the same two images, and the service with `--listen-tls` +
+//! `--tls-self-signed` (the clients refuse bearer tokens over plain http). It installs the
+//! clients with `tests/clients/setup.sh` (idempotent; ~25 s the first time for the SDKs,
+//! ~70-150 s more for the CLI), runs `tests/clients/run.sh`, and then checks that the backend
+//! holds every manifest and blob of what the suites imported.
+//!
+//! Needs python3 (venv), node 20 + npm, and PyPI/npm on the first run. Self-contained: it uses
+//! only the `acr_import_tests` library, so it works as `mod clients;` in `e2e/main.rs` or as its
+//! own `[[test]]` target.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use acr_import_tests::image::Format;
+use acr_import_tests::service::service_bin;
+use acr_import_tests::util::free_port;
+use acr_import_tests::{ServiceConfig, TestDatabase, TestImage, TestRegistry, TestService};
+
+const SRC_USER: &str = "importer";
+const SRC_PASS: &str = "Cl1ents-Pa55!";
+const SINGLE: (&str, &str) = ("demo/single", "v1");
+const MULTI: (&str, &str) = ("demo/multi", "v1");
+const RESOURCE_GROUP: &str = "clients-rg";
+/// Suffix of the registry names the suites create (`pytarget0`, `jstarget0`, `clitarget0`, …).
+const RUN_ID: &str = "0";
+
+/// `tests/clients` (`ACR_CLIENTS_DIR` overrides it, for running this file from elsewhere).
+fn clients_dir() -> PathBuf {
+    std::env::var_os("ACR_CLIENTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("clients"))
+}
+
+fn cli_enabled() -> bool {
+    std::env::var("ACR_TEST_AZ_CLI").as_deref() == Ok("1")
+}
+
+/// Runs `cmd` to completion off the async runtime; returns (success, stdout+stderr).
+async fn run(mut cmd: Command) -> (bool, String) {
+    let what = format!("{cmd:?}");
+    tokio::task::spawn_blocking(move || {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    })
+    .await
+    .expect("join")
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Whether the binary under test has the HTTPS listener the clients need.
+fn binary_has_tls() -> bool {
+    Command::new(service_bin())
+        .args(["serve", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--tls-self-signed"))
+        .unwrap_or(false)
+}
+
+/// The HTTPS front the clients talk to: the service's own listener, or (only with
+/// `ACR_CLIENTS_SHIM=1` and a binary without one) `tests/clients/devshim.py` in front of the
+/// plain-http service.
+struct Endpoint {
+    url: String,
+    ca: PathBuf,
+    service: TestService,
+    shim: Option<std::process::Child>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.shim.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn start_endpoint(
+    db: &TestDatabase,
+    backend: &TestRegistry,
+    dir: &Path,
+    sub: &str,
+) -> Endpoint {
+    let tls_port = free_port();
+    let ca = dir.join("acr-import-ca.pem");
+    let config = ServiceConfig::new(db.url(), &backend.url());
+    if binary_has_tls() {
+        let config = config
+            .flag("--listen-tls", format!("127.0.0.1:{tls_port}"))
+            .arg("--tls-self-signed")
+            .flag("--tls-ca-out", ca.display());
+        let service = TestService::start(config).await;
+        wait_for(
+            "the HTTPS listener and its CA file",
+            Duration::from_secs(20),
+            || ca.exists() && port_open(tls_port),
+        )
+        .await;
+        return Endpoint {
+            url: format!("https://127.0.0.1:{tls_port}/"),
+            ca,
+            service,
+            shim: None,
+        };
+    }
+    assert!(
+        std::env::var("ACR_CLIENTS_SHIM").as_deref() == Ok("1"),
+        "{} has no `serve --tls-self-signed`: the Azure clients refuse bearer tokens over plain \
+         http, so this test needs the HTTPS listener (ACR_CLIENTS_SHIM=1 runs it through \
+         tests/clients/devshim.py instead, for development only)",
+        service_bin().display()
+    );
+    let service =
+        TestService::start(config.flag("--public-url", format!("https://127.0.0.1:{tls_port}")))
+            .await;
+    let shim_dir = dir.join("shim");
+    let shim = Command::new("python3")
+        .arg(clients_dir().join("devshim.py"))
+        .args(["--upstream", &service.base_url()])
+        .args(["--listen", &format!("127.0.0.1:{tls_port}")])
+        .arg("--dir")
+        .arg(&shim_dir)
+        .args(["--subscription", sub])
+        .stderr(std::fs::File::create(dir.join("devshim.log")).expect("shim log"))
+        .spawn()
+        .expect("start devshim.py");
+    let shim_ca = shim_dir.join("ca.pem");
+    wait_for("devshim.py", Duration::from_secs(20), || {
+        shim_ca.exists() && port_open(tls_port)
+    })
+    .await;
+    std::fs::copy(&shim_ca, &ca).expect("copy the shim's CA");
+    Endpoint {
+        url: format!("https://127.0.0.1:{tls_port}/"),
+        ca,
+        service,
+        shim: Some(shim),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_azure_clients_import_through_the_arm_api() {
+    let clients = clients_dir();
+
+    // 1. The clients (fast when already installed).
+    let mut setup = Command::new("bash");
+    setup.arg(clients.join("setup.sh"));
+    if cli_enabled() {
+        setup.arg("--cli");
+    }
+    let (ok, out) = run(setup).await;
+    assert!(ok, "tests/clients/setup.sh failed:\n{out}");
+
+    // 2. The world.
+    let single = TestImage::single(9101, Format::Oci, &[3000, 70_000]);
+    let multi = TestImage::three_platform(9102);
+    let (db, backend, src, anon) = tokio::join!(
+        TestDatabase::create(),
+        TestRegistry::anonymous(),
+        TestRegistry::htpasswd(SRC_USER, SRC_PASS),
+        TestRegistry::anonymous(),
+    );
+    for reg in [&src, &anon] {
+        let c = reg.client();
+        c.push_image(SINGLE.0, SINGLE.1, &single)
+            .await
+            .expect("push single");
+        c.push_image(MULTI.0, MULTI.1, &multi)
+            .await
+            .expect("push multi");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("acr-clients-")
+        .tempdir()
+        .expect("temp dir");
+    let sub = uuid::Uuid::new_v4().to_string();
+    let endpoint = start_endpoint(&db, &backend, dir.path(), &sub).await;
+
+    // 3. The suites.
+    let mut cmd = Command::new("bash");
+    cmd.arg(clients.join("run.sh"))
+        .env("ARM_ENDPOINT", &endpoint.url)
+        .env("ARM_CA", &endpoint.ca)
+        .env("AZ_SUBSCRIPTION", &sub)
+        .env("AZ_RESOURCE_GROUP", RESOURCE_GROUP)
+        .env("SRC_HOST", src.host())
+        .env("SRC_USER", SRC_USER)
+        .env("SRC_PASS", SRC_PASS)
+        .env("SRC_ANON_HOST", anon.host())
+        .env("SRC_SINGLE", format!("{}:{}", SINGLE.0, SINGLE.1))
+        .env("SRC_SINGLE_DIGEST", single.digest())
+        .env("SRC_MULTI", format!("{}:{}", MULTI.0, MULTI.1))
+        .env("SRC_MULTI_DIGEST", multi.digest())
+        .env("BACKEND_URL", backend.url())
+        .env("ACR_CLIENTS_RUN", RUN_ID)
+        .env("ACR_CLIENTS_LOG_DIR", dir.path().join("logs"));
+    let started = Instant::now();
+    let (ok, out) = run(cmd).await;
+    println!("{out}");
+    println!("client suites took {:?}", started.elapsed());
+    if !ok {
+        // (TestService prints its own log when the test panics.)
+        let kept = dir.keep();
+        panic!(
+            "real-client suites failed; full logs kept in {}",
+            kept.join("logs").display()
+        );
+    }
+
+    // 4. What they imported, checked in the backend (every manifest and blob).
+    let b = backend.client();
+    let repo = |registry: &str, r: &str| format!("{registry}{RUN_ID}/{r}");
+    let suites = std::env::var("ACR_CLIENTS_SUITES").unwrap_or_else(|_| "python js cli".into());
+    if suites.contains("python") {
+        b.assert_has_image(&repo("pytarget", "py/multi"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("pytarget", "py/multi-untagged"), None, &multi)
+            .await;
+        b.assert_has_image(&repo("pysecond", "copied/multi"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("pysecond", "py/untagged-only"), None, &single)
+            .await;
+        b.assert_has_image(&repo("pytarget", "py/force"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("pytarget", "py/conflict"), Some("v1"), &single)
+            .await;
+    }
+    if suites.contains("js") {
+        b.assert_has_image(&repo("jstarget", "js/multi"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("jssecond", "copied/multi"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("jstarget", "js/single"), Some("v1"), &single)
+            .await;
+    }
+    if cli_enabled() && suites.contains("cli") {
+        b.assert_has_image(&repo("clitarget", "cli/multi"), Some("v1"), &single)
+            .await;
+        b.assert_has_image(&repo("clisecond", "copied/multi"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("clitarget", "demo/single"), Some("v1"), &single)
+            .await;
+        b.assert_has_image(&repo("clitarget", "cli/untagged"), None, &single)
+            .await;
+        b.assert_has_image(&repo("clitarget", "cli/nowait"), Some("v1"), &multi)
+            .await;
+    }
+    assert!(
+        !endpoint.service.log().contains(SRC_PASS),
+        "the source password appears in the service log"
+    );
+}
