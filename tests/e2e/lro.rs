@@ -68,6 +68,8 @@ async fn location_url_while_running_after_success_and_after_failure() {
     assert!(running.header("x-ms-request-id").is_some(), "{running}");
     let st = env.arm.get(&async_op).await;
     assert_eq!(st.status.as_u16(), 200, "{st}");
+    // azure-core sleeps the Retry-After of *this* answer (30 s without one).
+    assert_eq!(st.header("retry-after"), Some("1"), "{st}");
     let st = st.json();
     assert_eq!(st["status"], "InProgress", "{st}");
     assert!(st["startTime"].is_string(), "{st}");
@@ -79,7 +81,9 @@ async fn location_url_while_running_after_success_and_after_failure() {
     proxy.set_rate(None);
     let done = env.arm.poll_location(&location, IMPORT_TIMEOUT).await;
     assert_eq!(done.status.as_u16(), 200, "{done}");
-    let status = env.arm.get(&async_op).await.json();
+    let done_status = env.arm.get(&async_op).await;
+    assert!(done_status.header("retry-after").is_none(), "{done_status}");
+    let status = done_status.json();
     assert_succeeded(&status);
     assert_eq!(status["percentComplete"].as_f64(), Some(100.0), "{status}");
     // Asking again gives the same answers.

@@ -7,12 +7,14 @@
 
 mod common;
 
+mod arm_surface;
 mod auth_refresh;
 mod copy_graph;
 mod crash;
 mod fault_proxy;
 mod harness;
 mod import_basic;
+mod import_rules;
 mod large;
 mod limits;
 mod lro;

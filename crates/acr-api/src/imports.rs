@@ -1,20 +1,23 @@
 //! `importImage` and its two operation URLs.
 
 use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
-use acr_core::import::{ImportSpec, SourceLocation};
+use acr_core::import::ImportSpec;
 use acr_core::operation::OperationState;
 use acr_core::wire::{ErrorDetail, ImportImageParameters, ImportProgress, OperationStatus};
 use acr_store::{Enqueued, NewOperation, OperationRecord, StoredCredentials};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use secrecy::ExposeSecret;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
 use crate::registries::registry_id;
-use crate::{AppState, CLIENT_REQUEST_ID};
+use crate::rules;
+use crate::{AppState, ListenerScheme, CLIENT_REQUEST_ID};
 
 /// Operation ids are `registries-<guid>`.
 const OPERATION_PREFIX: &str = "registries-";
@@ -22,21 +25,26 @@ const OPERATION_PREFIX: &str = "registries-";
 /// Copies an image into the registry (a long-running operation).
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/importImage",
     operation_id = "Registries_ImportImage", tag = "registries",
-    params(("subscriptionId" = String, Path, description = "Subscription id (a UUID)"),
+    params(("subscriptionId" = String, Path, description = "Subscription id (a UUID)", format = "uuid"),
            ("resourceGroupName" = String, Path, description = "Resource group name", min_length = 1, max_length = 90, pattern = r"^[-\w\._\(\)]+$"),
            ("registryName" = String, Path, description = "Registry name", min_length = 5, max_length = 50, pattern = "^[a-zA-Z0-9]*$"),
-           ("api-version" = String, Query, description = "API version"),
+           ("api-version" = String, Query, description = "API version", min_length = 1),
            ("x-ms-client-request-id" = Option<String>, Header, description = "A GUID: the operation becomes registries-<guid>; repeats return the same operation")),
     request_body = ImportImageParameters,
-    responses((status = 202, description = "Accepted; poll the Azure-AsyncOperation or Location URL",
+    responses((status = 200, description = "Completed at once: everything was already in the target"),
+              (status = 202, description = "Accepted; poll the Azure-AsyncOperation or Location URL",
                headers(("Location" = String, description = "Operation result URL"),
                        ("Azure-AsyncOperation" = String, description = "Operation status URL"),
                        ("Retry-After" = u32, description = "Seconds to wait before polling"))),
-              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)),
+    extensions(("x-ms-long-running-operation" = json!(true)),
+               ("x-ms-long-running-operation-options" = json!({"final-state-via": "location"}))))]
 pub async fn import_image(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
+    scheme: Option<Extension<ListenerScheme>>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     ArmJson(params): ArmJson<ImportImageParameters>,
 ) -> Result<Response, ApiError> {
@@ -49,8 +57,18 @@ pub async fn import_image(
         .get_registry(&id.subscription, &id.resource_group, &id.name)
         .await?
         .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if let SourceLocation::Registry(src) = &spec.source {
-        ensure_source_exists(&state, src).await?;
+    let target_id = RegistryId {
+        subscription: target.subscription_id.clone(),
+        resource_group: target.resource_group.clone(),
+        name: target.name.clone(),
+    };
+    let source =
+        rules::check_import(&state, &target, &spec, params.source.credentials.is_some()).await?;
+    if let Some(Extension(caller)) = &caller {
+        let read_source = source
+            .as_ref()
+            .filter(|s| s.by_resource_id || params.source.credentials.is_none());
+        crate::auth::authorize_import(&state, caller, &target_id, read_source)?;
     }
 
     let guid = headers
@@ -77,17 +95,21 @@ pub async fn import_image(
         request: spec.to_stored(),
         credentials,
     };
-    let rec = match state.store.enqueue(&new).await? {
+    let (rec, created) = match state.store.enqueue(&new).await? {
         Enqueued::Created(r) => {
             tracing::info!(operation.id = %r.id, registry = %r.registry_name, image.source = %spec.source_image, "import accepted");
-            r
+            (r, true)
         }
         Enqueued::Existing(r) => {
             tracing::info!(operation.id = %r.id, "repeated import request: returning the existing operation");
-            r
+            (r, false)
         }
     };
-    let base = public_base(&state, &headers)?;
+    if created && wait_for_nothing_to_copy(&state, &rec.id).await {
+        tracing::info!(operation.id = %rec.id, "nothing to copy: answered synchronously");
+        return Ok(StatusCode::OK.into_response());
+    }
+    let base = public_base(&state, scheme.as_deref(), &headers)?;
     let (location, async_op) = operation_urls(&base, &rec);
     let mut resp = StatusCode::ACCEPTED.into_response();
     let h = resp.headers_mut();
@@ -113,22 +135,45 @@ fn k_static(k: &str) -> &'static str {
     }
 }
 
-async fn ensure_source_exists(state: &AppState, src: &RegistryId) -> Result<(), ApiError> {
-    let found = state
-        .store
-        .get_registry(&src.subscription, &src.resource_group, &src.name)
-        .await?;
-    if found.is_none() {
-        return Err(
-            ApiError::resource_not_found(REGISTRY_TYPE, &src.name, &src.resource_group)
-                .with_target("source.resourceId"),
-        );
+/// Waits up to `sync_wait` for a new import to finish without copying a byte (everything was
+/// already in the target), as ACR answers such imports with 200 at once. Returns false as soon
+/// as the import turns out to copy something, fails, or takes longer.
+async fn wait_for_nothing_to_copy(state: &AppState, op_id: &str) -> bool {
+    if state.config.sync_wait.is_zero() {
+        return false;
     }
-    Ok(())
+    let deadline = tokio::time::Instant::now() + state.config.sync_wait;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let Ok(Some(rec)) = state.store.get_operation(op_id).await else {
+            return false;
+        };
+        let progress: Option<ImportProgress> = rec
+            .progress
+            .as_ref()
+            .and_then(|p| serde_json::from_value(p.0.clone()).ok());
+        // Any blob to copy means a manifest was missing: not "nothing to copy".
+        let copies = |p: &ImportProgress| p.blobs_total > 0 || p.bytes_copied > 0;
+        if progress.as_ref().is_some_and(copies) {
+            return false;
+        }
+        match rec.state() {
+            Ok(OperationState::Succeeded) => return progress.is_some_and(|p| !copies(&p)),
+            Ok(OperationState::Queued | OperationState::Running) => {}
+            _ => return false,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
 }
 
 /// `scheme://host` for the URLs we hand out.
-fn public_base(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn public_base(
+    state: &AppState,
+    scheme: Option<&ListenerScheme>,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     if let Some(u) = &state.config.public_url {
         return Ok(u.as_str().trim_end_matches('/').to_owned());
     }
@@ -144,7 +189,8 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError
         .ok_or_else(|| {
             ApiError::bad_request("InvalidHostHeader", "The request has no valid Host header.")
         })?;
-    Ok(format!("{}://{host}", state.config.scheme))
+    let scheme = scheme.map(|s| s.0).unwrap_or(state.config.scheme);
+    Ok(format!("{scheme}://{host}"))
 }
 
 fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
@@ -192,7 +238,33 @@ async fn load_operation(
     if rec.subscription_id != sub {
         return Err(not_found());
     }
+    if let Some(ended) = rec.ended_at {
+        let retention = state.config.operation_retention;
+        let age = (chrono::Utc::now() - ended).to_std().unwrap_or_default();
+        if age > retention {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                format!(
+                    "The operation '{}' has expired: the results of finished operations are kept for {}.",
+                    rec.id,
+                    human_duration(retention)
+                ),
+            ));
+        }
+    }
     Ok(rec)
+}
+
+fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(3600) && s >= 3600 {
+        format!("{} hours", s / 3600)
+    } else if s.is_multiple_of(60) && s >= 60 {
+        format!("{} minutes", s / 60)
+    } else {
+        format!("{s} seconds")
+    }
 }
 
 /// The Location URL: 202 while running, 200 when succeeded, the error a synchronous call would
@@ -254,7 +326,7 @@ pub async fn operation_status(
     State(state): State<AppState>,
     ArmPath((sub, _location, op_id)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-) -> Result<Json<OperationStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     version.check(ApiSurface::Import)?;
     let rec = load_operation(&state, &sub, &op_id).await?;
     let st = rec.state()?;
@@ -274,7 +346,8 @@ pub async fn operation_status(
         .progress
         .as_ref()
         .and_then(|p| serde_json::from_value(p.0.clone()).ok());
-    Ok(Json(OperationStatus {
+    let running = matches!(st, OperationState::Queued | OperationState::Running);
+    let mut resp = Json(OperationStatus {
         id: format!(
             "/subscriptions/{}/providers/Microsoft.ContainerRegistry/locations/{}/operationStatuses/{}",
             rec.subscription_id, rec.location, rec.id
@@ -286,5 +359,13 @@ pub async fn operation_status(
         percent_complete: if st == OperationState::Succeeded { 100.0 } else { rec.percent_complete },
         error,
         properties: progress,
-    }))
+    })
+    .into_response();
+    // azure-core sleeps the Retry-After *of this answer* before the next poll (30 s without).
+    if running {
+        if let Ok(v) = HeaderValue::from_str(&state.config.retry_after.max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    Ok(resp)
 }

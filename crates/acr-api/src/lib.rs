@@ -9,11 +9,14 @@
 //! bodies are never logged (they may hold source credentials); handlers never wait on a copy —
 //! they enqueue and return.
 
+pub mod auth;
+pub mod cloud;
 pub mod error;
 pub mod extract;
 pub mod imports;
 pub mod openapi;
 pub mod registries;
+pub mod rules;
 
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+pub use cloud::IdentityConfig;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
@@ -39,9 +43,25 @@ pub struct ApiConfig {
     pub login_server_suffix: String,
     /// Base of the URLs we hand out; when unset, built from the request's `Host`.
     pub public_url: Option<Url>,
-    /// Scheme for URLs built from `Host`.
+    /// Scheme for URLs built from `Host` when the listener does not say ([`ListenerScheme`]).
     pub scheme: &'static str,
+    /// `tid` of minted tokens and of the subscriptions.
+    pub tenant_id: String,
+    /// Subscriptions `GET /subscriptions` lists before those that hold registries.
+    pub subscriptions: Vec<String>,
+    pub identity: IdentityConfig,
+    /// How long a finished operation stays readable.
+    pub operation_retention: Duration,
+    /// Who may do what.
+    pub auth: auth::AuthMode,
+    /// How long `importImage` waits for an import with nothing to copy, to answer 200 at once.
+    pub sync_wait: Duration,
 }
+
+/// The scheme of the listener a request came in on (a request extension set per listener), so
+/// that URLs we hand out are `https://` on the TLS listener and `http://` on the plain one.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerScheme(pub &'static str);
 
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
@@ -60,10 +80,27 @@ const BASE: &str = "/subscriptions/{subscription_id}/resourceGroups/{resource_gr
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metadata/endpoints", get(cloud::metadata_endpoints))
+        .route("/metadata/identity/oauth2/token", get(cloud::identity_token))
+        .route("/subscriptions", get(cloud::list_subscriptions))
+        .route("/subscriptions/{subscription_id}", get(cloud::get_subscription))
+        .route(
+            "/subscriptions/{subscription_id}/resources",
+            get(cloud::list_resources),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/resourceGroups/{resource_group}",
+            get(cloud::get_resource_group),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/checkNameAvailability",
+            post(registries::check_name_availability),
+        )
         .route(
             BASE,
             get(registries::get_registry)
                 .put(registries::put_registry)
+                .patch(registries::update_registry)
                 .delete(registries::delete_registry),
         )
         .route(&format!("{BASE}/importImage"), post(imports::import_image))
@@ -86,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), identify_arm))
         .layer(middleware::from_fn(arm_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -96,7 +134,7 @@ pub fn router(state: AppState) -> Router {
 
 /// ARM treats the fixed segments of a resource path case-insensitively; axum does not. This
 /// rewrites them to their canonical spelling before routing.
-pub fn normalize_arm_path<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+pub fn normalize_arm_path<B>(req: axum::http::Request<B>) -> axum::http::Request<B> {
     const CANON: &[&str] = &[
         "subscriptions",
         "resourceGroups",
@@ -107,22 +145,50 @@ pub fn normalize_arm_path<B>(mut req: axum::http::Request<B>) -> axum::http::Req
         "locations",
         "operationResults",
         "operationStatuses",
+        "checkNameAvailability",
+        "resources",
     ];
-    let uri = req.uri();
-    let path = uri.path();
-    if !path.starts_with("/subscriptions")
-        && !path.to_ascii_lowercase().starts_with("/subscriptions")
-    {
+    let raw_owned = req.uri().path().to_owned();
+    let raw = raw_owned.as_str();
+    // `az cloud register --endpoint-resource-manager https://host/` asks for
+    // `//metadata/endpoints`: empty segments are dropped everywhere.
+    let collapsed;
+    let path = if raw.contains("//") {
+        let mut p = String::with_capacity(raw.len());
+        for seg in raw.split('/').filter(|s| !s.is_empty()) {
+            p.push('/');
+            p.push_str(seg);
+        }
+        if p.is_empty() {
+            p.push('/');
+        }
+        collapsed = p;
+        collapsed.as_str()
+    } else {
+        raw
+    };
+    if !path.to_ascii_lowercase().starts_with("/subscriptions") {
+        if path != raw {
+            return with_path(req, path.to_owned());
+        }
         return req;
     }
     let segments: Vec<&str> = path.split('/').collect();
     let mut out: Vec<String> = Vec::with_capacity(segments.len());
     for (i, seg) in segments.iter().enumerate() {
-        // Only the fixed positions (odd/even alternate with names); checking every segment is
-        // safe because names that equal a keyword case-insensitively cannot be valid anyway
-        // except registry names, which sit after "registries" and are left alone.
-        let after_registries = i > 0 && segments[i - 1].eq_ignore_ascii_case("registries");
-        let canon = (!after_registries)
+        // Names (a value after a collection segment) keep their spelling.
+        let is_name = i > 0
+            && [
+                "subscriptions",
+                "resourceGroups",
+                "registries",
+                "locations",
+                "operationResults",
+                "operationStatuses",
+            ]
+            .iter()
+            .any(|c| segments[i - 1].eq_ignore_ascii_case(c));
+        let canon = (!is_name)
             .then(|| CANON.iter().find(|c| c.eq_ignore_ascii_case(seg)))
             .flatten();
         out.push(
@@ -136,24 +202,49 @@ pub fn normalize_arm_path<B>(mut req: axum::http::Request<B>) -> axum::http::Req
     if new_path.len() > 1 && new_path.ends_with('/') {
         new_path.pop();
     }
-    if new_path != path {
-        let pq = match uri.query() {
-            Some(q) => format!("{new_path}?{q}"),
-            None => new_path,
-        };
-        if let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() {
-            let mut parts = uri.clone().into_parts();
-            parts.path_and_query = Some(pq);
-            if let Ok(u) = axum::http::Uri::from_parts(parts) {
-                *req.uri_mut() = u;
-            }
+    if new_path != raw {
+        return with_path(req, new_path);
+    }
+    req
+}
+
+fn with_path<B>(mut req: axum::http::Request<B>, new_path: String) -> axum::http::Request<B> {
+    let uri = req.uri();
+    let pq = match uri.query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    if let Ok(pq) = pq.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = u;
         }
     }
     req
 }
 
+/// The caller of ARM requests (those under `/subscriptions`); other paths need no token.
+async fn identify_arm(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/subscriptions") {
+        auth::identify(State(state), req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
 /// `x-ms-request-id` on every response; client and correlation ids echoed.
-async fn arm_headers(req: Request, next: Next) -> Response {
+async fn arm_headers(mut req: Request, next: Next) -> Response {
+    // HTTP/2 carries the host in `:authority`, not in a Host header: give handlers one place.
+    if !req.headers().contains_key(axum::http::header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(axum::http::header::HOST, v);
+        }
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_id = req.headers().get(CLIENT_REQUEST_ID).cloned();
     let correlation = req.headers().get(CORRELATION_ID).cloned();

@@ -4,18 +4,30 @@ use std::collections::BTreeMap;
 
 use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
 use acr_core::wire::{
-    Registry, RegistryCreateParameters, RegistryListResult, RegistryProperties, Sku, SkuName,
+    NetworkRuleSet, Registry, RegistryCreateParameters, RegistryListResult,
+    RegistryNameCheckRequest, RegistryNameStatus, RegistryProperties, RegistryUpdateParameters,
+    Sku, SkuName, SystemData,
 };
 use acr_store::{RegistryProps, RegistryRecord, Upserted};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use sqlx::types::Json as DbJson;
 
+use crate::auth::{authorize, Caller};
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
 use crate::AppState;
+
+const READ: &str = "Microsoft.ContainerRegistry/registries/read";
+const WRITE: &str = "Microsoft.ContainerRegistry/registries/write";
+const DELETE: &str = "Microsoft.ContainerRegistry/registries/delete";
+
+fn caller_of(c: Option<Extension<Caller>>) -> Caller {
+    c.map(|Extension(c)| c).unwrap_or_else(Caller::anonymous)
+}
 
 /// Validates the three path parameters of a registry.
 pub(crate) fn registry_id(sub: &str, rg: &str, name: &str) -> Result<RegistryId, ApiError> {
@@ -38,6 +50,13 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
     };
     let sku = SkuName::parse(&r.sku).unwrap_or(SkuName::Standard);
     let p = &r.properties.0;
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     Registry {
         id: id.to_string(),
         name: r.name.clone(),
@@ -53,9 +72,30 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
             creation_date: r.created_at,
             provisioning_state: "Succeeded".to_owned(),
             admin_user_enabled: p.admin_user_enabled,
+            network_rule_set: p.network_rule_set.clone(),
             public_network_access: p.public_network_access.clone(),
             network_rule_bypass_options: p.network_rule_bypass_options.clone(),
             anonymous_pull_enabled: p.anonymous_pull_enabled,
+            data_endpoint_enabled: p.data_endpoint_enabled,
+            data_endpoint_host_names: Vec::new(),
+            zone_redundancy: p.zone_redundancy.clone(),
+            policies: serde_json::json!({
+                "quarantinePolicy": {"status": "disabled"},
+                "trustPolicy": {"type": "Notary", "status": "disabled"},
+                "retentionPolicy": {"days": 7, "status": "disabled"},
+                "exportPolicy": {"status": "enabled"},
+                "azureADAuthenticationAsArmPolicy": {"status": "enabled"},
+            }),
+            encryption: serde_json::json!({"status": "disabled"}),
+            private_endpoint_connections: Vec::new(),
+        },
+        system_data: SystemData {
+            created_by: or(&p.created_by, "acr-import"),
+            created_by_type: or(&p.created_by_type, "Key"),
+            created_at: r.created_at,
+            last_modified_by: or(&p.last_modified_by, "acr-import"),
+            last_modified_by_type: or(&p.last_modified_by_type, "Key"),
+            last_modified_at: r.updated_at,
         },
     }
 }
@@ -131,7 +171,103 @@ fn props_from(
     if let Some(s) = get_enum("networkRuleBypassOptions", &["AzureServices", "None"])? {
         p.network_rule_bypass_options = s;
     }
+    if let Some(s) = get_enum("zoneRedundancy", &["Enabled", "Disabled"])? {
+        p.zone_redundancy = s;
+    }
+    if let Some(b) = get_bool("dataEndpointEnabled")? {
+        p.data_endpoint_enabled = b;
+    }
+    match obj.get("networkRuleSet") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(v) => {
+            let set: NetworkRuleSet = serde_json::from_value(v.clone()).map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidRequestContent",
+                    format!("'properties.networkRuleSet' is invalid: {e}"),
+                )
+                .with_target("properties.networkRuleSet")
+            })?;
+            let action = ["Allow", "Deny"]
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(&set.default_action))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "InvalidParameter",
+                        "The value of 'properties.networkRuleSet.defaultAction' must be 'Allow' or 'Deny'.",
+                    )
+                    .with_target("properties.networkRuleSet.defaultAction")
+                })?;
+            for (i, rule) in set.ip_rules.iter().enumerate() {
+                if !rule.action.eq_ignore_ascii_case("Allow") || !valid_ip_rule(&rule.value) {
+                    return Err(ApiError::bad_request(
+                        "InvalidIpRule",
+                        format!(
+                            "properties.networkRuleSet.ipRules[{i}] must be {{\"action\": \"Allow\", \"value\": <IPv4 address or CIDR range>}}; got '{}'.",
+                            acr_core::reference::truncate(&rule.value)
+                        ),
+                    )
+                    .with_target(format!("properties.networkRuleSet.ipRules[{i}]")));
+                }
+            }
+            p.network_rule_set = NetworkRuleSet {
+                default_action: (*action).to_owned(),
+                ip_rules: set
+                    .ip_rules
+                    .into_iter()
+                    .map(|r| acr_store::IpRule {
+                        action: "Allow".into(),
+                        value: r.value,
+                    })
+                    .collect(),
+            };
+        }
+    }
     Ok(p)
+}
+
+/// `a.b.c.d` or `a.b.c.d/n`.
+fn valid_ip_rule(v: &str) -> bool {
+    let (ip, bits) = match v.split_once('/') {
+        Some((ip, bits)) => (ip, Some(bits)),
+        None => (v, None),
+    };
+    ip.parse::<std::net::Ipv4Addr>().is_ok()
+        && bits.is_none_or(|b| b.parse::<u8>().is_ok_and(|n| n <= 32))
+}
+
+fn validate_tags(tags: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
+    if let Some(tags) = tags {
+        if tags.len() > 50
+            || tags
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 512 || v.len() > 256)
+        {
+            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256.").with_target("tags"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_sku(name: &str) -> Result<SkuName, ApiError> {
+    SkuName::parse(name).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidSku",
+            format!(
+                "The SKU '{}' is not valid. Allowed values: Classic, Basic, Standard, Premium.",
+                acr_core::reference::truncate(name)
+            ),
+        )
+        .with_target("sku.name")
+    })
+}
+
+fn stamp_modified(p: &mut RegistryProps, caller: &Caller, created: bool) {
+    p.last_modified_by = caller.display();
+    p.last_modified_by_type = caller.kind.to_owned();
+    if created || p.created_by.is_empty() {
+        p.created_by = caller.display();
+        p.created_by_type = caller.kind.to_owned();
+    }
 }
 
 /// Create or update a registry.
@@ -149,10 +285,13 @@ pub async fn put_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
     ArmJson(body): ArmJson<RegistryCreateParameters>,
 ) -> Result<Response, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
+    let caller = caller_of(caller);
+    authorize(&state, &caller, WRITE, &id.to_string())?;
     let location = normalize_location(&body.location);
     if location.is_empty()
         || location.len() > 64
@@ -164,25 +303,8 @@ pub async fn put_registry(
         )
         .with_target("location"));
     }
-    let sku = SkuName::parse(&body.sku.name).ok_or_else(|| {
-        ApiError::bad_request(
-            "InvalidSku",
-            format!(
-                "The SKU '{}' is not valid. Allowed values: Classic, Basic, Standard, Premium.",
-                acr_core::reference::truncate(&body.sku.name)
-            ),
-        )
-        .with_target("sku.name")
-    })?;
-    if let Some(tags) = &body.tags {
-        if tags.len() > 50
-            || tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 512 || v.len() > 256)
-        {
-            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256.").with_target("tags"));
-        }
-    }
+    let sku = parse_sku(&body.sku.name)?;
+    validate_tags(body.tags.as_ref())?;
     let existing = state
         .store
         .get_registry(&id.subscription, &id.resource_group, &id.name)
@@ -199,10 +321,11 @@ pub async fn put_registry(
             ));
         }
     }
-    let props = props_from(
+    let mut props = props_from(
         body.properties.as_ref(),
         existing.as_ref().map(|e| &e.properties.0),
     )?;
+    stamp_modified(&mut props, &caller, existing.is_none());
     let record = RegistryRecord {
         name: existing
             .as_ref()
@@ -219,6 +342,7 @@ pub async fn put_registry(
         tags: body.tags.map(|t: BTreeMap<String, String>| DbJson(t)),
         properties: DbJson(props),
         created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
     };
     let status = match state.store.upsert_registry(&record).await? {
         Upserted::Created => StatusCode::CREATED,
@@ -257,9 +381,11 @@ pub async fn get_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Json<Registry>, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
+    authorize(&state, &caller_of(caller), READ, &id.to_string())?;
     let r = state
         .store
         .get_registry(&id.subscription, &id.resource_group, &id.name)
@@ -278,9 +404,11 @@ pub async fn delete_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
 ) -> Result<StatusCode, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
+    authorize(&state, &caller_of(caller), DELETE, &id.to_string())?;
     if state
         .store
         .delete_registry(&id.subscription, &id.resource_group, &id.name)
@@ -337,5 +465,113 @@ pub async fn list_by_subscription(
             .iter()
             .map(|r| to_wire(r, &state.config.login_server_suffix))
             .collect(),
+    }))
+}
+
+/// Update a registry's tags, SKU or properties (fields left out keep their values).
+#[utoipa::path(patch, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
+    operation_id = "Registries_Update", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = String, Query)),
+    request_body = RegistryUpdateParameters,
+    responses((status = 200, description = "Updated", body = Registry),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn update_registry(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
+    ArmJson(body): ArmJson<RegistryUpdateParameters>,
+) -> Result<Json<Registry>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    let caller = caller_of(caller);
+    authorize(&state, &caller, WRITE, &id.to_string())?;
+    let existing = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    let sku = match &body.sku {
+        Some(s) => parse_sku(&s.name)?.as_str().to_owned(),
+        None => existing.sku.clone(),
+    };
+    validate_tags(body.tags.as_ref())?;
+    let mut props = props_from(body.properties.as_ref(), Some(&existing.properties.0))?;
+    stamp_modified(&mut props, &caller, false);
+    let record = RegistryRecord {
+        sku,
+        tags: match body.tags {
+            Some(t) => Some(DbJson(t)),
+            None => existing.tags.clone(),
+        },
+        properties: DbJson(props),
+        updated_at: chrono::Utc::now(),
+        ..existing
+    };
+    match state.store.upsert_registry(&record).await? {
+        Upserted::Updated | Upserted::Created => {}
+        Upserted::NameTaken => return Err(ApiError::internal()),
+    }
+    let saved = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok(Json(to_wire(&saved, &state.config.login_server_suffix)))
+}
+
+/// Whether a registry name can be used (names are unique across the emulator, as in Azure).
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/checkNameAvailability",
+    operation_id = "Registries_CheckNameAvailability", tag = "registries",
+    params(("subscriptionId" = String, Path), ("api-version" = String, Query)),
+    request_body = RegistryNameCheckRequest,
+    responses((status = 200, description = "The answer", body = RegistryNameStatus),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn check_name_availability(
+    State(state): State<AppState>,
+    ArmPath(sub): ArmPath<String>,
+    version: RawApiVersion,
+    ArmJson(body): ArmJson<RegistryNameCheckRequest>,
+) -> Result<Json<RegistryNameStatus>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    acr_core::arm::validate_subscription(&sub)
+        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    if !body.type_.eq_ignore_ascii_case(REGISTRY_TYPE) {
+        return Err(ApiError::bad_request(
+            "InvalidResourceType",
+            format!(
+                "The resource type '{}' is not valid: expected '{REGISTRY_TYPE}'.",
+                acr_core::reference::truncate(&body.type_)
+            ),
+        )
+        .with_target("type"));
+    }
+    if let Err(e) = acr_core::arm::validate_registry_name(&body.name) {
+        return Ok(Json(RegistryNameStatus {
+            name_available: false,
+            reason: Some("Invalid".into()),
+            message: Some(e.message),
+        }));
+    }
+    let taken = state
+        .store
+        .get_registry_by_name(&body.name)
+        .await?
+        .is_some();
+    Ok(Json(if taken {
+        RegistryNameStatus {
+            name_available: false,
+            reason: Some("AlreadyExists".into()),
+            message: Some(format!(
+                "The registry {} is already in use.",
+                body.name.to_ascii_lowercase()
+            )),
+        }
+    } else {
+        RegistryNameStatus {
+            name_available: true,
+            reason: None,
+            message: None,
+        }
     }))
 }

@@ -12,6 +12,7 @@
 pub mod arm;
 pub mod import;
 pub mod operation;
+pub mod rbac;
 pub mod reference;
 pub mod wire;
 

@@ -10,6 +10,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+// The schemas of the import body types must stay equal to the 2025-11-01 spec's (checked by
+// `crates/acr-api/tests/contract_2025_11_01.rs`): optional fields are `nullable = false`
+// because the spec types them as plain `string` / `array` / object (a JSON `null` is still
+// accepted by serde, as "absent").
+
 /// Body of `POST …/importImage`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -19,13 +24,16 @@ pub struct ImportImageParameters {
     /// List of strings of the form `repo[:tag]`. When tag is omitted the source tag is used (or
     /// `latest` when the source has none).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub target_tags: Option<Vec<String>>,
     /// List of repositories to copy the manifest into, without a tag.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub untagged_target_repositories: Option<Vec<String>>,
     /// When `Force`, any existing target tags are overwritten. When `NoForce`, the import fails
     /// before copying anything if a target tag already exists.
     #[serde(default)]
+    #[schema(nullable = false, default = "NoForce")]
     pub mode: Option<ImportMode>,
 }
 
@@ -35,12 +43,15 @@ pub struct ImportImageParameters {
 pub struct ImportSource {
     /// The resource identifier of the source Azure Container Registry.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub resource_id: Option<String>,
     /// The address of the source registry (e.g. `mcr.microsoft.com`).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub registry_uri: Option<String>,
     /// Credentials used when importing from a registry that requires them.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub credentials: Option<ImportSourceCredentials>,
     /// Repository name of the source image: `repo`, `repo:tag` or `repo@sha256:…`.
     pub source_image: String,
@@ -52,6 +63,7 @@ pub struct ImportSource {
 pub struct ImportSourceCredentials {
     /// The username to authenticate with the source registry.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub username: Option<String>,
     /// The password (or access token) used to authenticate with the source registry.
     #[schema(value_type = String, format = Password)]
@@ -164,6 +176,7 @@ pub struct Registry {
     pub tags: Option<BTreeMap<String, String>>,
     pub sku: Sku,
     pub properties: RegistryProperties,
+    pub system_data: SystemData,
 }
 
 /// `properties` of a registry.
@@ -172,11 +185,108 @@ pub struct Registry {
 pub struct RegistryProperties {
     pub login_server: String,
     pub creation_date: DateTime<Utc>,
+    /// Always `Succeeded`: creation and updates are synchronous in the emulator.
     pub provisioning_state: String,
     pub admin_user_enabled: bool,
+    pub network_rule_set: NetworkRuleSet,
+    /// `Enabled` or `Disabled`.
     pub public_network_access: String,
+    /// `AzureServices` or `None`.
     pub network_rule_bypass_options: String,
     pub anonymous_pull_enabled: bool,
+    pub data_endpoint_enabled: bool,
+    pub data_endpoint_host_names: Vec<String>,
+    /// `Enabled` or `Disabled`.
+    pub zone_redundancy: String,
+    #[schema(value_type = Object)]
+    pub policies: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub encryption: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub private_endpoint_connections: Vec<serde_json::Value>,
+}
+
+/// The firewall of a registry: `defaultAction` applies to addresses no `ipRules` entry matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkRuleSet {
+    /// `Allow` or `Deny`.
+    pub default_action: String,
+    #[serde(default)]
+    pub ip_rules: Vec<IpRule>,
+}
+
+impl Default for NetworkRuleSet {
+    fn default() -> Self {
+        Self {
+            default_action: "Allow".into(),
+            ip_rules: Vec::new(),
+        }
+    }
+}
+
+/// One IP rule: `action` is always `Allow`, `value` an address or CIDR range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpRule {
+    #[serde(default = "allow")]
+    pub action: String,
+    pub value: String,
+}
+
+fn allow() -> String {
+    "Allow".into()
+}
+
+/// ARM's `systemData`: who created and last modified a resource, and when.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemData {
+    pub created_by: String,
+    /// `User`, `Application`, `ManagedIdentity` or `Key`.
+    pub created_by_type: String,
+    pub created_at: DateTime<Utc>,
+    pub last_modified_by: String,
+    pub last_modified_by_type: String,
+    pub last_modified_at: DateTime<Utc>,
+}
+
+/// Body of `PATCH …/registries/{name}`: every field optional; `tags` replaces the whole set.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryUpdateParameters {
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub sku: Option<SkuInput>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub properties: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub identity: Option<serde_json::Value>,
+}
+
+/// Body of `POST …/checkNameAvailability`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryNameCheckRequest {
+    pub name: String,
+    /// Must be `Microsoft.ContainerRegistry/registries`.
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// Answer of `checkNameAvailability`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryNameStatus {
+    pub name_available: bool,
+    /// `Invalid` or `AlreadyExists` when the name is not available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `{"value":[…]}` of a registry list.

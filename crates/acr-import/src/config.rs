@@ -1,5 +1,7 @@
 //! Command line and environment: parsed once, validated, secrets kept in `SecretString`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use acr_oci::{ClientConfig, Credentials};
@@ -109,6 +111,91 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "ACR_IMPORT_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Address of the HTTPS listener (default 127.0.0.1:8443 when a certificate is configured).
+    /// The Azure SDKs and CLI send bearer tokens only over HTTPS.
+    #[arg(long, env = "ACR_IMPORT_LISTEN_TLS")]
+    pub listen_tls: Option<String>,
+    /// PEM certificate chain of the HTTPS listener (with --tls-key).
+    #[arg(long, env = "ACR_IMPORT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listener (with --tls-cert).
+    #[arg(long, env = "ACR_IMPORT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate for the --tls-host names issued by a local CA kept in
+    /// --tls-dir (created at the first start, reused afterwards: trust its ca.pem once).
+    #[arg(long, env = "ACR_IMPORT_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
+    /// Where --tls-self-signed keeps its CA (ca.pem, ca-key.pem).
+    #[arg(long, env = "ACR_IMPORT_TLS_DIR", default_value = ".acr-import/tls")]
+    pub tls_dir: PathBuf,
+    /// Also write the self-signed CA certificate here.
+    #[arg(long, env = "ACR_IMPORT_TLS_CA_OUT")]
+    pub tls_ca_out: Option<PathBuf>,
+    /// Names and addresses the self-signed certificate is valid for.
+    #[arg(
+        long = "tls-host",
+        env = "ACR_IMPORT_TLS_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub tls_hosts: Vec<String>,
+    /// Subscriptions GET /subscriptions lists (besides those holding registries); the first is
+    /// the default of `az login --identity`.
+    #[arg(
+        long = "subscription",
+        env = "ACR_IMPORT_SUBSCRIPTIONS",
+        value_delimiter = ',',
+        default_value = DEFAULT_SUBSCRIPTION
+    )]
+    pub subscriptions: Vec<String>,
+    /// Tenant id (`tid`) of minted tokens and of the subscriptions.
+    #[arg(long, env = "ACR_IMPORT_TENANT_ID", default_value = DEFAULT_TENANT)]
+    pub tenant_id: String,
+    /// `oid` of the managed identity the token endpoint issues tokens for (a request may name
+    /// another principal with `object_id`).
+    #[arg(long, env = "ACR_IMPORT_IDENTITY_OBJECT_ID", default_value = DEFAULT_OBJECT_ID)]
+    pub identity_object_id: String,
+    /// File holding the HS256 key the token endpoint signs with (default: a random key per
+    /// start). With --auth arm-rbac, setting it makes the service accept only tokens it signed.
+    #[arg(long, env = "ACR_IMPORT_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
+    /// Lifetime of minted tokens in seconds (clients treat under 5 minutes as expired).
+    #[arg(
+        long,
+        env = "ACR_IMPORT_TOKEN_LIFETIME_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub token_lifetime_seconds: u64,
+    /// Authorization: `none` accepts any token; `arm-rbac` requires the role assignments of
+    /// --rbac-config.
+    #[arg(long, env = "ACR_IMPORT_AUTH", default_value = "none", value_parser = ["none", "arm-rbac"])]
+    pub auth: String,
+    /// JSON file with roleAssignments (and custom roleDefinitions) for --auth arm-rbac.
+    #[arg(long, env = "ACR_IMPORT_RBAC_CONFIG")]
+    pub rbac_config: Option<PathBuf>,
+    /// How long finished operations stay readable through their status URLs.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_OPERATION_RETENTION_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub operation_retention_seconds: u64,
+    /// How long importImage waits for an import that has nothing to copy, to answer 200 at
+    /// once as ACR does (0: always 202).
+    #[arg(long, env = "ACR_IMPORT_SYNC_WAIT_MS", default_value_t = 300)]
+    pub sync_wait_ms: u64,
+}
+
+pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-00000000ac12";
+pub const DEFAULT_OBJECT_ID: &str = "00000000-0000-0000-0000-0000000001d0";
+
+/// The HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: String,
+    pub source: crate::tls::TlsSource,
+    pub ca_out: Option<PathBuf>,
 }
 
 /// Validated settings for the pieces.
@@ -116,6 +203,7 @@ pub struct ServeArgs {
 pub struct Settings {
     pub api: acr_api::ApiConfig,
     pub worker: acr_worker::WorkerConfig,
+    pub tls: Option<TlsSettings>,
 }
 
 impl ServeArgs {
@@ -174,13 +262,73 @@ impl ServeArgs {
                 .collect(),
             ..ClientConfig::default()
         };
+        let tls = self.tls_settings()?;
+        let uuid = |flag: &str, v: &str| -> anyhow::Result<String> {
+            acr_core::arm::validate_subscription(v.trim())
+                .map_err(|_| anyhow::anyhow!("{flag} '{v}' must be a GUID"))
+        };
+        let mut subscriptions = Vec::new();
+        for s in &self.subscriptions {
+            let s = uuid("--subscription", s)?;
+            if !subscriptions.contains(&s) {
+                subscriptions.push(s);
+            }
+        }
+        let signing_key = match &self.token_key_file {
+            Some(path) => {
+                let k = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read --token-key-file {}: {e}", path.display())
+                })?;
+                if k.len() < 16 {
+                    anyhow::bail!("--token-key-file must hold at least 16 bytes");
+                }
+                k
+            }
+            None => {
+                use rand::RngCore as _;
+                let mut k = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut k);
+                k
+            }
+        };
+        let auth = match self.auth.as_str() {
+            "arm-rbac" => {
+                let path = self.rbac_config.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("--auth arm-rbac needs --rbac-config <file.json>")
+                })?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read --rbac-config {}: {e}", path.display())
+                })?;
+                let rbac = acr_core::rbac::RbacConfig::from_json(&text)
+                    .map_err(|e| anyhow::anyhow!("--rbac-config {}: {e}", path.display()))?;
+                acr_api::auth::AuthMode::ArmRbac {
+                    rbac: Arc::new(rbac),
+                    verify_signature: self.token_key_file.is_some(),
+                }
+            }
+            _ => acr_api::auth::AuthMode::Open,
+        };
+        if self.token_lifetime_seconds < 600 {
+            anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");
+        }
         Ok(Settings {
             api: acr_api::ApiConfig {
                 retry_after: self.retry_after.max(1),
                 login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
                 public_url,
                 scheme: "http",
+                tenant_id: uuid("--tenant-id", &self.tenant_id)?,
+                subscriptions,
+                identity: acr_api::IdentityConfig {
+                    object_id: uuid("--identity-object-id", &self.identity_object_id)?,
+                    signing_key: Arc::new(signing_key),
+                    token_lifetime: Duration::from_secs(self.token_lifetime_seconds),
+                },
+                auth,
+                operation_retention: Duration::from_secs(self.operation_retention_seconds.max(1)),
+                sync_wait: Duration::from_millis(self.sync_wait_ms.min(10_000)),
             },
+            tls,
             worker: acr_worker::WorkerConfig {
                 workers: self.workers,
                 lease: Duration::from_secs(self.lease_seconds),
@@ -198,6 +346,41 @@ impl ServeArgs {
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             },
         })
+    }
+}
+
+impl ServeArgs {
+    fn tls_settings(&self) -> anyhow::Result<Option<TlsSettings>> {
+        let source = match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => crate::tls::TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, true) => crate::tls::TlsSource::SelfSigned {
+                dir: self.tls_dir.clone(),
+                hosts: self
+                    .tls_hosts
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+            },
+            (None, None, false) => {
+                if self.listen_tls.is_some() {
+                    anyhow::bail!("--listen-tls needs a certificate: --tls-cert and --tls-key, or --tls-self-signed");
+                }
+                return Ok(None);
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        Ok(Some(TlsSettings {
+            listen: self
+                .listen_tls
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:8443".to_owned()),
+            source,
+            ca_out: self.tls_ca_out.clone(),
+        }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! waits for shutdown. Nothing else lives here.
 
 mod config;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -115,10 +116,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         config: settings.api.clone(),
     };
-    let app = tower::ServiceExt::<axum::extract::Request>::map_request(
-        acr_api::router(state),
-        acr_api::normalize_arm_path,
-    );
+    let app_for = |scheme: &'static str| {
+        tower::ServiceExt::<axum::extract::Request>::map_request(
+            acr_api::router(state.clone()).layer(axum::Extension(acr_api::ListenerScheme(scheme))),
+            acr_api::normalize_arm_path,
+        )
+    };
+
+    // The HTTPS listener: bound (and its certificate made) before anything is served, so a
+    // bad address or certificate stops the start with a clear message.
+    let tls = match &settings.tls {
+        None => None,
+        Some(t) => {
+            let material = tls::load(&t.source)?;
+            if let (Some(out), Some(pem)) = (&t.ca_out, &material.ca_pem) {
+                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::write(out, pem)
+                    .with_context(|| format!("writing --tls-ca-out {}", out.display()))?;
+            }
+            let l = std::net::TcpListener::bind(&t.listen)
+                .with_context(|| format!("cannot listen on {} (--listen-tls)", t.listen))?;
+            l.set_nonblocking(true).context("TLS listener")?;
+            let addr = l.local_addr().context("reading the TLS address")?;
+            Some((l, addr, material))
+        }
+    };
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -130,14 +155,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "acr-import serving ARM on http://{local}"
     );
     let workers = tokio::spawn(pool.run(shutdown.clone()));
+    let tls_server = match tls {
+        None => None,
+        Some((listener, addr, material)) => {
+            tracing::info!(
+                listen_tls = %addr,
+                ca = ?material.ca_path,
+                "acr-import serving ARM on https://{addr}"
+            );
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                h.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(material.config);
+            // axum-server hands the service hyper's own request bodies.
+            type Incoming = axum::http::Request<hyper::body::Incoming>;
+            let app = tower::ServiceExt::<Incoming>::map_request(
+                acr_api::router(state.clone())
+                    .layer(axum::Extension(acr_api::ListenerScheme("https"))),
+                acr_api::normalize_arm_path::<hyper::body::Incoming>,
+            );
+            let server = axum_server::from_tcp_rustls(listener, config)
+                .handle(handle)
+                .serve(axum::ServiceExt::<Incoming>::into_make_service(app));
+            Some(tokio::spawn(server))
+        }
+    };
     let http_shutdown = shutdown.clone();
     axum::serve(
         listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app_for("http")),
     )
     .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
     .await
     .context("serving HTTP")?;
+    if let Some(t) = tls_server {
+        shutdown.cancel();
+        match t.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTPS listener ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "HTTPS listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     shutdown.cancel();
     let grace = settings.worker.shutdown_grace + Duration::from_secs(5);
     if tokio::time::timeout(grace, workers).await.is_err() {

@@ -22,7 +22,7 @@ use sqlx::{Connection, PgConnection};
 pub use operations::{
     ClaimedOperation, Enqueued, NewOperation, OperationRecord, Outcome, StoredCredentials,
 };
-pub use registries::{RegistryProps, RegistryRecord, Upserted};
+pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
 
 /// The channel workers `LISTEN` on.
 pub const NOTIFY_CHANNEL: &str = "acr_import_operations";

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
+pub use acr_core::wire::{IpRule, NetworkRuleSet};
+
 use crate::{Store, StoreError};
 
 /// User-settable registry properties we keep (stored as jsonb so later issues can add fields
@@ -17,6 +19,14 @@ pub struct RegistryProps {
     pub public_network_access: String,
     pub network_rule_bypass_options: String,
     pub anonymous_pull_enabled: bool,
+    pub network_rule_set: NetworkRuleSet,
+    pub zone_redundancy: String,
+    pub data_endpoint_enabled: bool,
+    /// `systemData`: the principal (token `oid`, or `acr-import` without a token) and its kind.
+    pub created_by: String,
+    pub created_by_type: String,
+    pub last_modified_by: String,
+    pub last_modified_by_type: String,
 }
 
 impl Default for RegistryProps {
@@ -26,7 +36,35 @@ impl Default for RegistryProps {
             public_network_access: "Enabled".into(),
             network_rule_bypass_options: "AzureServices".into(),
             anonymous_pull_enabled: false,
+            network_rule_set: NetworkRuleSet::default(),
+            zone_redundancy: "Disabled".into(),
+            data_endpoint_enabled: false,
+            created_by: String::new(),
+            created_by_type: String::new(),
+            last_modified_by: String::new(),
+            last_modified_by_type: String::new(),
         }
+    }
+}
+
+impl RegistryProps {
+    /// Whether the registry's network is restricted (public access off, or a firewall that
+    /// denies by default): such a registry takes part in an import only through the trusted
+    /// services bypass.
+    pub fn network_restricted(&self) -> bool {
+        self.public_network_access == "Disabled"
+            || self
+                .network_rule_set
+                .default_action
+                .eq_ignore_ascii_case("Deny")
+    }
+
+    pub fn public_access_disabled(&self) -> bool {
+        self.public_network_access == "Disabled"
+    }
+
+    pub fn bypasses_for_azure_services(&self) -> bool {
+        self.network_rule_bypass_options == "AzureServices"
     }
 }
 
@@ -42,6 +80,7 @@ pub struct RegistryRecord {
     pub tags: Option<Json<BTreeMap<String, String>>>,
     pub properties: Json<RegistryProps>,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// What an upsert did.
@@ -53,7 +92,7 @@ pub enum Upserted {
     NameTaken,
 }
 
-const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at";
+const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at";
 
 impl Store {
     /// Creates the registry or updates it in place (same subscription and resource group).
@@ -149,6 +188,34 @@ impl Store {
         .bind(subscription)
         .bind(resource_group)
         .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+impl Store {
+    /// Subscriptions that hold at least one registry, sorted.
+    pub async fn registry_subscriptions(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("select distinct subscription_id from registries order by 1")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    /// Resource groups of a subscription that hold registries, with the region of one of them.
+    pub async fn resource_group(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select resource_group, location from registries
+             where subscription_id = $1 and lower(resource_group) = lower($2)
+             order by created_at limit 1",
+        )
+        .bind(subscription)
+        .bind(resource_group)
+        .fetch_optional(self.pool())
         .await?)
     }
 }

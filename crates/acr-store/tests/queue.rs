@@ -241,6 +241,7 @@ async fn registry_names_are_unique_across_groups() {
         tags: None,
         properties: Json(RegistryProps::default()),
         created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
     };
     assert_eq!(
         s.upsert_registry(&rec("rg1", "MyReg1"))
