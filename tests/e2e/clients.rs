@@ -20,7 +20,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use acr_import_tests::image::Format;
-use acr_import_tests::service::service_bin;
 use acr_import_tests::util::free_port;
 use acr_import_tests::{ServiceConfig, TestDatabase, TestImage, TestRegistry, TestService};
 
@@ -73,32 +72,11 @@ fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// Whether the binary under test has the HTTPS listener the clients need.
-fn binary_has_tls() -> bool {
-    Command::new(service_bin())
-        .args(["serve", "--help"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--tls-self-signed"))
-        .unwrap_or(false)
-}
-
-/// The HTTPS front the clients talk to: the service's own listener, or (only with
-/// `ACR_CLIENTS_SHIM=1` and a binary without one) `tests/clients/devshim.py` in front of the
-/// plain-http service.
+/// The service with its HTTPS listener (the clients refuse bearer tokens over plain http).
 struct Endpoint {
     url: String,
     ca: PathBuf,
     service: TestService,
-    shim: Option<std::process::Child>,
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.shim.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 async fn start_endpoint(
@@ -109,58 +87,24 @@ async fn start_endpoint(
 ) -> Endpoint {
     let tls_port = free_port();
     let ca = dir.join("acr-import-ca.pem");
-    let config = ServiceConfig::new(db.url(), &backend.url());
-    if binary_has_tls() {
-        let config = config
-            .flag("--listen-tls", format!("127.0.0.1:{tls_port}"))
-            .arg("--tls-self-signed")
-            .flag("--tls-ca-out", ca.display());
-        let service = TestService::start(config).await;
-        wait_for(
-            "the HTTPS listener and its CA file",
-            Duration::from_secs(20),
-            || ca.exists() && port_open(tls_port),
-        )
-        .await;
-        return Endpoint {
-            url: format!("https://127.0.0.1:{tls_port}/"),
-            ca,
-            service,
-            shim: None,
-        };
-    }
-    assert!(
-        std::env::var("ACR_CLIENTS_SHIM").as_deref() == Ok("1"),
-        "{} has no `serve --tls-self-signed`: the Azure clients refuse bearer tokens over plain \
-         http, so this test needs the HTTPS listener (ACR_CLIENTS_SHIM=1 runs it through \
-         tests/clients/devshim.py instead, for development only)",
-        service_bin().display()
-    );
-    let service =
-        TestService::start(config.flag("--public-url", format!("https://127.0.0.1:{tls_port}")))
-            .await;
-    let shim_dir = dir.join("shim");
-    let shim = Command::new("python3")
-        .arg(clients_dir().join("devshim.py"))
-        .args(["--upstream", &service.base_url()])
-        .args(["--listen", &format!("127.0.0.1:{tls_port}")])
-        .arg("--dir")
-        .arg(&shim_dir)
-        .args(["--subscription", sub])
-        .stderr(std::fs::File::create(dir.join("devshim.log")).expect("shim log"))
-        .spawn()
-        .expect("start devshim.py");
-    let shim_ca = shim_dir.join("ca.pem");
-    wait_for("devshim.py", Duration::from_secs(20), || {
-        shim_ca.exists() && port_open(tls_port)
-    })
+    // `az login --identity` can only select a subscription that GET /subscriptions lists, and it
+    // runs before any registry exists: the service lists the test's subscription.
+    let config = ServiceConfig::new(db.url(), &backend.url())
+        .flag("--subscription", sub)
+        .flag("--listen-tls", format!("127.0.0.1:{tls_port}"))
+        .arg("--tls-self-signed")
+        .flag("--tls-ca-out", ca.display());
+    let service = TestService::start(config).await;
+    wait_for(
+        "the HTTPS listener and its CA file",
+        Duration::from_secs(20),
+        || ca.exists() && port_open(tls_port),
+    )
     .await;
-    std::fs::copy(&shim_ca, &ca).expect("copy the shim's CA");
     Endpoint {
         url: format!("https://127.0.0.1:{tls_port}/"),
         ca,
         service,
-        shim: Some(shim),
     }
 }
 

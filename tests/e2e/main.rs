@@ -9,6 +9,7 @@ mod common;
 
 mod arm_surface;
 mod auth_refresh;
+mod clients;
 mod copy_graph;
 mod crash;
 mod fault_proxy;
