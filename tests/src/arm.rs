@@ -110,6 +110,8 @@ impl std::fmt::Display for ArmResponse {
 pub struct ArmClient {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer …` on every request when set.
+    bearer: Option<String>,
     /// Upper bound for one wait between polls (Retry-After is honoured up to this).
     pub max_poll_interval: Duration,
 }
@@ -120,8 +122,15 @@ impl ArmClient {
         Self {
             http: http_client(),
             base: base.trim_end_matches('/').to_string(),
+            bearer: None,
             max_poll_interval: Duration::from_millis(250),
         }
+    }
+
+    /// The same client, authenticating with `token`.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.bearer = Some(token.to_string());
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -166,6 +175,9 @@ impl ArmClient {
             .timeout(Duration::from_secs(30));
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
+        }
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::extract::ArmPath;
 use crate::imports::public_base;
-use crate::registries::to_wire;
 use crate::{AppState, ListenerScheme};
 
 /// The identity tokens are minted for and signed with.
@@ -195,12 +194,17 @@ pub async fn identity_token(
     }))
 }
 
-/// Verifies a token minted by [`identity_token`] (signature, expiry) and returns its `oid`.
+/// Verifies a token signed with our key (signature, expiry) and returns its `oid`.
 pub fn verify_minted(state: &AppState, token: &str) -> Result<String, String> {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp"]);
-    jsonwebtoken::decode::<MintedClaims>(
+    /// What verification needs of the claims (the rest is read by `rbac::decode_jwt_claims`).
+    #[derive(Deserialize)]
+    struct Signed {
+        oid: String,
+    }
+    jsonwebtoken::decode::<Signed>(
         token,
         &jsonwebtoken::DecodingKey::from_secret(&state.config.identity.signing_key),
         &validation,
@@ -347,8 +351,12 @@ fn parse_filter(f: &str) -> Result<BTreeMap<String, String>, ApiError> {
 pub async fn list_resources(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     Query(q): Query<ResourcesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let caller = caller
+        .map(|axum::Extension(c)| c)
+        .unwrap_or_else(crate::auth::Caller::anonymous);
     let sub = acr_core::arm::validate_subscription(&sub)
         .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
     let filter = q
@@ -364,15 +372,14 @@ pub async fn list_resources(
         return Ok(Json(json!({ "value": [] })));
     }
     let list = state.store.list_registries(&sub, None).await?;
-    let value: Vec<Value> = list
-        .iter()
-        .filter(|r| {
+    let value: Vec<Value> = crate::registries::visible(&state, &caller, &list)
+        .into_iter()
+        .filter(|w| {
             filter
                 .get("name")
-                .is_none_or(|n| n.eq_ignore_ascii_case(&r.name))
+                .is_none_or(|n| n.eq_ignore_ascii_case(&w.name))
         })
-        .map(|r| {
-            let w = to_wire(r, &state.config.login_server_suffix);
+        .map(|w| {
             json!({
                 "id": w.id,
                 "name": w.name,

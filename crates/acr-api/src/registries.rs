@@ -25,6 +25,14 @@ const READ: &str = "Microsoft.ContainerRegistry/registries/read";
 const WRITE: &str = "Microsoft.ContainerRegistry/registries/write";
 const DELETE: &str = "Microsoft.ContainerRegistry/registries/delete";
 
+/// The registries of `list` the caller may read (all of them unless `--auth arm-rbac`).
+pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]) -> Vec<Registry> {
+    list.iter()
+        .map(|r| to_wire(r, &state.config.login_server_suffix))
+        .filter(|w| authorize(state, caller, READ, &w.id).is_ok())
+        .collect()
+}
+
 fn caller_of(c: Option<Extension<Caller>>) -> Caller {
     c.map(|Extension(c)| c).unwrap_or_else(Caller::anonymous)
 }
@@ -430,7 +438,9 @@ pub async fn list_by_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
     version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Json<RegistryListResult>, ApiError> {
+    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = acr_core::arm::validate_subscription(&sub)
         .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
@@ -438,10 +448,7 @@ pub async fn list_by_group(
         .map_err(|e| ApiError::invalid("InvalidResourceGroupName", e))?;
     let list = state.store.list_registries(&sub, Some(&rg)).await?;
     Ok(Json(RegistryListResult {
-        value: list
-            .iter()
-            .map(|r| to_wire(r, &state.config.login_server_suffix))
-            .collect(),
+        value: visible(&state, &caller, &list),
     }))
 }
 
@@ -455,16 +462,15 @@ pub async fn list_by_subscription(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
     version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Json<RegistryListResult>, ApiError> {
+    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = acr_core::arm::validate_subscription(&sub)
         .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
     let list = state.store.list_registries(&sub, None).await?;
     Ok(Json(RegistryListResult {
-        value: list
-            .iter()
-            .map(|r| to_wire(r, &state.config.login_server_suffix))
-            .collect(),
+        value: visible(&state, &caller, &list),
     }))
 }
 
