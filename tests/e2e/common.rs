@@ -1,6 +1,13 @@
 //! Helpers shared by the feature modules.
 
-use acr_import_tests::{ArmResponse, FaultProxy, OciClient, TestEnv, TestImage, TestRegistry};
+use std::time::Duration;
+
+use acr_import_tests::env::IMPORT_TIMEOUT;
+use acr_import_tests::fault_proxy::{Kind, LogEntry};
+use acr_import_tests::{
+    ArmResponse, Credentials, FaultProxy, OciClient, ServiceConfig, TestEnv, TestImage,
+    TestRegistry,
+};
 use serde_json::{json, Value};
 
 /// The emulated registry most tests import into; it lives in the backend as `myreg/…`.
@@ -78,6 +85,159 @@ pub async fn proxied_source(
     (src, proxy)
 }
 
+/// A service whose `--backend-registry` is a fault proxy in front of an anonymous backend
+/// (with registry `registry`), and an anonymous source holding `image` as `repo:v1`.
+pub async fn env_behind_backend_proxy(
+    registry: &str,
+    repo: &str,
+    image: &TestImage,
+) -> (TestEnv, FaultProxy, TestRegistry) {
+    env_behind_backend_proxy_with(registry, repo, image, |c| c).await
+}
+
+/// Like [`env_behind_backend_proxy`], with the service's config adjusted by `configure`.
+pub async fn env_behind_backend_proxy_with(
+    registry: &str,
+    repo: &str,
+    image: &TestImage,
+    configure: impl FnOnce(ServiceConfig) -> ServiceConfig,
+) -> (TestEnv, FaultProxy, TestRegistry) {
+    let start = async {
+        let backend = TestRegistry::anonymous().await;
+        let proxy = FaultProxy::start(&backend.url()).await;
+        let proxy_url = proxy.url();
+        let env = TestEnv::start_with_backend(backend, |mut c| {
+            c.backend_registry = proxy_url;
+            configure(c)
+        })
+        .await;
+        env.create_registry(registry).await;
+        (env, proxy)
+    };
+    let ((env, proxy), src) = tokio::join!(start, anonymous_source(repo, "v1", image));
+    (env, proxy, src)
+}
+
+/// A source with Basic auth (`creds`) holding `image` as `repo:tag`, and a fault proxy in front
+/// of it that knows the credentials (its redirect target fetches with them).
+pub async fn proxied_private_source(
+    creds: &Credentials,
+    repo: &str,
+    tag: &str,
+    image: &TestImage,
+) -> (TestRegistry, FaultProxy) {
+    let src = TestRegistry::htpasswd(&creds.username, &creds.password).await;
+    src.client()
+        .push_image(repo, tag, image)
+        .await
+        .expect("push source image");
+    let proxy = FaultProxy::start_with_credentials(&src.url(), Some(creds.clone())).await;
+    (src, proxy)
+}
+
+/// The usual fault scenario: the service with registry [`REG`], and an anonymous source
+/// holding `image` as `demo/<name>:v1` behind a fault proxy (`proxy`, where rules go). The
+/// import copies it to `imported/<name>:v1` (in the backend: [`Self::target`]).
+pub struct ProxiedImport {
+    pub env: TestEnv,
+    pub proxy: FaultProxy,
+    pub src: TestRegistry,
+    pub image: TestImage,
+    name: String,
+}
+
+impl ProxiedImport {
+    pub async fn start(name: &str, image: TestImage) -> Self {
+        Self::start_with(name, image, |c| c).await
+    }
+
+    /// Like [`Self::start`], with the service's config adjusted by `configure`.
+    pub async fn start_with(
+        name: &str,
+        image: TestImage,
+        configure: impl FnOnce(ServiceConfig) -> ServiceConfig,
+    ) -> Self {
+        let repo = format!("demo/{name}");
+        let (env, (src, proxy)) = tokio::join!(
+            TestEnv::start_with(configure),
+            proxied_source(&repo, "v1", &image)
+        );
+        env.create_registry(REG).await;
+        Self {
+            env,
+            proxy,
+            src,
+            image,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The import body of this scenario.
+    pub fn body(&self) -> Value {
+        self.body_for(&self.name)
+    }
+
+    /// The import body for `demo/<name>:v1` of the source (through the proxy) to
+    /// `imported/<name>:v1`.
+    pub fn body_for(&self, name: &str) -> Value {
+        uri_import(
+            &self.proxy.host(),
+            &format!("demo/{name}:v1"),
+            &[&format!("imported/{name}:v1")],
+        )
+    }
+
+    /// Backend repository the image is imported to.
+    pub fn target(&self) -> String {
+        target(&format!("imported/{}", self.name))
+    }
+
+    /// Runs the import to its end (at most [`IMPORT_TIMEOUT`]); the final status.
+    pub async fn import(&self) -> Value {
+        self.import_for(IMPORT_TIMEOUT).await
+    }
+
+    /// Runs the import to its end, waiting at most `timeout`; the final status.
+    pub async fn import_for(&self, timeout: Duration) -> Value {
+        self.env
+            .import_and_wait_for(REG, &self.body(), timeout)
+            .await
+            .1
+    }
+
+    /// Runs the import, asserts it succeeded and that the target holds the image, tagged.
+    pub async fn import_ok(&self) -> Value {
+        let status = self.env.import_ok(REG, &self.body()).await;
+        assert_succeeded(&status);
+        self.env
+            .backend_client()
+            .assert_has_image(&self.target(), Some("v1"), &self.image)
+            .await;
+        status
+    }
+
+    /// The source GETs of blob `digest`, as the proxy logged them.
+    pub fn blob_gets(&self, digest: &str) -> Vec<LogEntry> {
+        self.proxy
+            .log_of(Kind::BlobGet)
+            .into_iter()
+            .filter(|e| e.path.contains(digest))
+            .collect()
+    }
+
+    /// Asserts the target repository has no tag.
+    pub async fn assert_untagged(&self) {
+        let repo = self.target();
+        let tags = self
+            .env
+            .backend_client()
+            .tags_list(&repo)
+            .await
+            .expect("tags/list");
+        assert!(tags.is_empty(), "{repo} has tags {tags:?}");
+    }
+}
+
 /// `properties` of an operation status, as an object (panics if absent).
 pub fn progress(status: &Value) -> &Value {
     let p = &status["properties"];
@@ -106,6 +266,13 @@ pub async fn assert_blob_bytes(client: &OciClient, repo: &str, image: &TestImage
             blob.digest
         );
     }
+}
+
+/// Asserts the backend holds `image` at `repo` with `tag`, every blob with exactly its bytes.
+pub async fn assert_imported(env: &TestEnv, repo: &str, tag: &str, image: &TestImage) {
+    let backend = env.backend_client();
+    backend.assert_has_image(repo, Some(tag), image).await;
+    assert_blob_bytes(&backend, repo, image).await;
 }
 
 /// Asserts the Location URL of a finished operation answers `status` (with an ARM error

@@ -10,6 +10,19 @@ use acr_import_tests::util::{http_client, sha256_digest};
 use acr_import_tests::{OciClient, TestImage, TestRegistry};
 use bytes::Bytes;
 
+use crate::common::proxied_private_source;
+
+/// GETs `url` (from byte `from` on, with `Range: bytes=<from>-`): the status and the body.
+async fn get(http: &reqwest::Client, url: &str, from: Option<u64>) -> (u16, Bytes) {
+    let mut req = http.get(url);
+    if let Some(n) = from {
+        req = req.header("Range", format!("bytes={n}-"));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_counts_and_injects_faults() {
     let reg = TestRegistry::anonymous().await;
@@ -50,27 +63,17 @@ async fn forwards_counts_and_injects_faults() {
     assert!(cut_seen, "a cut body must not end cleanly");
     assert_eq!(proxy.rule_hits(cut), 1);
     // Only the first: the next GET is whole, and a Range GET gets 206.
-    let resp = http
-        .get(&blob_url)
-        .header("Range", "bytes=100-")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 206);
-    assert_eq!(resp.bytes().await.unwrap().len() as u64, layer.size - 100);
+    let (status, body) = get(&http, &blob_url, Some(100)).await;
+    assert_eq!(status, 206);
+    assert_eq!(body.len() as u64, layer.size - 100);
     let last = proxy.log_of(Kind::BlobGet).pop().unwrap();
     assert_eq!(last.range_start(), Some(100));
 
     // StripRange: the upstream answers 200 with everything.
     proxy.add_rule(Rule::new(Action::StripRange).path(&layer.digest));
-    let resp = http
-        .get(&blob_url)
-        .header("Range", "bytes=100-")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.bytes().await.unwrap().len() as u64, layer.size);
+    let (status, body) = get(&http, &blob_url, Some(100)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len() as u64, layer.size);
     proxy.clear_rules();
 
     // Status: 429 twice, then through.
@@ -97,14 +100,8 @@ async fn forwards_counts_and_injects_faults() {
     // Throttle: 2 MiB at 4 MiB/s takes about half a second.
     proxy.add_rule(Rule::new(Action::Throttle(4 << 20)).kind(Kind::BlobGet));
     let started = Instant::now();
-    let body = http
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let (status, body) = get(&http, &blob_url, None).await;
+    assert_eq!(status, 200);
     assert_eq!(body.len() as u64, layer.size);
     assert!(
         started.elapsed() >= Duration::from_millis(400),
@@ -115,14 +112,8 @@ async fn forwards_counts_and_injects_faults() {
 
     // Corrupt: same length, another digest.
     proxy.add_rule(Rule::new(Action::Corrupt).path(&layer.digest));
-    let body = http
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let (status, body) = get(&http, &blob_url, None).await;
+    assert_eq!(status, 200);
     assert_eq!(body.len() as u64, layer.size);
     assert_ne!(sha256_digest(&body), layer.digest);
     proxy.clear_rules();
@@ -192,20 +183,14 @@ async fn forwards_counts_and_injects_faults() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_target_fetches_with_its_own_credentials() {
-    let reg = TestRegistry::htpasswd("ruser", "rpass-1").await;
     let image = TestImage::single(33, Format::Oci, &[300_000]);
-    reg.client()
-        .push_image("r/img", "v1", &image)
-        .await
-        .unwrap();
-    let proxy =
-        FaultProxy::start_with_credentials(&reg.url(), Some(Credentials::new("ruser", "rpass-1")))
-            .await;
+    let creds = Credentials::new("ruser", "rpass-1");
+    let (_reg, proxy) = proxied_private_source(&creds, "r/img", "v1", &image).await;
     proxy.add_rule(Rule::new(Action::Redirect { to: None }));
     let layer = &image.blobs[1];
 
     // A client that follows redirects (reqwest drops Authorization across hosts).
-    let via = OciClient::new(&proxy.url(), Some(Credentials::new("ruser", "rpass-1")));
+    let via = OciClient::new(&proxy.url(), Some(creds));
     let (d, n) = via.blob_digest("r/img", &layer.digest).await.unwrap();
     assert_eq!((d.as_str(), n), (layer.digest.as_str(), layer.size));
     let gets = proxy.log_of(Kind::BlobGet);

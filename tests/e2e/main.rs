@@ -22,6 +22,7 @@ mod lro;
 mod malformed;
 mod missing_source;
 mod modes;
+mod rbac;
 mod registries;
 mod resilience;
 mod resource_id;

@@ -5,48 +5,39 @@ use std::time::{Duration, Instant};
 
 use acr_import_tests::fault_proxy::{Action, Kind, Rule};
 use acr_import_tests::image::Format;
-use acr_import_tests::{TestEnv, TestImage};
+use acr_import_tests::TestImage;
 
 use crate::common::{
-    assert_failed, assert_nothing_copied, assert_succeeded, proxied_source, target, uri_import, REG,
+    assert_failed, assert_nothing_copied, env_behind_backend_proxy_with, target, uri_import,
+    ProxiedImport, REG,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_with_retry_after_are_waited_out() {
-    let image = TestImage::single(1401, Format::Oci, &[2000, 80_000]);
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start(),
-        proxied_source("demo/limited", "v1", &image)
-    );
-    env.create_registry(REG).await;
-    let manifests = proxy.add_rule(
+    let s = ProxiedImport::start(
+        "limited",
+        TestImage::single(1401, Format::Oci, &[2000, 80_000]),
+    )
+    .await;
+    let manifests = s.proxy.add_rule(
         Rule::new(Action::too_many_requests(1))
             .kind(Kind::ManifestGet)
             .first(2),
     );
-    let blobs = proxy.add_rule(
+    let blobs = s.proxy.add_rule(
         Rule::new(Action::too_many_requests(1))
             .kind(Kind::BlobGet)
             .first(2),
     );
 
     let started = Instant::now();
-    let status = env
-        .import_ok(
-            REG,
-            &uri_import(&proxy.host(), "demo/limited:v1", &["imported/limited:v1"]),
-        )
-        .await;
+    s.import_ok().await;
     let took = started.elapsed();
-    assert_succeeded(&status);
-    env.backend_client()
-        .assert_has_image(&target("imported/limited"), Some("v1"), &image)
-        .await;
-    let log = proxy.log_text();
-    assert_eq!(proxy.rule_hits(manifests), 2, "{log}");
-    assert_eq!(proxy.rule_hits(blobs), 2, "{log}");
+    let log = s.proxy.log_text();
+    assert_eq!(s.proxy.rule_hits(manifests), 2, "{log}");
+    assert_eq!(s.proxy.rule_hits(blobs), 2, "{log}");
     // Retry-After: 1 honoured between the manifest GETs.
-    let gets = proxy.log_of(Kind::ManifestGet);
+    let gets = s.proxy.log_of(Kind::ManifestGet);
     assert!(gets.len() >= 3, "{log}");
     for pair in gets[..3].windows(2) {
         let gap = pair[1].at.saturating_sub(pair[0].at);
@@ -60,58 +51,43 @@ async fn rate_limits_with_retry_after_are_waited_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_rate_limiting_fails_with_toomanyrequests() {
-    let image = TestImage::single(1402, Format::Oci, &[1000]);
-    let (env, (_src, proxy)) =
-        tokio::join!(TestEnv::start(), proxied_source("demo/storm", "v1", &image));
-    env.create_registry(REG).await;
-    proxy.add_rule(Rule::new(Action::too_many_requests(1)));
+    let s = ProxiedImport::start("storm", TestImage::single(1402, Format::Oci, &[1000])).await;
+    s.proxy.add_rule(Rule::new(Action::too_many_requests(1)));
 
-    let (_, status) = env
-        .import_and_wait_for(
-            REG,
-            &uri_import(&proxy.host(), "demo/storm:v1", &["imported/storm:v1"]),
-            Duration::from_secs(120),
-        )
-        .await;
+    let status = s.import_for(Duration::from_secs(120)).await;
     let message = assert_failed(&status, "SourceRegistryError");
     assert!(message.contains("TOOMANYREQUESTS"), "{message}");
-    assert_nothing_copied(&env, &target("imported/storm"), &image).await;
-    eprintln!("429 storm: {} requests before giving up", proxy.log().len());
+    assert_nothing_copied(&s.env, &s.target(), &s.image).await;
+    eprintln!(
+        "429 storm: {} requests before giving up",
+        s.proxy.log().len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_not_matching_its_digest_fails_without_a_tag() {
-    let image = TestImage::single(1403, Format::Oci, &[2000, 200_000]);
-    let layer = image.blobs.last().unwrap().clone();
+    let s = ProxiedImport::start(
+        "corrupt",
+        TestImage::single(1403, Format::Oci, &[2000, 200_000]),
+    )
+    .await;
+    let layer = s.image.blobs.last().unwrap().clone();
     assert_eq!(layer.size, 200_000);
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start(),
-        proxied_source("demo/corrupt", "v1", &image)
-    );
-    env.create_registry(REG).await;
     // Every GET of the layer returns the right length with one byte flipped.
-    proxy.add_rule(
+    s.proxy.add_rule(
         Rule::new(Action::Corrupt)
             .kind(Kind::BlobGet)
             .path(&layer.digest),
     );
 
-    let (_, status) = env
-        .import_and_wait(
-            REG,
-            &uri_import(&proxy.host(), "demo/corrupt:v1", &["imported/corrupt:v1"]),
-        )
-        .await;
+    let status = s.import().await;
     let message = assert_failed(&status, "SourceRegistryError");
     assert!(message.contains("does not match its digest"), "{message}");
-    let backend = env.backend_client();
-    let repo = target("imported/corrupt");
-    assert!(
-        backend.tags_list(&repo).await.unwrap().is_empty(),
-        "a tag was created"
-    );
+    s.assert_untagged().await;
+    let backend = s.env.backend_client();
+    let repo = s.target();
     assert!(!backend
-        .manifest_exists(&repo, image.digest())
+        .manifest_exists(&repo, s.image.digest())
         .await
         .unwrap());
     assert!(
@@ -121,18 +97,18 @@ async fn blob_not_matching_its_digest_fails_without_a_tag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug (issue 3): the client-wide read timeout also fires on the target PUT while the source stalls, so the failure is reported as TargetRegistryError after blob restarts and an operation retry (~27 s) instead of SourceRegistryError within the bound"]
 async fn stalled_source_fails_within_bounds() {
     const STALL_TIMEOUT: u64 = 2;
-    let image = TestImage::single(1404, Format::Oci, &[1000, 1 << 20]);
-    let layer = image.blobs.last().unwrap().clone();
+    let s = ProxiedImport::start_with(
+        "stall",
+        TestImage::single(1404, Format::Oci, &[1000, 1 << 20]),
+        |c| c.flag("--stall-timeout-seconds", STALL_TIMEOUT),
+    )
+    .await;
+    let layer = s.image.blobs.last().unwrap().clone();
     assert_eq!(layer.size, 1 << 20);
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start_with(|c| c.flag("--stall-timeout-seconds", STALL_TIMEOUT)),
-        proxied_source("demo/stall", "v1", &image)
-    );
-    env.create_registry(REG).await;
-    proxy.add_rule(
+    // Every GET of the layer (Range resumes too) stalls after 64 KiB.
+    s.proxy.add_rule(
         Rule::new(Action::Stall {
             after_bytes: 64 << 10,
         })
@@ -141,14 +117,10 @@ async fn stalled_source_fails_within_bounds() {
     );
 
     let started = Instant::now();
-    let (_, status) = env
-        .import_and_wait_for(
-            REG,
-            &uri_import(&proxy.host(), "demo/stall:v1", &["imported/stall:v1"]),
-            Duration::from_secs(90),
-        )
-        .await;
+    let status = s.import_for(Duration::from_secs(90)).await;
     let took = started.elapsed();
+    // Blamed on the source (not on the target upload that waits for it), and not retried
+    // for the whole operation.
     let message = assert_failed(&status, "SourceRegistryError");
     let lower = message.to_ascii_lowercase();
     assert!(
@@ -161,24 +133,15 @@ async fn stalled_source_fails_within_bounds() {
         "failed after {took:?}, more than {bound:?} with --stall-timeout-seconds {STALL_TIMEOUT}"
     );
     assert!(took >= Duration::from_secs(STALL_TIMEOUT), "{took:?}");
-    let gets: Vec<_> = proxy
-        .log_of(Kind::BlobGet)
-        .into_iter()
-        .filter(|e| e.path.contains(&layer.digest))
-        .collect();
+    let gets = s.blob_gets(&layer.digest);
     assert!(
         gets.len() >= 2,
         "the stalled download was never retried or resumed:\n{}",
-        proxy.log_text()
+        s.proxy.log_text()
     );
-    assert!(env
-        .backend_client()
-        .tags_list(&target("imported/stall"))
-        .await
-        .unwrap()
-        .is_empty());
+    s.assert_untagged().await;
     eprintln!(
-        "stall: failed after {took:?}; layer GETs:\n{}",
+        "stall: failed after {took:?}: {message}\nlayer GETs:\n{}",
         gets.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -187,35 +150,84 @@ async fn stalled_source_fails_within_bounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operation_deadline_fails_with_import_timed_out() {
-    const DEADLINE: u64 = 3;
-    let image = TestImage::single(1405, Format::Oci, &[1000, 2 << 20]);
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start_with(|c| c.flag("--operation-timeout-seconds", DEADLINE)),
-        proxied_source("demo/slow", "v1", &image)
+async fn stalled_target_upload_fails_as_a_target_error() {
+    const STALL_TIMEOUT: u64 = 2;
+    // Larger than the socket buffers between the service and the backend proxy.
+    const LAYER: u64 = 32 << 20;
+    let image = TestImage::single(1406, Format::Oci, &[1000, LAYER]);
+    let layer = image.blobs.last().unwrap().clone();
+    // Upload URLs carry the digest URL-encoded (`sha256%3A…`): match its hex part.
+    let hex = layer.digest.trim_start_matches("sha256:").to_owned();
+    let (env, backend_proxy, src) = env_behind_backend_proxy_with(REG, "demo/sink", &image, |c| {
+        c.flag("--stall-timeout-seconds", STALL_TIMEOUT)
+    })
+    .await;
+    // The backend stops reading the layer's upload after 1 MiB and never answers.
+    backend_proxy.add_rule(
+        Rule::new(Action::StallUpload {
+            after_bytes: 1 << 20,
+        })
+        .kind(Kind::UploadPut)
+        .path(&hex),
     );
-    env.create_registry(REG).await;
-    // 2 MiB at 128 KiB/s: 16 s, far past the deadline; bytes keep flowing (no stall).
-    proxy.add_rule(Rule::new(Action::Throttle(128 << 10)).kind(Kind::BlobGet));
 
     let started = Instant::now();
     let (_, status) = env
         .import_and_wait_for(
             REG,
-            &uri_import(&proxy.host(), "demo/slow:v1", &["imported/slow:v1"]),
-            Duration::from_secs(60),
+            &uri_import(&src.host(), "demo/sink:v1", &["imported/sink:v1"]),
+            Duration::from_secs(90),
         )
         .await;
+    let took = started.elapsed();
+    let log = backend_proxy.log_text();
+    // Blamed on the target, whose upload stalled, not on the source that kept sending.
+    let message = assert_failed(&status, "TargetRegistryError");
+    assert!(
+        message.to_ascii_lowercase().contains("stalled"),
+        "{message}\n{log}"
+    );
+    let bound = Duration::from_secs(STALL_TIMEOUT * 4 + 15);
+    assert!(
+        took <= bound,
+        "failed after {took:?}, more than {bound:?} with --stall-timeout-seconds {STALL_TIMEOUT}\n{log}"
+    );
+    assert!(took >= Duration::from_secs(STALL_TIMEOUT), "{took:?}");
+    let puts: Vec<_> = backend_proxy
+        .log_of(Kind::UploadPut)
+        .into_iter()
+        .filter(|e| e.path.contains(&hex))
+        .collect();
+    assert!(!puts.is_empty(), "the layer was never uploaded:\n{log}");
+    let tags = env
+        .backend_client()
+        .tags_list(&target("imported/sink"))
+        .await
+        .unwrap();
+    assert!(tags.is_empty(), "{tags:?}");
+    eprintln!("target stall: failed after {took:?}: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_deadline_fails_with_import_timed_out() {
+    const DEADLINE: u64 = 3;
+    let s = ProxiedImport::start_with(
+        "slow",
+        TestImage::single(1405, Format::Oci, &[1000, 2 << 20]),
+        |c| c.flag("--operation-timeout-seconds", DEADLINE),
+    )
+    .await;
+    // 2 MiB at 128 KiB/s: 16 s, far past the deadline; bytes keep flowing (no stall).
+    s.proxy
+        .add_rule(Rule::new(Action::Throttle(128 << 10)).kind(Kind::BlobGet));
+
+    let started = Instant::now();
+    let status = s.import_for(Duration::from_secs(60)).await;
     let took = started.elapsed();
     assert_failed(&status, "ImportTimedOut");
     assert!(
         took < Duration::from_secs(DEADLINE + 12),
         "ImportTimedOut only after {took:?} with --operation-timeout-seconds {DEADLINE}"
     );
-    assert!(env
-        .backend_client()
-        .tags_list(&target("imported/slow"))
-        .await
-        .unwrap()
-        .is_empty());
+    s.assert_untagged().await;
 }

@@ -5,40 +5,22 @@
 use std::time::Duration;
 
 use acr_import_tests::env::IMPORT_TIMEOUT;
-use acr_import_tests::fault_proxy::{Action, FaultProxy, Kind, Rule};
+use acr_import_tests::fault_proxy::{Action, Kind, Rule};
 use acr_import_tests::image::{Format, Platform};
 use acr_import_tests::oci::Credentials;
-use acr_import_tests::{TestEnv, TestImage, TestRegistry};
+use acr_import_tests::{TestEnv, TestImage};
 use serde_json::{json, Value};
 
 use crate::common::{
-    anonymous_source, assert_blob_bytes, assert_succeeded, prop, proxied_source, target,
-    uri_import, REG,
+    assert_imported, assert_succeeded, env_behind_backend_proxy, prop, proxied_private_source,
+    target, uri_import, ProxiedImport, REG,
 };
-
-/// A service whose `--backend-registry` is a fault proxy in front of an anonymous backend.
-async fn env_behind_backend_proxy(
-    configure: impl FnOnce(acr_import_tests::ServiceConfig) -> acr_import_tests::ServiceConfig,
-) -> (TestEnv, FaultProxy) {
-    let backend = TestRegistry::anonymous().await;
-    let proxy = FaultProxy::start(&backend.url()).await;
-    let proxy_url = proxy.url();
-    let env = TestEnv::start_with_backend(backend, |mut c| {
-        c.backend_registry = proxy_url;
-        configure(c)
-    })
-    .await;
-    (env, proxy)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_registry_import_mounts_instead_of_copying() {
     let image = TestImage::three_platform(1301);
-    let ((env, backend_proxy), src) = tokio::join!(
-        env_behind_backend_proxy(|c| c),
-        anonymous_source("demo/multi", "v1", &image)
-    );
-    env.create_registry("RegAlpha1").await;
+    let (env, backend_proxy, src) =
+        env_behind_backend_proxy("RegAlpha1", "demo/multi", &image).await;
     env.create_registry("RegBeta02").await;
     env.import_ok(
         "RegAlpha1",
@@ -90,11 +72,8 @@ async fn same_registry_import_mounts_instead_of_copying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_download_resumes_with_range() {
     const LAYER: u64 = 64 << 20;
-    let image = TestImage::single(1302, Format::Oci, &[LAYER]);
-    let layer = image.blobs[1].clone();
-    let (env, (_src, proxy)) =
-        tokio::join!(TestEnv::start(), proxied_source("demo/big", "v1", &image));
-    env.create_registry(REG).await;
+    let s = ProxiedImport::start("big", TestImage::single(1302, Format::Oci, &[LAYER])).await;
+    let (proxy, layer) = (&s.proxy, s.image.blobs[1].clone());
     let cut_at = LAYER * 2 / 5;
     let cut = proxy.add_rule(
         Rule::new(Action::CutAfter(cut_at))
@@ -103,29 +82,17 @@ async fn cut_download_resumes_with_range() {
             .first(1),
     );
 
-    let status = env
-        .import_ok(
-            REG,
-            &uri_import(&proxy.host(), "demo/big:v1", &["imported/big:v1"]),
-        )
-        .await;
-    assert_succeeded(&status);
+    s.import_ok().await;
     assert_eq!(proxy.rule_hits(cut), 1);
-    let backend = env.backend_client();
-    backend
-        .assert_has_image(&target("imported/big"), Some("v1"), &image)
-        .await;
-    let (digest, len) = backend
-        .blob_digest(&target("imported/big"), &layer.digest)
+    let (digest, len) = s
+        .env
+        .backend_client()
+        .blob_digest(&s.target(), &layer.digest)
         .await
         .unwrap();
     assert_eq!((digest.as_str(), len), (layer.digest.as_str(), LAYER));
 
-    let gets: Vec<_> = proxy
-        .log_of(Kind::BlobGet)
-        .into_iter()
-        .filter(|e| e.path.contains(&layer.digest))
-        .collect();
+    let gets = s.blob_gets(&layer.digest);
     let log = proxy.log_text();
     assert!(gets.len() >= 2, "no second GET after the cut:\n{log}");
     let resumed: Vec<_> = gets[1..]
@@ -146,13 +113,8 @@ async fn cut_download_resumes_with_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ignoring_range_restarts_the_blob() {
     const LAYER: u64 = 12 << 20;
-    let image = TestImage::single(1303, Format::Oci, &[LAYER]);
-    let layer = image.blobs[1].clone();
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start(),
-        proxied_source("demo/norange", "v1", &image)
-    );
-    env.create_registry(REG).await;
+    let s = ProxiedImport::start("norange", TestImage::single(1303, Format::Oci, &[LAYER])).await;
+    let (proxy, layer) = (&s.proxy, s.image.blobs[1].clone());
     proxy.add_rule(
         Rule::new(Action::StripRange)
             .kind(Kind::BlobGet)
@@ -165,23 +127,9 @@ async fn source_ignoring_range_restarts_the_blob() {
             .first(1),
     );
 
-    let status = env
-        .import_ok(
-            REG,
-            &uri_import(&proxy.host(), "demo/norange:v1", &["imported/norange:v1"]),
-        )
-        .await;
-    assert_succeeded(&status);
-    let backend = env.backend_client();
-    backend
-        .assert_has_image(&target("imported/norange"), Some("v1"), &image)
-        .await;
-    assert_blob_bytes(&backend, &target("imported/norange"), &image).await;
-    let gets: Vec<_> = proxy
-        .log_of(Kind::BlobGet)
-        .into_iter()
-        .filter(|e| e.path.contains(&layer.digest))
-        .collect();
+    s.import_ok().await;
+    assert_imported(&s.env, &s.target(), "v1", &s.image).await;
+    let gets = s.blob_gets(&layer.digest);
     assert!(
         gets.len() >= 2 && gets.iter().skip(1).any(|e| e.status == 200),
         "expected a second, full (200) GET after the cut:\n{}",
@@ -194,11 +142,7 @@ async fn source_ignoring_range_restarts_the_blob() {
 async fn chunked_upload_case(seed: u64, layer_size: u64, inject_416: Rule) {
     const MIN: u64 = 6 << 20;
     let image = TestImage::single(seed, Format::Oci, &[layer_size]);
-    let ((env, backend_proxy), src) = tokio::join!(
-        env_behind_backend_proxy(|c| c),
-        anonymous_source("demo/chunked", "v1", &image)
-    );
-    env.create_registry(REG).await;
+    let (env, backend_proxy, src) = env_behind_backend_proxy(REG, "demo/chunked", &image).await;
     backend_proxy.add_rule(Rule::new(Action::reject_monolithic_put(Some(MIN))));
     // Answered without being forwarded: the service must ask the upload's status and carry
     // on from what the registry really holds.
@@ -217,11 +161,7 @@ async fn chunked_upload_case(seed: u64, layer_size: u64, inject_416: Rule) {
         backend_proxy.log_text()
     );
     assert_succeeded(&status);
-    let backend = env.backend_client();
-    backend
-        .assert_has_image(&target("imported/chunked"), Some("v1"), &image)
-        .await;
-    assert_blob_bytes(&backend, &target("imported/chunked"), &image).await;
+    assert_imported(&env, &target("imported/chunked"), "v1", &image).await;
 
     let log = backend_proxy.log_text();
     let puts = backend_proxy.log_of(Kind::UploadPut);
@@ -328,15 +268,10 @@ async fn chunked_upload_recovers_a_416_on_the_first_chunk() {
 async fn redirected_blob_gets_carry_no_authorization() {
     let image = TestImage::single(1305, Format::Oci, &[2000, 300_000]);
     let creds = Credentials::new("redirector", "Red1rect-pw");
-    let (env, src) = tokio::join!(
+    let (env, (_src, proxy)) = tokio::join!(
         TestEnv::start(),
-        TestRegistry::htpasswd(&creds.username, &creds.password)
+        proxied_private_source(&creds, "private/app", "v1", &image)
     );
-    src.client()
-        .push_image("private/app", "v1", &image)
-        .await
-        .unwrap();
-    let proxy = FaultProxy::start_with_credentials(&src.url(), Some(creds.clone())).await;
     proxy.add_rule(Rule::new(Action::Redirect { to: None }));
     env.create_registry(REG).await;
 
@@ -350,11 +285,7 @@ async fn redirected_blob_gets_carry_no_authorization() {
     });
     let status = env.import_ok(REG, &body).await;
     assert_succeeded(&status);
-    let backend = env.backend_client();
-    backend
-        .assert_has_image(&target("imported/app"), Some("v1"), &image)
-        .await;
-    assert_blob_bytes(&backend, &target("imported/app"), &image).await;
+    assert_imported(&env, &target("imported/app"), "v1", &image).await;
 
     let log = proxy.log_text();
     let gets = proxy.log_of(Kind::BlobGet);
@@ -377,29 +308,18 @@ async fn redirected_blob_gets_carry_no_authorization() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_transfers_are_bounded_per_registry_host() {
     let sizes = [512 << 10; 4];
-    let a = TestImage::single(1306, Format::Oci, &sizes);
     let b = TestImage::single(1307, Format::Docker, &sizes);
-    let (env, (src, proxy)) = tokio::join!(
-        TestEnv::start_with(|c| c.flag("--registry-concurrency", 2)),
-        proxied_source("demo/a", "v1", &a)
-    );
-    src.client().push_image("demo/b", "v1", &b).await.unwrap();
-    env.create_registry(REG).await;
+    let s = ProxiedImport::start_with("a", TestImage::single(1306, Format::Oci, &sizes), |c| {
+        c.flag("--registry-concurrency", 2)
+    })
+    .await;
+    let (env, proxy, a) = (&s.env, &s.proxy, &s.image);
+    s.src.client().push_image("demo/b", "v1", &b).await.unwrap();
     // Each blob response at 1 MiB/s: a layer takes half a second, so transfers overlap.
     proxy.add_rule(Rule::new(Action::Throttle(1 << 20)).kind(Kind::BlobGet));
 
-    let op_a = env
-        .start_import(
-            REG,
-            &uri_import(&proxy.host(), "demo/a:v1", &["imported/a:v1"]),
-        )
-        .await;
-    let op_b = env
-        .start_import(
-            REG,
-            &uri_import(&proxy.host(), "demo/b:v1", &["imported/b:v1"]),
-        )
-        .await;
+    let op_a = env.start_import(REG, &s.body()).await;
+    let op_b = env.start_import(REG, &s.body_for("b")).await;
     let (url_a, url_b) = (op_a.async_operation(), op_b.async_operation());
     let (sa, sb) = tokio::join!(
         env.arm.poll_until_done(&url_a, IMPORT_TIMEOUT),
@@ -409,7 +329,7 @@ async fn blob_transfers_are_bounded_per_registry_host() {
     assert_succeeded(&sb);
     let backend = env.backend_client();
     backend
-        .assert_has_image(&target("imported/a"), Some("v1"), &a)
+        .assert_has_image(&target("imported/a"), Some("v1"), a)
         .await;
     backend
         .assert_has_image(&target("imported/b"), Some("v1"), &b)
@@ -431,20 +351,13 @@ async fn progress_is_reported_while_copying() {
         &[Platform::amd64(), Platform::arm64()],
         &[1000, 3 << 20],
     );
-    let (env, (_src, proxy)) = tokio::join!(
-        TestEnv::start_with(|c| c.lease_seconds(3)),
-        proxied_source("demo/slow", "v1", &image)
-    );
-    env.create_registry(REG).await;
+    let s = ProxiedImport::start_with("slow", image, |c| c.lease_seconds(3)).await;
+    let (env, image) = (&s.env, &s.image);
     // 1 MiB/s per response: each 3 MiB layer takes about 3 s, the copy 3–6 s.
-    proxy.add_rule(Rule::new(Action::Throttle(1 << 20)).kind(Kind::BlobGet));
+    s.proxy
+        .add_rule(Rule::new(Action::Throttle(1 << 20)).kind(Kind::BlobGet));
 
-    let accepted = env
-        .start_import(
-            REG,
-            &uri_import(&proxy.host(), "demo/slow:v1", &["imported/slow:v1"]),
-        )
-        .await;
+    let accepted = env.start_import(REG, &s.body()).await;
     let url = accepted.async_operation();
     let mut mid: Option<Value> = None;
     let mut last_copied = 0u64;
@@ -494,6 +407,6 @@ async fn progress_is_reported_while_copying() {
         "{final_status}"
     );
     env.backend_client()
-        .assert_has_image(&target("imported/slow"), Some("v1"), &image)
+        .assert_has_image(&s.target(), Some("v1"), image)
         .await;
 }

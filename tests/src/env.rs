@@ -33,17 +33,7 @@ impl TestEnv {
     /// Like [`start`](Self::start), letting the caller adjust the service's config.
     pub async fn start_with(configure: impl FnOnce(ServiceConfig) -> ServiceConfig) -> Self {
         let (db, backend) = tokio::join!(TestDatabase::create(), TestRegistry::anonymous());
-        let config = configure(ServiceConfig::new(db.url(), &backend.url()));
-        let service = TestService::start(config).await;
-        let arm = ArmClient::new(&service.base_url());
-        Self {
-            service,
-            arm,
-            backend,
-            db,
-            sub: uuid::Uuid::new_v4().to_string(),
-            rg: "acr-tests-rg".to_string(),
-        }
+        Self::serve(db, backend, configure).await
     }
 
     /// Like [`start_with`](Self::start_with) on a backend of the caller's (e.g. one with
@@ -54,7 +44,15 @@ impl TestEnv {
         backend: TestRegistry,
         configure: impl FnOnce(ServiceConfig) -> ServiceConfig,
     ) -> Self {
-        let db = TestDatabase::create().await;
+        Self::serve(TestDatabase::create().await, backend, configure).await
+    }
+
+    /// Starts the service on `db` and `backend` (with the backend's credentials, if any).
+    async fn serve(
+        db: TestDatabase,
+        backend: TestRegistry,
+        configure: impl FnOnce(ServiceConfig) -> ServiceConfig,
+    ) -> Self {
         let mut config = ServiceConfig::new(db.url(), &backend.url());
         if let Some(c) = backend.credentials() {
             config = config.backend_credentials(&c.username, &c.password);
@@ -101,12 +99,8 @@ impl TestEnv {
     /// POSTs an import, asserts the 202, and polls `Azure-AsyncOperation` to the end;
     /// returns (the 202, the final status JSON).
     pub async fn import_and_wait(&self, registry: &str, body: &Value) -> (ArmResponse, Value) {
-        let accepted = self.start_import(registry, body).await;
-        let status = self
-            .arm
-            .poll_until_done(&accepted.async_operation(), IMPORT_TIMEOUT)
-            .await;
-        (accepted, status)
+        self.import_and_wait_for(registry, body, IMPORT_TIMEOUT)
+            .await
     }
 
     /// Like [`import_and_wait`](Self::import_and_wait) with a deadline of the caller's.

@@ -12,8 +12,8 @@
 //! inject faults; they can be added and cleared while the proxy runs. A rule matches by kind
 //! and/or path substring, and fires on a window of its matching occurrences (`skip`, `first`).
 //! Several rules may fire on one request: body shapers ([`Action::CutAfter`],
-//! [`Action::Stall`], [`Action::Throttle`], [`Action::Corrupt`], [`Action::StripRange`])
-//! combine; the first answering action ([`Action::Status`], [`Action::ServeManifest`],
+//! [`Action::Stall`], [`Action::StallUpload`], [`Action::Throttle`], [`Action::Corrupt`],
+//! [`Action::StripRange`]) combine; the first answering action ([`Action::Status`], [`Action::ServeManifest`],
 //! [`Action::RejectMonolithicPut`], [`Action::Redirect`]) answers without forwarding.
 //!
 //! A second server, [`FaultProxy::redirect_target`], serves the blobs [`Action::Redirect`]
@@ -251,6 +251,9 @@ pub enum Action {
     },
     /// Send the headers and `after_bytes` body bytes, then hold the connection open, silent.
     Stall { after_bytes: u64 },
+    /// Forward `after_bytes` of the request body, then stop reading it and never answer: the
+    /// client's upload stalls (once the socket buffers, a few MiB, are full).
+    StallUpload { after_bytes: u64 },
     /// Limit each matching response body to this many bytes per second.
     Throttle(u64),
     /// Forward, but flip the first byte of the response body (same length, wrong digest).
@@ -308,6 +311,7 @@ impl Action {
             Action::StripRange => "StripRange",
             Action::Status { .. } => "Status",
             Action::Stall { .. } => "Stall",
+            Action::StallUpload { .. } => "StallUpload",
             Action::Throttle(_) => "Throttle",
             Action::Corrupt => "Corrupt",
             Action::ServeManifest { .. } => "ServeManifest",
@@ -750,6 +754,7 @@ struct Plan {
     strip_range: bool,
     cut_after: Option<u64>,
     stall_after: Option<u64>,
+    stall_upload_after: Option<u64>,
     throttle: Option<u64>,
     corrupt: bool,
     answer: Option<Action>,
@@ -854,6 +859,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                             .map_or(*after_bytes, |m| m.min(*after_bytes)),
                     )
                 }
+                Action::StallUpload { after_bytes } => {
+                    plan.stall_upload_after = Some(
+                        plan.stall_upload_after
+                            .map_or(*after_bytes, |m| m.min(*after_bytes)),
+                    )
+                }
                 Action::Throttle(bps) => {
                     plan.throttle = Some(plan.throttle.map_or(*bps, |m| m.min(*bps)))
                 }
@@ -923,7 +934,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             }
             r
         });
-        out = out.body(reqwest::Body::wrap_stream(stream));
+        out = match plan.stall_upload_after {
+            // Pass chunks on until `n` bytes went through, then read nothing more, ever.
+            Some(n) => {
+                let mut passed = 0u64;
+                let head = stream.take_while(move |r| {
+                    let go = passed < n;
+                    if let Ok(c) = r {
+                        passed += c.len() as u64;
+                    }
+                    futures::future::ready(go)
+                });
+                out.body(reqwest::Body::wrap_stream(
+                    head.chain(futures::stream::pending()),
+                ))
+            }
+            None => out.body(reqwest::Body::wrap_stream(stream)),
+        };
     } else {
         drop(incoming);
     }

@@ -245,18 +245,39 @@ impl OciClient {
         format!("{}/v2/{}", self.base, path)
     }
 
+    /// A request for `/v2/<repo>/<path>`, authorized to pull (or push to) `repo`.
+    async fn repo_request(
+        &self,
+        method: Method,
+        repo: &str,
+        path: &str,
+        push: bool,
+    ) -> Result<reqwest::RequestBuilder> {
+        self.request(method, &self.v2(&format!("{repo}/{path}")), repo, push)
+            .await
+    }
+
+    /// `HEAD /v2/<repo>/<path>`: true on 200, false on 404, an error otherwise.
+    async fn exists(&self, repo: &str, path: &str, accept: Option<&str>) -> Result<bool> {
+        let mut req = self.repo_request(Method::HEAD, repo, path, false).await?;
+        if let Some(a) = accept {
+            req = req.header(ACCEPT, a);
+        }
+        let resp = req.send().await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => bail!("HEAD {repo}/{path}: {s}"),
+        }
+    }
+
     /// Uploads one blob unless the repository already has it (monolithic PUT, streamed).
     pub async fn push_blob(&self, repo: &str, blob: &Blob) -> Result<()> {
         if self.blob_exists(repo, &blob.digest).await? {
             return Ok(());
         }
         let resp = self
-            .request(
-                Method::POST,
-                &self.v2(&format!("{repo}/blobs/uploads/")),
-                repo,
-                true,
-            )
+            .repo_request(Method::POST, repo, "blobs/uploads/", true)
             .await?
             .header(CONTENT_LENGTH, "0")
             .send()
@@ -312,12 +333,7 @@ impl OciClient {
         bytes: &Bytes,
     ) -> Result<String> {
         let resp = self
-            .request(
-                Method::PUT,
-                &self.v2(&format!("{repo}/manifests/{reference}")),
-                repo,
-                true,
-            )
+            .repo_request(Method::PUT, repo, &format!("manifests/{reference}"), true)
             .await?
             .header(CONTENT_TYPE, media_type)
             .body(bytes.clone())
@@ -360,12 +376,7 @@ impl OciClient {
         reference: &str,
     ) -> Result<Option<FetchedManifest>> {
         let resp = self
-            .request(
-                Method::GET,
-                &self.v2(&format!("{repo}/manifests/{reference}")),
-                repo,
-                false,
-            )
+            .repo_request(Method::GET, repo, &format!("manifests/{reference}"), false)
             .await?
             .header(ACCEPT, ALL_MANIFEST_TYPES)
             .send()
@@ -401,52 +412,23 @@ impl OciClient {
 
     /// HEAD of a manifest by tag or digest.
     pub async fn manifest_exists(&self, repo: &str, reference: &str) -> Result<bool> {
-        let resp = self
-            .request(
-                Method::HEAD,
-                &self.v2(&format!("{repo}/manifests/{reference}")),
-                repo,
-                false,
-            )
-            .await?
-            .header(ACCEPT, ALL_MANIFEST_TYPES)
-            .send()
-            .await?;
-        match resp.status() {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => bail!("HEAD manifest {repo}:{reference}: {s}"),
-        }
+        self.exists(
+            repo,
+            &format!("manifests/{reference}"),
+            Some(ALL_MANIFEST_TYPES),
+        )
+        .await
     }
 
     /// HEAD of a blob in `repo` (docker-registry answers per repository).
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
-        let resp = self
-            .request(
-                Method::HEAD,
-                &self.v2(&format!("{repo}/blobs/{digest}")),
-                repo,
-                false,
-            )
-            .await?
-            .send()
-            .await?;
-        match resp.status() {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s => bail!("HEAD blob {repo}@{digest}: {s}"),
-        }
+        self.exists(repo, &format!("blobs/{digest}"), None).await
     }
 
     /// Streams a blob and returns (sha256 of the bytes received, length).
     pub async fn blob_digest(&self, repo: &str, digest: &str) -> Result<(String, u64)> {
         let resp = self
-            .request(
-                Method::GET,
-                &self.v2(&format!("{repo}/blobs/{digest}")),
-                repo,
-                false,
-            )
+            .repo_request(Method::GET, repo, &format!("blobs/{digest}"), false)
             .await?
             .timeout(Duration::from_secs(300))
             .send()
@@ -474,12 +456,7 @@ impl OciClient {
         range: Option<&str>,
     ) -> Result<reqwest::Response> {
         let mut req = self
-            .request(
-                Method::GET,
-                &self.v2(&format!("{repo}/blobs/{digest}")),
-                repo,
-                false,
-            )
+            .repo_request(Method::GET, repo, &format!("blobs/{digest}"), false)
             .await?;
         if let Some(r) = range {
             req = req.header(reqwest::header::RANGE, r);
@@ -490,12 +467,7 @@ impl OciClient {
     /// Tags of `repo` (empty when the repository does not exist).
     pub async fn tags_list(&self, repo: &str) -> Result<Vec<String>> {
         let resp = self
-            .request(
-                Method::GET,
-                &self.v2(&format!("{repo}/tags/list")),
-                repo,
-                false,
-            )
+            .repo_request(Method::GET, repo, "tags/list", false)
             .await?
             .send()
             .await?;

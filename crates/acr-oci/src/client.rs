@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use acr_core::import::RegistryAddress;
@@ -52,8 +52,24 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The HTTP client all registry clients share: rustls, bounded redirects, never https→http.
+    /// The HTTP client all registry clients share: rustls, bounded redirects, never https→http,
+    /// and `read_timeout`. (reqwest's read timeout also bounds everything before the response
+    /// headers, request body included, so streaming uploads use [`Self::build_upload_http`].)
     pub fn build_http(&self) -> Result<reqwest::Client, OciError> {
+        self.http_builder()
+            .read_timeout(self.read_timeout)
+            .build()
+            .map_err(build_error)
+    }
+
+    /// The same client without a read timeout, for uploads whose body is a source stream: the
+    /// copy engine watches both sides of such an upload itself (see
+    /// [`RegistryClient::put_upload`]).
+    pub fn build_upload_http(&self) -> Result<reqwest::Client, OciError> {
+        self.http_builder().build().map_err(build_error)
+    }
+
+    fn http_builder(&self) -> reqwest::ClientBuilder {
         let policy = reqwest::redirect::Policy::custom(|attempt| {
             let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https")
                 && attempt.url().scheme() != "https";
@@ -68,13 +84,7 @@ impl ClientConfig {
         reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
             .redirect(policy)
-            .build()
-            .map_err(|e| OciError::Network {
-                registry: "-".into(),
-                detail: describe_reqwest(e),
-            })
     }
 
     /// The base URL of a registry address: an explicit scheme wins; loopback and configured
@@ -97,6 +107,13 @@ impl ClientConfig {
             registry: authority.clone(),
             detail: format!("invalid registry address: {e}"),
         })
+    }
+}
+
+fn build_error(e: reqwest::Error) -> OciError {
+    OciError::Network {
+        registry: "-".into(),
+        detail: describe_reqwest(e),
     }
 }
 
@@ -213,6 +230,9 @@ impl HostLimits {
 #[derive(Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// For streaming uploads (no read timeout); built on the first upload.
+    upload_http: OnceLock<reqwest::Client>,
+    config: ClientConfig,
     base: Url,
     name: String,
     credentials: Credentials,
@@ -247,6 +267,8 @@ impl RegistryClient {
         Self {
             transfers: limits.for_host(&name),
             http,
+            upload_http: OnceLock::new(),
+            config: config.clone(),
             base,
             name,
             credentials,
@@ -262,9 +284,22 @@ impl RegistryClient {
         &self.transfers
     }
 
-    /// How long a response body may go without a byte.
+    /// How long a response body may go without a byte, and an upload without progress.
     pub fn stall_timeout(&self) -> Duration {
         self.stall_timeout
+    }
+
+    /// The client for streaming uploads. Should building it fail (it has the settings of the
+    /// shared client, which was built), the shared client serves.
+    fn upload_http(&self) -> &reqwest::Client {
+        self.upload_http
+            .get_or_init(|| match self.config.build_upload_http() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(registry = %self.name, error = %e, "no upload client: using the shared one");
+                    self.http.clone()
+                }
+            })
     }
 
     pub fn chunked_only(&self) -> bool {
@@ -788,24 +823,60 @@ impl RegistryClient {
     }
 
     /// Completes an upload session with one streaming PUT of `size` bytes.
-    pub async fn put_upload(
+    ///
+    /// The PUT has no read timeout: while `body` waits for its source, the registry is only
+    /// waiting for the body. The stall timeout applies to the registry's side alone: taking
+    /// no body byte (`body` has one ready) or giving no answer after the last one for that long
+    /// is [`OciError::Stalled`]. A stall of the source is for `body` to detect and report.
+    pub async fn put_upload<S>(
         &self,
         repo: &Repository,
         session: &Url,
         digest: &Digest,
         size: u64,
-        body: reqwest::Body,
-    ) -> Result<(), OciError> {
+        body: S,
+    ) -> Result<(), OciError>
+    where
+        S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
         let mut url = session.clone();
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         let scopes = Scopes::push(repo);
+        let watch = Arc::new(UploadWatch::new());
+        let body = WatchedBody {
+            inner: body.boxed(),
+            watch: watch.clone(),
+            remaining: size,
+        };
         let rb = self
-            .authorize(self.http.put(url), &scopes)
+            .authorize(self.upload_http().put(url), &scopes)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .body(body);
-        let resp = rb.send().await.map_err(|e| self.network(e))?;
+            .body(reqwest::Body::wrap_stream(body));
+        let send = rb.send();
+        tokio::pin!(send);
+        let resp = loop {
+            tokio::select! {
+                r = &mut send => break r.map_err(|e| self.network(e))?,
+                () = tokio::time::sleep_until(watch.deadline(self.stall_timeout)) => {
+                    if let Some((idle, sent)) = watch.target_stalled(self.stall_timeout) {
+                        let doing = if sent {
+                            "answer after the whole blob was sent"
+                        } else {
+                            "take any more of the blob"
+                        };
+                        return Err(OciError::Stalled {
+                            registry: self.name.clone(),
+                            detail: format!(
+                                "the registry stalled: it did not {doing} for {} seconds while blob {repo}@{digest} was uploaded",
+                                idle.as_secs()
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         if resp.status().is_success() {
             return Ok(());
         }
@@ -1012,6 +1083,89 @@ impl RegistryClient {
     }
 }
 
+/// What an upload's body is doing, to tell a stalled registry from a slow source.
+#[derive(Debug)]
+struct UploadWatch(Mutex<WatchState>);
+
+#[derive(Debug, Clone, Copy)]
+struct WatchState {
+    /// The last time the request body was polled.
+    polled: tokio::time::Instant,
+    /// The body's last poll was pending: the source has the turn, not the registry.
+    waiting_for_source: bool,
+    /// The whole body has been handed over: the registry owes the answer.
+    ended: bool,
+}
+
+impl UploadWatch {
+    fn new() -> Self {
+        Self(Mutex::new(WatchState {
+            polled: tokio::time::Instant::now(),
+            waiting_for_source: false,
+            ended: false,
+        }))
+    }
+
+    fn state(&self) -> WatchState {
+        match self.0.lock() {
+            Ok(s) => *s,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    fn polled(&self, waiting_for_source: bool, ended: bool) {
+        let mut s = match self.0.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        s.polled = tokio::time::Instant::now();
+        s.waiting_for_source = waiting_for_source;
+        s.ended = ended;
+    }
+
+    /// When the registry will have stalled if nothing happens meanwhile.
+    fn deadline(&self, stall: Duration) -> tokio::time::Instant {
+        let s = self.state();
+        if s.waiting_for_source {
+            tokio::time::Instant::now() + stall
+        } else {
+            s.polled + stall
+        }
+    }
+
+    /// `Some((idle, body ended))` when the registry has had the turn for `stall` or longer.
+    fn target_stalled(&self, stall: Duration) -> Option<(Duration, bool)> {
+        let s = self.state();
+        let idle = s.polled.elapsed();
+        (!s.waiting_for_source && idle >= stall).then_some((idle, s.ended))
+    }
+}
+
+/// A request body that reports its polls to an [`UploadWatch`].
+struct WatchedBody {
+    inner: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    watch: Arc<UploadWatch>,
+    /// Bytes of the Content-Length not handed over yet.
+    remaining: u64,
+}
+
+impl futures::Stream for WatchedBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = self.inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(Some(Ok(b))) = &next {
+            self.remaining = self.remaining.saturating_sub(b.len() as u64);
+        }
+        let ended = self.remaining == 0 || matches!(next, std::task::Poll::Ready(None));
+        self.watch.polled(next.is_pending(), ended);
+        next
+    }
+}
+
 /// Jittered exponential backoff, or the server's `Retry-After` (capped at 60 s).
 fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(r) = retry_after {
@@ -1090,6 +1244,28 @@ mod tests {
         assert_eq!(u("mcr.microsoft.com"), "https://mcr.microsoft.com/");
         assert_eq!(u("docker.io"), "https://registry-1.docker.io/");
         assert_eq!(u("https://127.0.0.1:5000"), "https://127.0.0.1:5000/");
+    }
+
+    #[test]
+    fn upload_watch_blames_only_the_registry() {
+        let stall = Duration::from_millis(30);
+        let pause = || std::thread::sleep(Duration::from_millis(45));
+        let w = UploadWatch::new();
+        assert!(w.target_stalled(stall).is_none());
+        // The body waits for its source: however long, not the registry's stall.
+        w.polled(true, false);
+        pause();
+        assert!(w.target_stalled(stall).is_none());
+        assert!(w.deadline(stall) > tokio::time::Instant::now());
+        // The body had a chunk ready and the registry took nothing more.
+        w.polled(false, false);
+        pause();
+        assert_eq!(w.target_stalled(stall).map(|(_, ended)| ended), Some(false));
+        // The whole body went and no answer came.
+        w.polled(false, true);
+        assert!(w.target_stalled(stall).is_none());
+        pause();
+        assert_eq!(w.target_stalled(stall).map(|(_, ended)| ended), Some(true));
     }
 
     #[test]

@@ -453,6 +453,9 @@ impl Hasher {
 const BLOB_ATTEMPTS: u32 = 3;
 /// Reconnections (Range resumes) per blob attempt.
 const MAX_RESUMES: u32 = 8;
+/// Stalls per blob attempt: the last one fails the blob (a source that keeps going silent is
+/// not waited for `MAX_RESUMES` times the stall timeout).
+const MAX_STALLS: u32 = 3;
 
 /// How one attempt at a blob ended badly.
 enum BlobFailure {
@@ -623,6 +626,7 @@ impl BlobCopy {
             seen: 0,
             since_connect: 0,
             resumes: 0,
+            stalls: 0,
             size,
             digest: digest.clone(),
             progress: self.progress.clone(),
@@ -636,13 +640,7 @@ impl BlobCopy {
                 .await
         } else {
             self.dst
-                .put_upload(
-                    &self.dst_repo,
-                    &url,
-                    digest,
-                    size,
-                    reqwest::Body::wrap_stream(body),
-                )
+                .put_upload(&self.dst_repo, &url, digest, size, body)
                 .await
         };
         let source_failure = match failure.lock() {
@@ -693,6 +691,8 @@ struct VerifyState {
     /// Bytes since the current connection started (a reconnect that yields none is not retried).
     since_connect: u64,
     resumes: u32,
+    /// Times the source sent nothing for the stall timeout.
+    stalls: u32,
     size: u64,
     digest: Digest,
     progress: Arc<Progress>,
@@ -718,40 +718,54 @@ impl VerifyState {
     }
 
     async fn next(mut self) -> Result<Option<(Bytes, Self)>, io::Error> {
+        let stall = self.src.stall_timeout();
         loop {
-            let broken = match self.inner.next().await {
-                Some(Ok(chunk)) => return self.accept(chunk).map(|c| Some((c, self))),
-                Some(Err(e)) => {
-                    let stalled = e.is_timeout();
-                    let detail = crate::error::describe_reqwest(e);
-                    if stalled {
-                        format!(
-                            "the source stalled: no data for {} seconds while reading blob {} (timed out after {} of {} bytes)",
-                            self.src.stall_timeout().as_secs(),
-                            self.digest,
-                            self.seen,
-                            self.size
-                        )
-                    } else {
-                        format!(
-                            "the connection broke while reading blob {} after {} of {} bytes: {detail}",
-                            self.digest, self.seen, self.size
-                        )
-                    }
-                }
-                None if self.seen < self.size => format!(
-                    "the source ended blob {} after {} of {} bytes: unexpected length of body in response",
-                    self.digest, self.seen, self.size
+            // The stall detector of the source side, per chunk (the client's read timeout may
+            // fire first; both are stalls). The upload's own watch ignores this wait.
+            let next = tokio::time::timeout(stall, self.inner.next()).await;
+            let (broken, stalled) = match next {
+                Ok(Some(Ok(chunk))) => return self.accept(chunk).map(|c| Some((c, self))),
+                Err(_) => (self.stalled_message(stall), true),
+                Ok(Some(Err(e))) if e.is_timeout() => (self.stalled_message(stall), true),
+                Ok(Some(Err(e))) => (
+                    format!(
+                        "the connection broke while reading blob {} after {} of {} bytes: {}",
+                        self.digest,
+                        self.seen,
+                        self.size,
+                        crate::error::describe_reqwest(e)
+                    ),
+                    false,
                 ),
-                None => {
+                Ok(None) if self.seen < self.size => (
+                    format!(
+                        "the source ended blob {} after {} of {} bytes: unexpected length of body in response",
+                        self.digest, self.seen, self.size
+                    ),
+                    false,
+                ),
+                Ok(None) => {
                     if let Err(e) = self.verify_digest() {
                         return Err(self.fail(e, false));
                     }
                     return Ok(None);
                 }
             };
-            // Resume with Range, unless the last connection brought nothing new.
-            if self.resumes >= MAX_RESUMES || (self.resumes > 0 && self.since_connect == 0) {
+            if stalled {
+                self.stalls += 1;
+            }
+            // Resume with Range, unless the last connection brought nothing new or the source
+            // stalled too often.
+            let exhausted =
+                self.resumes >= MAX_RESUMES || (self.resumes > 0 && self.since_connect == 0);
+            if stalled && (exhausted || self.stalls >= MAX_STALLS) {
+                let e = OciError::Stalled {
+                    registry: self.src.name().to_owned(),
+                    detail: format!("{broken}; {}, so the copy gives up", self.why_not_resumed()),
+                };
+                return Err(self.fail(e, false));
+            }
+            if exhausted {
                 return Err(self.fail(self.network(broken), false));
             }
             self.resumes += 1;
@@ -772,6 +786,30 @@ impl VerifyState {
                 Err(e) => return Err(self.fail(e, false)),
             }
         }
+    }
+
+    /// Why a stalled download is not resumed again.
+    fn why_not_resumed(&self) -> String {
+        if self.stalls >= MAX_STALLS {
+            format!(
+                "it stalled {} times on this blob (resumed with Range in between)",
+                self.stalls
+            )
+        } else if self.resumes > 0 && self.since_connect == 0 {
+            "the last resume brought no data".to_owned()
+        } else {
+            format!("it was resumed {} times already", self.resumes)
+        }
+    }
+
+    fn stalled_message(&self, stall: std::time::Duration) -> String {
+        format!(
+            "the source stalled: no data for {} seconds while reading blob {} (after {} of {} bytes)",
+            stall.as_secs(),
+            self.digest,
+            self.seen,
+            self.size
+        )
     }
 
     fn accept(&mut self, chunk: Bytes) -> Result<Bytes, io::Error> {

@@ -51,6 +51,10 @@ pub enum OciError {
     },
     #[error("{registry}: {detail}")]
     Invalid { registry: String, detail: String },
+    /// The registry sent or took no byte for the stall timeout (after the resumes a download
+    /// gets). Not transient: a stalled registry is not tried again for the whole operation.
+    #[error("{registry}: {detail}")]
+    Stalled { registry: String, detail: String },
 }
 
 impl OciError {
@@ -64,7 +68,8 @@ impl OciError {
             | OciError::DigestMismatch { registry, .. }
             | OciError::SizeMismatch { registry, .. }
             | OciError::ManifestTooLarge { registry, .. }
-            | OciError::Invalid { registry, .. } => registry,
+            | OciError::Invalid { registry, .. }
+            | OciError::Stalled { registry, .. } => registry,
         }
     }
 
