@@ -160,10 +160,14 @@ impl Svc {
     }
 
     /// POSTs the import and polls its `Azure-AsyncOperation` URL every 10 ms; returns the
-    /// time from sending the POST to seeing `Succeeded`.
+    /// time from sending the POST to seeing `Succeeded` (or to a synchronous 200, which the
+    /// service answers when there is nothing to copy).
     async fn timed_import(&self, body: &Value) -> Result<Duration> {
         let t0 = Instant::now();
         let accepted = self.arm.import(SUB, RG, REG, body).await;
+        if accepted.status.as_u16() == 200 {
+            return Ok(t0.elapsed());
+        }
         if accepted.status.as_u16() != 202 {
             bail!("import not accepted: {accepted}");
         }
