@@ -53,11 +53,38 @@ pub struct ApiDoc;
 
 /// The document as pretty JSON with a trailing newline (the form checked in under `openapi/`).
 pub fn document_json() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut doc = serde_json::to_value(ApiDoc::openapi())
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+    sort_extensions(&mut doc);
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
+}
+
+/// utoipa keeps `x-…` extensions in a hash map, so their order changes from run to run: put
+/// them after the other keys, sorted, so the document is reproducible.
+fn sort_extensions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut ext: Vec<(String, serde_json::Value)> = Vec::new();
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| k.starts_with("x-"))
+                .cloned()
+                .collect();
+            for k in keys {
+                if let Some(val) = map.remove(&k) {
+                    ext.push((k, val));
+                }
+            }
+            ext.sort_by(|a, b| a.0.cmp(&b.0));
+            map.extend(ext);
+            map.values_mut().for_each(sort_extensions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_extensions),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
