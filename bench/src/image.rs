@@ -291,8 +291,14 @@ impl BenchImage {
     }
 }
 
-/// POST an upload, then one streamed monolithic PUT with the digest.
-async fn upload_layer(http: &reqwest::Client, base: &str, repo: &str, l: &Layer) -> Result<()> {
+/// Starts a blob upload (`POST …/blobs/uploads/`); returns the absolute URL of the monolithic
+/// PUT that finishes it with `digest`.
+pub async fn start_upload(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<String> {
     let resp = http
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
         .header("Content-Length", "0")
@@ -308,8 +314,14 @@ async fn upload_layer(http: &reqwest::Client, base: &str, repo: &str, l: &Layer)
         .ok_or_else(|| anyhow!("upload POST without Location"))?;
     let url = absolute(base, location);
     let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}digest={digest}"))
+}
+
+/// POST an upload, then one streamed monolithic PUT with the digest.
+async fn upload_layer(http: &reqwest::Client, base: &str, repo: &str, l: &Layer) -> Result<()> {
+    let url = start_upload(http, base, repo, &l.digest).await?;
     let resp = http
-        .put(format!("{url}{sep}digest={}", l.digest))
+        .put(url)
         .header("Content-Length", l.size.to_string())
         .header("Content-Type", "application/octet-stream")
         .body(reqwest::Body::wrap_stream(l.stream()))

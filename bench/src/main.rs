@@ -291,22 +291,7 @@ impl Bench {
             .ok_or_else(|| anyhow!("image without blobs"))?;
         let repo = backend_repo(REPO_B);
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let resp = http
-            .post(format!("{}/v2/{repo}/blobs/uploads/", self.tgt.url()))
-            .header("Content-Length", "0")
-            .send()
-            .await?;
-        if resp.status().as_u16() != 202 {
-            bail!("upload POST answered {}", resp.status());
-        }
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| anyhow!("upload POST without Location"))?;
-        let location = image::absolute(&self.tgt.url(), location);
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let upload = format!("{location}{sep}digest={}", layer.digest);
+        let upload = image::start_upload(&http, &self.tgt.url(), &repo, &layer.digest).await?;
         let script = format!(
             "curl -s {}/v2/{REPO_B}/blobs/{} | curl -s -o /dev/null -w '%{{http_code}}' -X PUT -H 'Content-Type: application/octet-stream' -H 'Content-Length: {}' -T - '{upload}'",
             self.src.url(),

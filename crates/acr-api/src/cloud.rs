@@ -263,8 +263,7 @@ pub async fn get_subscription(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let sub = acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(&sub)?;
     if !subscriptions(&state).await?.contains(&sub) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -284,8 +283,7 @@ pub async fn get_resource_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let sub = acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(&sub)?;
     acr_core::arm::validate_resource_group(&rg)
         .map_err(|e| ApiError::invalid("InvalidResourceGroupName", e))?;
     let (name, location) = state
@@ -357,8 +355,7 @@ pub async fn list_resources(
     let caller = caller
         .map(|axum::Extension(c)| c)
         .unwrap_or_else(crate::auth::Caller::anonymous);
-    let sub = acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(&sub)?;
     let filter = q
         .filter
         .as_deref()

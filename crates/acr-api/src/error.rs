@@ -55,6 +55,12 @@ impl ApiError {
         )
     }
 
+    /// A subscription id path parameter: the canonical UUID, or `InvalidSubscriptionId`.
+    pub fn subscription(s: &str) -> Result<String, Self> {
+        acr_core::arm::validate_subscription(s)
+            .map_err(|e| Self::invalid("InvalidSubscriptionId", e))
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -215,8 +215,7 @@ async fn load_operation(
     sub: &str,
     op_id: &str,
 ) -> Result<OperationRecord, ApiError> {
-    let sub = acr_core::arm::validate_subscription(sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(sub)?;
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -256,6 +255,14 @@ async fn load_operation(
     Ok(rec)
 }
 
+/// `Retry-After: <--retry-after>` on an answer that means "still running".
+fn add_retry_after(state: &AppState, resp: &mut Response) {
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(state.config.retry_after.max(1)),
+    );
+}
+
 fn human_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     if s.is_multiple_of(3600) && s >= 3600 {
@@ -285,9 +292,7 @@ pub async fn operation_result(
     match rec.state()? {
         OperationState::Queued | OperationState::Running => {
             let mut resp = StatusCode::ACCEPTED.into_response();
-            if let Ok(v) = HeaderValue::from_str(&state.config.retry_after.max(1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            add_retry_after(&state, &mut resp);
             Ok(resp)
         }
         OperationState::Succeeded => Ok(StatusCode::OK.into_response()),
@@ -363,9 +368,7 @@ pub async fn operation_status(
     .into_response();
     // azure-core sleeps the Retry-After *of this answer* before the next poll (30 s without).
     if running {
-        if let Ok(v) = HeaderValue::from_str(&state.config.retry_after.max(1).to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        add_retry_after(&state, &mut resp);
     }
     Ok(resp)
 }

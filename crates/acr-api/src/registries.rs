@@ -442,8 +442,7 @@ pub async fn list_by_group(
 ) -> Result<Json<RegistryListResult>, ApiError> {
     let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
-    let sub = acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(&sub)?;
     acr_core::arm::validate_resource_group(&rg)
         .map_err(|e| ApiError::invalid("InvalidResourceGroupName", e))?;
     let list = state.store.list_registries(&sub, Some(&rg)).await?;
@@ -466,8 +465,7 @@ pub async fn list_by_subscription(
 ) -> Result<Json<RegistryListResult>, ApiError> {
     let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
-    let sub = acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    let sub = ApiError::subscription(&sub)?;
     let list = state.store.list_registries(&sub, None).await?;
     Ok(Json(RegistryListResult {
         value: visible(&state, &caller, &list),
@@ -540,8 +538,7 @@ pub async fn check_name_availability(
     ArmJson(body): ArmJson<RegistryNameCheckRequest>,
 ) -> Result<Json<RegistryNameStatus>, ApiError> {
     version.check(ApiSurface::Registry)?;
-    acr_core::arm::validate_subscription(&sub)
-        .map_err(|e| ApiError::invalid("InvalidSubscriptionId", e))?;
+    ApiError::subscription(&sub)?;
     if !body.type_.eq_ignore_ascii_case(REGISTRY_TYPE) {
         return Err(ApiError::bad_request(
             "InvalidResourceType",

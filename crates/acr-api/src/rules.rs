@@ -106,21 +106,13 @@ pub async fn check_import(
             }
             (found, true)
         }
-        SourceLocation::Address(addr) => {
-            let suffix_dot = format!(".{}", suffix.to_ascii_lowercase());
-            let name = addr
-                .port
-                .is_none()
-                .then(|| addr.host.strip_suffix(&suffix_dot))
-                .flatten();
-            match name {
-                Some(n) => match state.store.get_registry_by_name(n).await? {
-                    Some(r) => (r, false),
-                    None => return Ok(None),
-                },
+        SourceLocation::Address(addr) => match addr.emulated_name(suffix) {
+            Some(n) => match state.store.get_registry_by_name(n).await? {
+                Some(r) => (r, false),
                 None => return Ok(None),
-            }
-        }
+            },
+            None => return Ok(None),
+        },
     };
     let sp = &record.properties.0;
     let server = login_server(&record, suffix);

@@ -119,6 +119,16 @@ impl RegistryAddress {
         }
     }
 
+    /// The registry name when this is the login server `<name>.<suffix>` of an emulated
+    /// registry (no port; compared case-insensitively).
+    pub fn emulated_name(&self, login_server_suffix: &str) -> Option<&str> {
+        if self.port.is_some() {
+            return None;
+        }
+        let suffix = format!(".{}", login_server_suffix.to_ascii_lowercase());
+        self.host.strip_suffix(&suffix).filter(|n| !n.is_empty())
+    }
+
     /// Docker Hub's names map to its registry API host.
     pub fn is_docker_hub(&self) -> bool {
         matches!(
@@ -371,6 +381,15 @@ mod tests {
         );
         let a = RegistryAddress::parse("[::1]:5000").expect("valid");
         assert_eq!(a.authority(), "[::1]:5000");
+        let a = RegistryAddress::parse("MyReg.AzureCR.io").expect("valid");
+        assert_eq!(a.emulated_name("azurecr.io"), Some("myreg"));
+        assert_eq!(a.emulated_name("example.com"), None);
+        let a = RegistryAddress::parse("myreg.azurecr.io:443").expect("valid");
+        assert_eq!(
+            a.emulated_name("azurecr.io"),
+            None,
+            "a port means another registry"
+        );
     }
 
     #[test]

@@ -235,17 +235,14 @@ async fn resolve_source(
         }
         SourceLocation::Address(addr) => {
             // The login server of an emulated registry is that registry.
-            let suffix = format!(".{}", ctx.config.login_server_suffix.to_ascii_lowercase());
-            if addr.port.is_none() {
-                if let Some(name) = addr.host.strip_suffix(&suffix) {
-                    if let Some(found) = ctx
-                        .store
-                        .get_registry_by_name(name)
-                        .await
-                        .map_err(|e| retry_store(&e))?
-                    {
-                        return emulated(&found.name_lower);
-                    }
+            if let Some(name) = addr.emulated_name(&ctx.config.login_server_suffix) {
+                if let Some(found) = ctx
+                    .store
+                    .get_registry_by_name(name)
+                    .await
+                    .map_err(|e| retry_store(&e))?
+                {
+                    return emulated(&found.name_lower);
                 }
             }
             let url = ctx
