@@ -536,6 +536,11 @@ async fn main() -> Result<()> {
     if let (true, Some(img)) = (wants(Scenario::C), &image_a) {
         report.series.extend(bench.scenario_c(img).await?);
     }
+    // For profiling: ACR_BENCH_SERVICE_LOG=FILE keeps the warm service's log of (a) and (c).
+    if let (Ok(keep), Some(svc)) = (std::env::var("ACR_BENCH_SERVICE_LOG"), bench.warm.as_ref()) {
+        std::fs::copy(svc.service.log_path(), &keep)
+            .with_context(|| format!("copy the service log to {keep}"))?;
+    }
     if let (true, Some(img)) = (wants(Scenario::B), &image_b) {
         report.series.extend(bench.scenario_b(img).await?);
     }

@@ -168,8 +168,10 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
         .get_manifest(&req.source_repository, &req.reference)
         .await
         .map_err(CopyError::Source)?;
+    let started = std::time::Instant::now();
     let mut graph = Graph::default();
     walk(req, root, 0, &mut graph).await?;
+    tracing::debug!(manifests = graph.nodes.len(), elapsed = ?started.elapsed(), "graph fetched");
     let root = graph
         .root()
         .cloned()
@@ -382,6 +384,7 @@ async fn copy_into(
         Some(prim) => (&req.target, prim),
         None => (&req.source, &req.source_repository),
     };
+    let op_slots = Arc::new(tokio::sync::Semaphore::new(req.concurrency.max(1)));
     let jobs: Vec<_> = blobs
         .into_values()
         .map(|d| {
@@ -391,14 +394,19 @@ async fn copy_into(
                 dst: req.target.clone(),
                 dst_repo: repo.clone(),
                 progress: req.progress.clone(),
+                op_slots: op_slots.clone(),
             };
             async move { blob.run(&d).await }
         })
         .collect();
+    let started = std::time::Instant::now();
+    // Twice the transfer bound: blobs whose bytes are all sent wait for the target's commit
+    // without a transfer slot.
     stream::iter(jobs)
-        .buffer_unordered(req.concurrency.max(1))
+        .buffer_unordered(req.concurrency.max(1) * 2)
         .try_collect::<Vec<()>>()
         .await?;
+    tracing::debug!(repository = %repo, elapsed = ?started.elapsed(), "blobs copied");
 
     for n in ordered {
         req.target
@@ -407,6 +415,7 @@ async fn copy_into(
             .map_err(CopyError::Target)?;
         p.manifests_done.fetch_add(1, Ordering::Relaxed);
     }
+    tracing::debug!(repository = %repo, elapsed = ?started.elapsed(), "manifests pushed");
     Ok(())
 }
 
@@ -471,6 +480,8 @@ struct BlobCopy {
     dst: Arc<RegistryClient>,
     dst_repo: Repository,
     progress: Arc<Progress>,
+    /// The operation's own bound on concurrent transfers.
+    op_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl BlobCopy {
@@ -482,37 +493,13 @@ impl BlobCopy {
                 detail: e,
             })
         })?;
-        // Bounded per registry host, across operations; always in name order so two copies
-        // in opposite directions cannot hold one slot each and wait for the other.
-        let (first, second) = if self.src.same_registry(&self.dst) {
-            (self.src.transfer_slots().clone(), None)
-        } else if self.src.name() <= self.dst.name() {
-            (
-                self.src.transfer_slots().clone(),
-                Some(self.dst.transfer_slots().clone()),
-            )
-        } else {
-            (
-                self.dst.transfer_slots().clone(),
-                Some(self.src.transfer_slots().clone()),
-            )
-        };
-        let _p1 = first
-            .acquire_owned()
-            .await
-            .map_err(|_| CopyError::Unsupported("the transfer limiter was closed".into()))?;
-        let _p2 =
-            match second {
-                Some(s) => Some(s.acquire_owned().await.map_err(|_| {
-                    CopyError::Unsupported("the transfer limiter was closed".into())
-                })?),
-                None => None,
-            };
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let counted = Arc::new(AtomicU64::new(0));
-            match self.attempt(&digest, size, counted.clone()).await {
+            let slots = self.acquire_slots().await?;
+            match self.attempt(&digest, size, counted.clone(), slots).await {
                 Ok(skipped) => {
                     if skipped {
                         self.progress
@@ -520,6 +507,7 @@ impl BlobCopy {
                             .fetch_add(size, Ordering::Relaxed);
                     }
                     self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%digest, size, skipped, elapsed = ?started.elapsed(), "blob done");
                     return Ok(());
                 }
                 Err(BlobFailure::Restart(e)) if attempt < BLOB_ATTEMPTS => {
@@ -539,12 +527,49 @@ impl BlobCopy {
         }
     }
 
-    /// One attempt. `Ok(true)`: nothing was transferred (present or mounted).
+    /// The transfer slots of one attempt: the operation's own, then one per registry host
+    /// (bounded across operations), always in name order so two copies in opposite
+    /// directions cannot hold one slot each and wait for the other.
+    async fn acquire_slots(&self) -> Result<Slots, CopyError> {
+        let closed = |_| CopyError::Unsupported("the transfer limiter was closed".into());
+        let (first, second) = if self.src.same_registry(&self.dst) {
+            (self.src.transfer_slots().clone(), None)
+        } else if self.src.name() <= self.dst.name() {
+            (
+                self.src.transfer_slots().clone(),
+                Some(self.dst.transfer_slots().clone()),
+            )
+        } else {
+            (
+                self.dst.transfer_slots().clone(),
+                Some(self.src.transfer_slots().clone()),
+            )
+        };
+        let op = self
+            .op_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        let p1 = first.acquire_owned().await.map_err(closed)?;
+        let p2 = match second {
+            Some(s) => Some(s.acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        Ok(Slots(
+            vec![Some(op), Some(p1), p2].into_iter().flatten().collect(),
+        ))
+    }
+
+    /// One attempt. `Ok(true)`: nothing was transferred (present or mounted). `slots` are
+    /// held until the source's last byte has gone into the upload: the target's commit
+    /// (which may wait for its disk) does not keep another blob from starting.
     async fn attempt(
         &self,
         digest: &Digest,
         size: u64,
         counted: Arc<AtomicU64>,
+        slots: Slots,
     ) -> Result<bool, BlobFailure> {
         let target_err = |e: OciError| {
             if e.is_transient() || matches!(e, OciError::Unauthorized { .. }) {
@@ -632,6 +657,7 @@ impl BlobCopy {
             progress: self.progress.clone(),
             counted,
             failure: failure.clone(),
+            slots: Some(slots),
         };
         let body = stream::try_unfold(verifier, VerifyState::next);
         let put = if self.dst.chunked_only() {
@@ -699,7 +725,12 @@ struct VerifyState {
     /// Bytes this attempt added to `progress.bytes_copied`.
     counted: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<SourceFailure>>>,
+    /// Released when the stream ends (see [`BlobCopy::attempt`]).
+    slots: Option<Slots>,
 }
+
+/// Transfer slots held by one blob attempt.
+struct Slots(#[allow(dead_code)] Vec<tokio::sync::OwnedSemaphorePermit>);
 
 impl VerifyState {
     fn fail(&self, error: OciError, restart: bool) -> io::Error {
@@ -748,6 +779,7 @@ impl VerifyState {
                     if let Err(e) = self.verify_digest() {
                         return Err(self.fail(e, false));
                     }
+                    self.slots = None;
                     return Ok(None);
                 }
             };
@@ -833,6 +865,9 @@ impl VerifyState {
             if let Err(e) = self.verify_digest() {
                 return Err(self.fail(e, false));
             }
+            // The last chunk: hyper may not poll a body of known length again, so the
+            // transfer slots go now, while the target commits.
+            self.slots = None;
         }
         let n = chunk.len() as u64;
         self.progress.bytes_copied.fetch_add(n, Ordering::Relaxed);
