@@ -7,6 +7,7 @@
 
 mod common;
 
+mod api_fuzz;
 mod arm_surface;
 mod auth_refresh;
 mod clients;

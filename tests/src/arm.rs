@@ -169,6 +169,20 @@ impl ArmClient {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> ArmResponse {
+        self.try_send(method.clone(), url, headers, content_type, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// Like [`Self::send`], but a request that gets no answer is an `Err`, not a panic.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<ArmResponse, reqwest::Error> {
         let mut req = self
             .http
             .request(method.clone(), url)
@@ -185,20 +199,17 @@ impl ArmClient {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let resp = req.send().await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
-        ArmResponse {
+        let body = resp.bytes().await?;
+        Ok(ArmResponse {
             method,
             url: url.to_string(),
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, url: &str) -> ArmResponse {

@@ -13,6 +13,15 @@ use crate::error::ApiError;
 /// Largest request body we read (ARM's limit is 4 MiB as well).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// The answer to a body above [`MAX_BODY_BYTES`].
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("The request body is larger than the {MAX_BODY_BYTES} byte limit."),
+    )
+}
+
 /// A JSON body: `application/json` (or no Content-Type), at most [`MAX_BODY_BYTES`],
 /// deserialized with the path of the first offending field in the message.
 pub struct ArmJson<T>(pub T);
@@ -42,11 +51,7 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestEntityTooLarge",
-                    format!("The request body is larger than the {MAX_BODY_BYTES} byte limit."),
-                )
+                too_large()
             } else {
                 ApiError::bad_request(
                     "InvalidRequestContent",

@@ -124,12 +124,60 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), identify_arm))
+        .layer(middleware::from_fn(read_body_first))
         .layer(middleware::from_fn(arm_headers))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .with_state(state)
+}
+
+/// Bodies above the request limit are still read (and dropped) up to this size, so that the
+/// client, still sending, gets to read the 413 instead of a broken pipe.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads every request body before routing: at most [`extract::MAX_BODY_BYTES`] are kept; a
+/// larger body is read to its end (up to [`DRAIN_LIMIT_BYTES`]) and answered 413. An answer
+/// never goes out while the client is still sending, so HTTP/1 connections stay usable
+/// (hyper closes a connection whose request body was left unread, and a client still writing
+/// to it would see `EPIPE`, not the answer). ARM bodies are small JSON documents.
+async fn read_body_first(req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = req.into_parts();
+    if http_body::Body::is_end_stream(&body) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::bad_request(
+                "InvalidRequestContent",
+                "The request body could not be read.",
+            )
+            .into_response();
+        };
+        total += chunk.len();
+        if total <= extract::MAX_BODY_BYTES {
+            kept.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT_BYTES {
+            let mut resp = extract::too_large().into_response();
+            if parts.version <= axum::http::Version::HTTP_11 {
+                resp.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+            }
+            return resp;
+        }
+    }
+    if total > extract::MAX_BODY_BYTES {
+        return extract::too_large().into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
 }
 
 /// ARM treats the fixed segments of a resource path case-insensitively; axum does not. This

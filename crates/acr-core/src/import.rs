@@ -7,6 +7,11 @@ use crate::reference::{ImageRef, Repository, Tag, TargetTag};
 use crate::wire::{ImportImageParameters, ImportMode};
 use crate::Invalid;
 
+/// Longest `source.credentials.username` accepted.
+pub const MAX_USERNAME_BYTES: usize = 1024;
+/// Longest `source.credentials.password` (or token) accepted.
+pub const MAX_PASSWORD_BYTES: usize = 16 * 1024;
+
 /// At most this many entries in `targetTags` and in `untaggedTargetRepositories`.
 pub const MAX_TARGETS: usize = 100;
 
@@ -183,6 +188,21 @@ impl ImportSpec {
                 return Err(Invalid::new(
                     "source.credentials.password",
                     "'source.credentials.password' is required when credentials are given.",
+                ));
+            }
+            // Room for any registry token (JWTs run to a few kB), not for abuse.
+            let username_len = c.username.as_deref().map_or(0, str::len);
+            if username_len > MAX_USERNAME_BYTES {
+                return Err(Invalid::new(
+                    "source.credentials.username",
+                    format!("'source.credentials.username' is {username_len} bytes long; at most {MAX_USERNAME_BYTES} are allowed."),
+                ));
+            }
+            let password_len = c.password.expose_secret().len();
+            if password_len > MAX_PASSWORD_BYTES {
+                return Err(Invalid::new(
+                    "source.credentials.password",
+                    format!("'source.credentials.password' is {password_len} bytes long; at most {MAX_PASSWORD_BYTES} are allowed."),
                 ));
             }
         }

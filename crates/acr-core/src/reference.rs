@@ -393,3 +393,62 @@ mod tests {
         assert!(TargetTag::parse(&format!("x@{D}"), &Tag::latest()).is_err());
     }
 }
+
+/// Property tests: the parsers never panic on arbitrary input, accept what the grammar allows,
+/// and what they accept prints back to something they parse to the same value. (The fuzz
+/// targets in `fuzz/` drive the same entry points with libFuzzer.)
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn image_ref_never_panics_and_round_trips(s in "\\PC{0,300}") {
+            if let Ok(r) = ImageRef::parse(&s) {
+                let again = ImageRef::parse(&r.to_string());
+                prop_assert_eq!(again, Ok(r));
+            }
+        }
+
+        #[test]
+        fn accepted_repositories_obey_the_grammar(
+            s in "[a-zA-Z0-9._/:@-]{0,300}(@sha256:[0-9a-f]{64})?"
+        ) {
+            if let Ok(r) = ImageRef::parse(&s) {
+                prop_assert!(r.repository.as_str().len() <= MAX_REPOSITORY_LEN);
+                for c in r.repository.as_str().split('/') {
+                    prop_assert!(COMPONENT.is_match(c), "component {:?} of {:?}", c, s);
+                }
+                if let Some(t) = &r.tag {
+                    prop_assert!(TAG.is_match(t.as_str()));
+                }
+            }
+        }
+
+        #[test]
+        fn grammatical_references_parse(
+            repo in "[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}(/[a-z0-9]{1,8}){0,3}",
+            tag in "[A-Za-z0-9_][A-Za-z0-9._-]{0,40}",
+            hex in "[0-9a-f]{64}",
+        ) {
+            let r = ImageRef::parse(&format!("{repo}:{tag}@sha256:{hex}"))
+                .map_err(TestCaseError::fail)?;
+            prop_assert_eq!(r.repository.as_str(), repo.as_str());
+            prop_assert_eq!(r.tag.as_ref().map(Tag::as_str), Some(tag.as_str()));
+            prop_assert_eq!(r.digest.map(|d| d.to_string()), Some(format!("sha256:{hex}")));
+        }
+
+        #[test]
+        fn digests_and_target_tags_never_panic(s in "\\PC{0,200}") {
+            if let Ok(d) = Digest::parse(&s) {
+                prop_assert_eq!(Digest::parse(&d.to_string()), Ok(d));
+            }
+            let _ = TargetTag::parse(&s, &Tag::latest());
+            let _ = Repository::parse(&s);
+            let _ = Tag::parse(&s);
+        }
+    }
+}

@@ -176,3 +176,71 @@ mod tests {
         }
     }
 }
+
+/// Property tests of the challenge parser (the fuzz target `www_authenticate` in `fuzz/`
+/// drives the same function with libFuzzer).
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `value` as an RFC 7230 quoted-string.
+    fn quote(value: &str) -> String {
+        let mut q = String::from("\"");
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        q
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn never_panics(s in "\\PC{0,400}") {
+            let _ = parse_challenge(&s);
+        }
+
+        #[test]
+        fn never_panics_on_challenge_shaped_input(
+            s in "(Bearer|Basic|bearer|Digest)?[ ,]{0,2}([a-z]{0,6}[ ]?=[ ]?(\"[^\"]{0,20}\"?|[a-z0-9:/.]{0,10})[ ,]{0,3}){0,5}"
+        ) {
+            let _ = parse_challenge(&s);
+        }
+
+        #[test]
+        fn bearer_parameters_round_trip(
+            realm in "[ -~]{1,60}",
+            service in proptest::option::of("[ -~]{0,30}"),
+            scope in proptest::option::of("repository:[a-z0-9/]{1,20}:(pull|push|pull,push)"),
+            order in 0usize..6,
+            sep in "(,|, |,  | ,)",
+        ) {
+            let mut params = vec![format!("realm={}", quote(&realm))];
+            if let Some(s) = &service {
+                params.push(format!("service={}", quote(s)));
+            }
+            if let Some(s) = &scope {
+                params.push(format!("scope={}", quote(s)));
+            }
+            let n = params.len();
+            params.rotate_left(order % n);
+            let header = format!("Bearer {}", params.join(&sep));
+            prop_assert_eq!(
+                parse_challenge(&header),
+                Some(Challenge::Bearer { realm, service, scope, error: None }),
+                "header {}", header
+            );
+        }
+
+        #[test]
+        fn unknown_schemes_are_not_challenges(scheme in "[A-Za-z][A-Za-z0-9-]{0,12}", rest in "[ -~]{0,40}") {
+            prop_assume!(!scheme.eq_ignore_ascii_case("basic") && !scheme.eq_ignore_ascii_case("bearer"));
+            prop_assert_eq!(parse_challenge(&format!("{scheme} {rest}")), None);
+        }
+    }
+}
