@@ -512,3 +512,60 @@ async fn tls_sources_are_verified() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A process without the key cannot use encrypted credentials: the operation fails with a
+/// message naming the flag instead of running with garbage (the accepting process was killed
+/// mid-import; the other one takes the operation over when the lease expires).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_credentials_without_the_key_fail_clearly() {
+    let (host, _release, _task) = held_source().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("creds.key");
+    std::fs::write(&key, [9u8; 32]).expect("key");
+    let mut env = TestEnv::start_with(|c| {
+        c.flag("--credentials-key-file", key.display())
+            .lease_seconds(3)
+    })
+    .await;
+    env.create_registry(REG).await;
+    let b = json!({"source": {"registryUri": host, "sourceImage": "demo/app:v1",
+                              "credentials": {"username": "u", "password": "Held-Secret-77"}},
+                   "targetTags": ["k:1"]});
+    let accepted = env.start_import(REG, &b).await;
+    // Wait until the keyed process runs it, then kill it.
+    let pool = sqlx::PgPool::connect(env.db.url()).await.expect("db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (state,): (String,) = sqlx::query_as("select state from operations")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+        if state == "Running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.service.kill_9();
+    let keyless = acr_import_tests::TestService::start(
+        acr_import_tests::ServiceConfig::new(env.db.url(), &env.backend.url()).lease_seconds(3),
+    )
+    .await;
+    let arm = acr_import_tests::ArmClient::new(&keyless.base_url());
+    let status = arm
+        .poll_until_done(
+            &arm.rebase(&accepted.async_operation()),
+            Duration::from_secs(60),
+        )
+        .await;
+    let m = assert_failed(&status, "InternalServerError");
+    assert!(
+        m.contains("--credentials-key-file") && m.contains("encrypted"),
+        "{m}"
+    );
+    let (left,): (Option<String>,) = sqlx::query_as("select credentials::text from operations")
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    assert!(left.is_none(), "credentials left after the failure");
+}
