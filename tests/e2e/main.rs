@@ -27,6 +27,7 @@ mod rbac;
 mod registries;
 mod resilience;
 mod resource_id;
+mod security;
 mod shutdown;
 mod source_auth;
 mod transfer;

@@ -116,6 +116,8 @@ struct Inner {
     refresh_token: Mutex<Option<String>>,
     posts: Mutex<Vec<TokenPost>>,
     issued: AtomicUsize,
+    /// Every token value handed out (for tests that prove tokens never leak).
+    issued_values: Mutex<Vec<String>>,
 }
 
 pub struct TokenServer {
@@ -206,6 +208,7 @@ impl TokenServer {
             refresh_token: Mutex::new(None),
             posts: Mutex::new(Vec::new()),
             issued: AtomicUsize::new(0),
+            issued_values: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/token", get(token_handler).post(token_post_handler))
@@ -289,6 +292,14 @@ impl TokenServer {
             .count()
     }
     /// Tokens handed out over HTTP (GET and POST, anonymous ones included).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner
+            .issued_values
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
     pub fn tokens_issued(&self) -> usize {
         self.inner.issued.load(Ordering::SeqCst)
     }
@@ -394,6 +405,9 @@ async fn token_handler(
     };
     let token = mint(&inner, &subject, &access);
     inner.issued.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut v) = inner.issued_values.lock() {
+        v.push(token.clone());
+    }
     let issued_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Json(json!({
         "token": token,

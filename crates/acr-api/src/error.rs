@@ -94,6 +94,16 @@ impl From<StoreError> for ApiError {
                 err.retry_after = Some(5);
                 err
             }
+            StoreError::Limit(limit) => {
+                tracing::info!(%limit, "import refused: queue limit reached");
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    limit.to_string(),
+                );
+                err.retry_after = Some(10);
+                err
+            }
             _ => {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
                 ApiError::internal()

@@ -36,6 +36,9 @@ const OPERATION_PREFIX: &str = "registries-";
                headers(("Location" = String, description = "Operation result URL"),
                        ("Azure-AsyncOperation" = String, description = "Operation status URL"),
                        ("Retry-After" = u32, description = "Seconds to wait before polling"))),
+              (status = 429, description = "A queue limit is reached (--max-operations-per-subscription, --max-queued-operations); retry after Retry-After seconds",
+               headers(("Retry-After" = u32, description = "Seconds to wait before retrying")),
+               body = acr_core::wire::ErrorResponse),
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)),
     extensions(("x-ms-long-running-operation" = json!(true)),
                ("x-ms-long-running-operation-options" = json!({"final-state-via": "location"}))))]
@@ -95,7 +98,11 @@ pub async fn import_image(
         request: spec.to_stored(),
         credentials,
     };
-    let (rec, created) = match state.store.enqueue(&new).await? {
+    let (rec, created) = match state
+        .store
+        .enqueue_limited(&new, state.config.queue_limits)
+        .await?
+    {
         Enqueued::Created(r) => {
             tracing::info!(operation.id = %r.id, registry = %r.registry_name, image.source = %spec.source_image, "import accepted");
             (r, true)

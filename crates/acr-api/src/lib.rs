@@ -56,6 +56,10 @@ pub struct ApiConfig {
     pub auth: auth::AuthMode,
     /// How long `importImage` waits for an import with nothing to copy, to answer 200 at once.
     pub sync_wait: Duration,
+    /// Bounds on unfinished operations (429 when reached).
+    pub queue_limits: acr_store::QueueLimits,
+    /// Which source addresses are refused (SSRF); IP literals are refused at POST time.
+    pub source_network: acr_core::netpolicy::NetworkPolicy,
 }
 
 /// The scheme of the listener a request came in on (a request extension set per listener), so

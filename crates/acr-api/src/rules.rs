@@ -111,7 +111,21 @@ pub async fn check_import(
                 Some(r) => (r, false),
                 None => return Ok(None),
             },
-            None => return Ok(None),
+            None => {
+                // SSRF: an IP-literal source the network policy refuses is never queued (names
+                // are checked when the worker resolves them).
+                if let Err(r) = state.config.source_network.check_host(&addr.host) {
+                    return Err(ApiError::bad_request(
+                        "InvalidParameter",
+                        format!(
+                            "The source registry '{}' cannot be imported from: {r}.",
+                            addr.authority()
+                        ),
+                    )
+                    .with_target("source.registryUri"));
+                }
+                return Ok(None);
+            }
         },
     };
     let sp = &record.properties.0;

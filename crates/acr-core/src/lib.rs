@@ -11,6 +11,7 @@
 
 pub mod arm;
 pub mod import;
+pub mod netpolicy;
 pub mod operation;
 pub mod rbac;
 pub mod reference;

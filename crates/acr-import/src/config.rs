@@ -184,6 +184,36 @@ pub struct ServeArgs {
     /// once as ACR does (0: always 202).
     #[arg(long, env = "ACR_IMPORT_SYNC_WAIT_MS", default_value_t = 300)]
     pub sync_wait_ms: u64,
+    /// File holding a 32-byte key (raw, or 64 hex characters): source credentials are stored
+    /// AES-256-GCM encrypted while their operation runs. Every process on the database needs it.
+    #[arg(long, env = "ACR_IMPORT_CREDENTIALS_KEY_FILE")]
+    pub credentials_key_file: Option<PathBuf>,
+    /// Refuse sources, token realms and redirects that reach private ranges (RFC 1918,
+    /// 100.64.0.0/10, fc00::/7) or loopback (link-local/metadata addresses always are refused).
+    #[arg(long, env = "ACR_IMPORT_DENY_PRIVATE_NETWORKS")]
+    pub deny_private_networks: bool,
+    /// PEM file of CA certificates trusted for HTTPS sources, besides the built-in roots
+    /// (repeatable).
+    #[arg(
+        long = "source-ca-file",
+        env = "ACR_IMPORT_SOURCE_CA_FILES",
+        value_delimiter = ','
+    )]
+    pub source_ca_files: Vec<PathBuf>,
+    /// Most unfinished (queued or running) imports per subscription; more get 429 (0: no limit).
+    #[arg(
+        long,
+        env = "ACR_IMPORT_MAX_OPERATIONS_PER_SUBSCRIPTION",
+        default_value_t = 100
+    )]
+    pub max_operations_per_subscription: u64,
+    /// Most unfinished imports in the whole queue; more get 429 (0: no limit).
+    #[arg(
+        long,
+        env = "ACR_IMPORT_MAX_QUEUED_OPERATIONS",
+        default_value_t = 10_000
+    )]
+    pub max_queued_operations: u64,
 }
 
 pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
@@ -202,6 +232,7 @@ pub struct TlsSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub api: acr_api::ApiConfig,
+    pub credentials_key: Option<acr_store::CredentialsKey>,
     pub worker: acr_worker::WorkerConfig,
     pub tls: Option<TlsSettings>,
 }
@@ -251,7 +282,38 @@ impl ServeArgs {
                 "--stall-timeout-seconds and --operation-timeout-seconds must be at least 1"
             );
         }
+        let network = acr_oci::NetworkPolicy {
+            deny_private: self.deny_private_networks,
+        };
+        let mut extra_roots_pem = Vec::new();
+        for path in &self.source_ca_files {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("cannot read --source-ca-file {}: {e}", path.display())
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!(
+                    "--source-ca-file {} holds no PEM certificate",
+                    path.display()
+                );
+            }
+            extra_roots_pem.push(pem);
+        }
+        let credentials_key = match &self.credentials_key_file {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read --credentials-key-file {}: {e}", path.display())
+                })?;
+                Some(
+                    acr_store::CredentialsKey::from_file_bytes(&bytes).map_err(|e| {
+                        anyhow::anyhow!("--credentials-key-file {}: {e}", path.display())
+                    })?,
+                )
+            }
+            None => None,
+        };
         let client = ClientConfig {
+            network_guard: Some(network),
+            extra_roots_pem,
             registry_concurrency: self.registry_concurrency,
             read_timeout: Duration::from_secs(self.stall_timeout_seconds),
             insecure_registries: self
@@ -327,7 +389,14 @@ impl ServeArgs {
                 auth,
                 operation_retention: Duration::from_secs(self.operation_retention_seconds.max(1)),
                 sync_wait: Duration::from_millis(self.sync_wait_ms.min(10_000)),
+                queue_limits: acr_store::QueueLimits {
+                    per_subscription: (self.max_operations_per_subscription > 0)
+                        .then_some(self.max_operations_per_subscription),
+                    total: (self.max_queued_operations > 0).then_some(self.max_queued_operations),
+                },
+                source_network: network,
             },
+            credentials_key,
             tls,
             worker: acr_worker::WorkerConfig {
                 workers: self.workers,

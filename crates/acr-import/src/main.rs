@@ -95,7 +95,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let settings = args.settings()?;
-    let store = connect(&args.database_url).await?;
+    let store = connect(&args.database_url)
+        .await?
+        .with_credentials_key(settings.credentials_key.clone());
     store
         .migrate()
         .await

@@ -22,6 +22,7 @@ use url::Url;
 use crate::auth::{parse_challenge, Challenge, TokenResponse};
 use crate::error::{describe_reqwest, OciError};
 use crate::media::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use crate::netguard::{check_url, find_refusal, AddressRefused, NetworkPolicy};
 
 /// Settings shared by every registry client of a process.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct ClientConfig {
     /// Blob transfers in flight per registry host, across all operations of the process.
     pub registry_concurrency: usize,
     pub user_agent: String,
+    /// SSRF guard for source traffic (`None` for the operator-configured backend).
+    pub network_guard: Option<NetworkPolicy>,
+    /// Extra trusted CA certificates (PEM bundles) for HTTPS sources (`--source-ca-file`).
+    pub extra_roots_pem: Vec<Vec<u8>>,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +52,8 @@ impl Default for ClientConfig {
             max_attempts: 4,
             registry_concurrency: 4,
             user_agent: concat!("acr-import/", env!("CARGO_PKG_VERSION")).to_owned(),
+            network_guard: None,
+            extra_roots_pem: Vec::new(),
         }
     }
 }
@@ -56,7 +63,7 @@ impl ClientConfig {
     /// and `read_timeout`. (reqwest's read timeout also bounds everything before the response
     /// headers, request body included, so streaming uploads use [`Self::build_upload_http`].)
     pub fn build_http(&self) -> Result<reqwest::Client, OciError> {
-        self.http_builder()
+        self.http_builder()?
             .read_timeout(self.read_timeout)
             .build()
             .map_err(build_error)
@@ -66,25 +73,47 @@ impl ClientConfig {
     /// copy engine watches both sides of such an upload itself (see
     /// [`RegistryClient::put_upload`]).
     pub fn build_upload_http(&self) -> Result<reqwest::Client, OciError> {
-        self.http_builder().build().map_err(build_error)
+        self.http_builder()?.build().map_err(build_error)
     }
 
-    fn http_builder(&self) -> reqwest::ClientBuilder {
-        let policy = reqwest::redirect::Policy::custom(|attempt| {
+    fn http_builder(&self) -> Result<reqwest::ClientBuilder, OciError> {
+        let guard = self.network_guard;
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
             let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https")
                 && attempt.url().scheme() != "https";
             if attempt.previous().len() >= 10 {
                 attempt.error("too many redirects")
             } else if downgrade {
                 attempt.error("refusing a redirect from https to http")
+            } else if let Some(refused) = guard.and_then(|g| check_url(&g, attempt.url()).err()) {
+                // Names are checked by the resolver when the hop connects.
+                attempt.error(refused)
             } else {
                 attempt.follow()
             }
         });
-        reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .connect_timeout(self.connect_timeout)
-            .redirect(policy)
+            .redirect(policy);
+        if let Some(g) = guard {
+            b = b.dns_resolver(Arc::new(crate::netguard::GuardedResolver { policy: g }));
+        }
+        for pem in &self.extra_roots_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(build_error)?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        Ok(b)
+    }
+
+    /// Refuses a source URL whose host is an IP literal the SSRF guard refuses.
+    pub fn check_source_url(&self, url: &Url) -> Result<(), AddressRefused> {
+        match &self.network_guard {
+            Some(g) => check_url(g, url),
+            None => Ok(()),
+        }
     }
 
     /// The base URL of a registry address: an explicit scheme wins; loopback and configured
@@ -340,6 +369,12 @@ impl RegistryClient {
     }
 
     fn network(&self, e: reqwest::Error) -> OciError {
+        if let Some(r) = find_refusal(&e) {
+            return OciError::Refused {
+                registry: self.name.clone(),
+                detail: r.to_string(),
+            };
+        }
         OciError::Network {
             registry: self.name.clone(),
             detail: describe_reqwest(e),
@@ -434,6 +469,15 @@ impl RegistryClient {
             .map_err(|e| self.invalid(format!("the token realm '{realm}' is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.invalid("the token realm must be an http or https URL"));
+        }
+        if let Err(r) = self.config.check_source_url(&url) {
+            return Err(OciError::Refused {
+                registry: self.name.clone(),
+                detail: format!(
+                    "the token realm {} is refused: {r}",
+                    url.origin().ascii_serialization()
+                ),
+            });
         }
         // An identity (refresh) token is exchanged with the OAuth2 POST; token servers without
         // that grant answer 404/405 and get the GET form with the token as bearer.

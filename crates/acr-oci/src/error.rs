@@ -55,6 +55,10 @@ pub enum OciError {
     /// gets). Not transient: a stalled registry is not tried again for the whole operation.
     #[error("{registry}: {detail}")]
     Stalled { registry: String, detail: String },
+    /// The SSRF guard refused a destination (source address, token realm, redirect, resolved
+    /// name). Never transient.
+    #[error("{registry}: {detail}")]
+    Refused { registry: String, detail: String },
 }
 
 impl OciError {
@@ -69,7 +73,8 @@ impl OciError {
             | OciError::SizeMismatch { registry, .. }
             | OciError::ManifestTooLarge { registry, .. }
             | OciError::Invalid { registry, .. }
-            | OciError::Stalled { registry, .. } => registry,
+            | OciError::Stalled { registry, .. }
+            | OciError::Refused { registry, .. } => registry,
         }
     }
 

@@ -15,7 +15,9 @@ pub mod client;
 pub mod copy;
 pub mod error;
 pub mod media;
+pub mod netguard;
 
 pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
 pub use copy::{CopyError, CopyRequest, CopyTarget, Progress};
 pub use error::OciError;
+pub use netguard::{AddressRefused, NetworkPolicy};

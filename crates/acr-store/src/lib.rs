@@ -12,6 +12,7 @@
 
 pub mod operations;
 pub mod registries;
+pub mod secrets;
 
 use std::time::Duration;
 
@@ -20,9 +21,11 @@ use sqlx::PgPool;
 use sqlx::{Connection, PgConnection};
 
 pub use operations::{
-    ClaimedOperation, Enqueued, NewOperation, OperationRecord, Outcome, StoredCredentials,
+    ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,
+    StoredCredentials,
 };
 pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
+pub use secrets::CredentialsKey;
 
 /// The channel workers `LISTEN` on.
 pub const NOTIFY_CHANNEL: &str = "acr_import_operations";
@@ -40,6 +43,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// An enqueue refused by a queue limit (answered 429).
+    #[error("{0}")]
+    Limit(LimitExceeded),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -66,6 +72,8 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Encrypts source credentials at rest (`--credentials-key-file`).
+    credentials_key: Option<std::sync::Arc<CredentialsKey>>,
 }
 
 impl Store {
@@ -84,11 +92,24 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            credentials_key: None,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// Stores source credentials encrypted with `key` from now on (and decrypts them at claim).
+    pub fn with_credentials_key(mut self, key: Option<CredentialsKey>) -> Self {
+        self.credentials_key = key.map(std::sync::Arc::new);
+        self
+    }
+
+    pub(crate) fn credentials_key(&self) -> Option<&CredentialsKey> {
+        self.credentials_key.as_deref()
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -73,6 +73,9 @@ pub struct ClaimedOperation {
     pub record: OperationRecord,
     pub request: StoredImport,
     pub credentials: Option<StoredCredentials>,
+    /// Why stored credentials could not be read (encrypted without a key, wrong key): the
+    /// operation must fail rather than run without them.
+    pub credentials_error: Option<String>,
 }
 
 impl ClaimedOperation {
@@ -93,6 +96,40 @@ pub enum Outcome {
     Canceled,
 }
 
+/// Bounds on unfinished (Queued or Running) operations, checked when one is enqueued.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueLimits {
+    /// Per subscription (`--max-operations-per-subscription`).
+    pub per_subscription: Option<u64>,
+    /// In the whole queue (`--max-queued-operations`).
+    pub total: Option<u64>,
+}
+
+/// Which limit refused an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitExceeded {
+    Subscription { subscription: String, limit: u64 },
+    Total { limit: u64 },
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitExceeded::Subscription { subscription, limit } => write!(
+                f,
+                "The subscription '{subscription}' already has {limit} import operations queued or running, the limit per subscription (--max-operations-per-subscription). Retry after some of them finish."
+            ),
+            LimitExceeded::Total { limit } => write!(
+                f,
+                "The service already has {limit} import operations queued or running, the limit of its queue (--max-queued-operations). Retry later."
+            ),
+        }
+    }
+}
+
+/// The key of the advisory lock that makes the limit check and the insert atomic.
+const ENQUEUE_LOCK: i64 = 0x6163_725f_696d_706f; // "acr_impo"
+
 /// Whether an insert created the operation or found it already there (idempotent retry).
 #[derive(Debug, Clone)]
 pub enum Enqueued {
@@ -108,7 +145,7 @@ struct ClaimRow {
     #[sqlx(flatten)]
     record: OperationRecord,
     request: Json<StoredImport>,
-    credentials: Option<Json<StoredCredentials>>,
+    credentials: Option<Json<serde_json::Value>>,
 }
 
 fn interval_secs(d: Duration) -> f64 {
@@ -119,7 +156,61 @@ impl Store {
     /// Inserts a runnable operation and wakes the workers, in one transaction. An operation with
     /// the same id already present is returned as it is.
     pub async fn enqueue(&self, op: &NewOperation) -> Result<Enqueued, StoreError> {
+        self.enqueue_limited(op, QueueLimits::default()).await
+    }
+
+    /// Like [`Self::enqueue`], refusing with [`StoreError::Limit`] when the queue limits are
+    /// reached. The count and the insert happen in one transaction under an advisory lock, so
+    /// concurrent requests cannot overshoot a limit.
+    pub async fn enqueue_limited(
+        &self,
+        op: &NewOperation,
+        limits: QueueLimits,
+    ) -> Result<Enqueued, StoreError> {
+        let credentials = match (&op.credentials, self.credentials_key()) {
+            (None, _) => None,
+            (Some(c), Some(key)) => Some(key.seal(&op.id, c).map_err(StoreError::Corrupt)?),
+            (Some(c), None) => {
+                Some(serde_json::to_value(c).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+        };
         let mut tx = self.pool().begin().await?;
+        if limits.per_subscription.is_some() || limits.total.is_some() {
+            sqlx::query("select pg_advisory_xact_lock($1)")
+                .bind(ENQUEUE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let existing: Option<OperationRecord> =
+                sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
+                    .bind(&op.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(rec) = existing {
+                tx.commit().await?;
+                return Ok(Enqueued::Existing(rec));
+            }
+            let (in_sub, total): (i64, i64) = sqlx::query_as(
+                "select count(*) filter (where subscription_id = $1), count(*)
+                   from operations where state in ('Queued', 'Running')",
+            )
+            .bind(&op.subscription_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let reached = |n: i64, limit: Option<u64>| {
+                limit.is_some_and(|l| u64::try_from(n).unwrap_or(0) >= l)
+            };
+            if reached(in_sub, limits.per_subscription) {
+                return Err(StoreError::Limit(LimitExceeded::Subscription {
+                    subscription: op.subscription_id.clone(),
+                    limit: limits.per_subscription.unwrap_or_default(),
+                }));
+            }
+            if reached(total, limits.total) {
+                return Err(StoreError::Limit(LimitExceeded::Total {
+                    limit: limits.total.unwrap_or_default(),
+                }));
+            }
+        }
         let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
             "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials)
              values ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -133,7 +224,7 @@ impl Store {
         .bind(&op.location)
         .bind(&op.api_version)
         .bind(Json(&op.request))
-        .bind(op.credentials.as_ref().map(Json))
+        .bind(credentials.map(Json))
         .fetch_optional(&mut *tx)
         .await?;
         let out = match inserted {
@@ -200,10 +291,21 @@ impl Store {
         .bind(interval_secs(lease))
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| ClaimedOperation {
-            record: r.record,
-            request: r.request.0,
-            credentials: r.credentials.map(|c| c.0),
+        Ok(row.map(|r| {
+            let opened = r
+                .credentials
+                .map(|c| crate::secrets::open_stored(self.credentials_key(), &r.record.id, c.0));
+            let (credentials, credentials_error) = match opened {
+                None => (None, None),
+                Some(Ok(c)) => (Some(c), None),
+                Some(Err(e)) => (None, Some(e)),
+            };
+            ClaimedOperation {
+                record: r.record,
+                request: r.request.0,
+                credentials,
+                credentials_error,
+            }
         }))
     }
 

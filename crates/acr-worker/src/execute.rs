@@ -250,6 +250,21 @@ async fn resolve_source(
                 .client
                 .registry_url(addr)
                 .map_err(|e| fail(FailureKind::InvalidParameters, e.to_string()))?;
+            if let Err(r) = ctx.config.client.check_source_url(&url) {
+                return Err(fail(
+                    FailureKind::InvalidParameters,
+                    format!(
+                        "The source registry '{}' cannot be imported from: {r}.",
+                        addr.authority()
+                    ),
+                ));
+            }
+            if let Some(e) = &op.credentials_error {
+                return Err(fail(
+                    FailureKind::Internal,
+                    format!("Operation {} failed: {e}.", op.record.id),
+                ));
+            }
             let credentials = match &op.credentials {
                 None => Credentials::Anonymous,
                 Some(c) => match &c.username {
@@ -343,6 +358,10 @@ pub fn failure_for(
                 format!("The source registry sent content for {image} that does not match its digest: {o}. Nothing was tagged."),
             ),
             OciError::ManifestTooLarge { .. } => ImportFailure::new(FailureKind::InvalidParameters, format!("{o}.")),
+            OciError::Refused { registry, detail } => ImportFailure::new(
+                FailureKind::SourceRegistryError,
+                format!("The import of {image} from the source registry {registry} was stopped by the network policy: {detail}."),
+            ),
             OciError::Network { registry, detail } => ImportFailure::new(
                 FailureKind::SourceRegistryError,
                 format!("Could not read {image} from the source registry {registry}: {detail}."),

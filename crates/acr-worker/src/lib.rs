@@ -61,13 +61,19 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(store: Store, config: WorkerConfig) -> Result<Self, acr_oci::OciError> {
+        // Sources go through the SSRF guard of `config.client`; the backend is the operator's
+        // and is exempt.
         let http = config.client.build_http()?;
+        let backend_config = ClientConfig {
+            network_guard: None,
+            ..config.client.clone()
+        };
         let limits = HostLimits::new(config.client.registry_concurrency);
         let backend = Arc::new(RegistryClient::new(
-            http.clone(),
+            backend_config.build_http()?,
             config.backend_url.clone(),
             config.backend_credentials.clone(),
-            &config.client,
+            &backend_config,
             &limits,
         ));
         let owner = format!(
