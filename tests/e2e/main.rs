@@ -9,6 +9,7 @@ mod common;
 
 mod arm_surface;
 mod auth_refresh;
+mod chaos;
 mod clients;
 mod copy_graph;
 mod crash;
