@@ -52,6 +52,10 @@ injected = {
     "two-processes": "16 imports over two processes sharing one database",
     "frozen-process-fencing": "SIGSTOP of the process copying until its lease expires, SIGCONT after the takeover",
     "sigterm-under-load": "SIGTERM while 10 imports run (1 s grace), restart",
+    "source-5xx-burst": "source answers 503 to the first 3 blob GETs and 502 to the first manifest GET",
+    "source-manifest-lies": "source serves other bytes for a child manifest than the digest its index names",
+    "target-rejects-manifest": "target answers the manifest PUT with 400 MANIFEST_INVALID",
+    "target-disk-full": "target answers blob uploads with 500 'no space left on device', then the fault is removed and the import re-run (Force)",
 }
 rows = {}
 for line in results.splitlines():

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::common::{target, uri_import, REG};
 
 mod database;
+mod faults;
 mod processes;
 
 /// The one summary line per scenario that `scripts/chaos.sh` collects.

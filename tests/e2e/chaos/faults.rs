@@ -1,0 +1,144 @@
+//! Registries that misbehave, through the fault proxy: the source (5xx bursts, a manifest
+//! whose bytes are not the ones its index names) and the target (a manifest rejected, a full
+//! disk). Each ends in a completed import or a `Failed` operation naming the fault, never a
+//! hang, never a tag on corrupt content. (Cuts, stalls, 429 storms, corrupt blobs and
+//! redirects have tests of their own in `resilience` and `transfer`.)
+
+use acr_import_tests::image::{Format, Platform};
+use acr_import_tests::{Action, Kind, Rule, TestImage};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::report;
+use crate::common::{
+    assert_failed, assert_imported, assert_nothing_copied, env_behind_backend_proxy, target,
+    uri_import, ProxiedImport, REG,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_source_5xx_burst_is_retried() {
+    let s = ProxiedImport::start(
+        "burst",
+        TestImage::index(
+            2101,
+            Format::Oci,
+            &[Platform::amd64(), Platform::arm64()],
+            &[3000, 150_000],
+        ),
+    )
+    .await;
+    // The first three blob GETs and the first manifest GET fail with a 503.
+    s.proxy.add_rule(
+        Rule::new(Action::status(503, "UNAVAILABLE", "try later"))
+            .kind(Kind::BlobGet)
+            .first(3),
+    );
+    s.proxy.add_rule(
+        Rule::new(Action::status(502, "UNAVAILABLE", "bad gateway"))
+            .kind(Kind::ManifestGet)
+            .first(1),
+    );
+    let status = s.import_ok().await;
+    report("source-5xx-burst", &[Some(status)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_child_manifest_lying_about_its_bytes_fails_without_a_tag() {
+    let image = TestImage::index(
+        2102,
+        Format::Oci,
+        &[Platform::amd64(), Platform::arm64()],
+        &[2000, 40_000],
+    );
+    let child = image.children[1].clone();
+    let mut doc: serde_json::Value = serde_json::from_slice(&child.bytes).expect("child JSON");
+    doc["annotations"] = json!({"org.example.tampered": "yes"});
+    let lie = Bytes::from(serde_json::to_vec(&doc).expect("serialize"));
+    assert_ne!(lie.len(), child.bytes.len());
+    let s = ProxiedImport::start("liar", image).await;
+    // The index names the child by digest and size; the source serves other bytes for it.
+    s.proxy.add_rule(
+        Rule::new(Action::ServeManifest {
+            content_type: child.media_type.clone(),
+            body: lie,
+        })
+        .path(&child.digest),
+    );
+    let status = s.import().await;
+    let message = assert_failed(&status, "SourceRegistryError");
+    eprintln!("chaos: lying manifest: {message}");
+    assert!(
+        message.contains(&child.digest) || message.contains("digest"),
+        "the message does not say which manifest is wrong: {message}"
+    );
+    s.assert_untagged().await;
+    let backend = s.env.backend_client();
+    assert!(
+        !backend
+            .manifest_exists(&s.target(), s.image.digest())
+            .await
+            .expect("HEAD manifest"),
+        "the index was pushed"
+    );
+    report("source-manifest-lies", &[Some(status)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_target_rejecting_the_manifest_fails_as_a_target_error() {
+    let image = TestImage::single(2103, Format::Oci, &[1000, 30_000]);
+    let (env, proxy, src) = env_behind_backend_proxy(REG, "demo/rej", &image).await;
+    proxy.add_rule(
+        Rule::new(Action::status(
+            400,
+            "MANIFEST_INVALID",
+            "manifest invalid: the registry refuses it",
+        ))
+        .kind(Kind::ManifestPut),
+    );
+    let body = uri_import(&src.host(), "demo/rej:v1", &["imported/rej:v1"]);
+    let (_, status) = env.import_and_wait(REG, &body).await;
+    let message = assert_failed(&status, "TargetRegistryError");
+    eprintln!("chaos: manifest rejected: {message}");
+    assert!(
+        message.contains("MANIFEST_INVALID") || message.contains("manifest invalid"),
+        "the target's error is not named: {message}"
+    );
+    let repo = target("imported/rej");
+    let tags = env.backend_client().tags_list(&repo).await.expect("tags");
+    assert!(tags.is_empty(), "{repo} has tags {tags:?}");
+    report("target-rejects-manifest", &[Some(status)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_target_disk_full_fails_then_a_rerun_completes() {
+    let image = TestImage::single(2104, Format::Oci, &[1000, 60_000]);
+    let (env, proxy, src) = env_behind_backend_proxy(REG, "demo/full", &image).await;
+    let full = proxy.add_rule(
+        Rule::new(Action::status(
+            500,
+            "UNKNOWN",
+            "unknown error: write /var/lib/registry/docker/registry/v2/repositories/_uploads/data: no space left on device",
+        ))
+        .kind(Kind::UploadPut)
+        .kind(Kind::UploadPatch),
+    );
+    let body = uri_import(&src.host(), "demo/full:v1", &["imported/full:v1"]);
+    let (_, failed) = env.import_and_wait(REG, &body).await;
+    let message = assert_failed(&failed, "TargetRegistryError");
+    eprintln!("chaos: disk full: {message}");
+    assert!(
+        message.contains("no space left on device") || message.contains("500"),
+        "the target's error is not named: {message}"
+    );
+    let repo = target("imported/full");
+    assert_nothing_copied(&env, &repo, &image).await;
+
+    // Space freed: a re-run (Force, as a pipeline would retry) completes.
+    proxy.remove_rule(full);
+    let mut body = body;
+    body["mode"] = json!("Force");
+    let (_, status) = env.import_and_wait(REG, &body).await;
+    assert_eq!(status["status"], "Succeeded", "re-run: {status}");
+    assert_imported(&env, &repo, "v1", &image).await;
+    report("target-disk-full", &[Some(failed), Some(status)]);
+}
