@@ -7,8 +7,10 @@
 #
 #   ACR_TEST_DATABASE_URL  admin URL of the PostgreSQL server (as for scripts/test.sh); the
 #                          PostgreSQL restart scenario starts a private cluster of its own
+#   CHAOS_FILTER           test name filter (default `chaos`; e.g. `chaos::faults` or
+#                          `chaos_sigkill`): the table keeps the last rows of the others
 #   CHAOS_NO_DOC=1         run and print the summary, but leave docs/RELIABILITY.md alone
-#   Extra arguments are passed to the test binary (e.g. a narrower filter: `chaos_sigkill`).
+#   Extra arguments are passed to the test binary.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
@@ -27,9 +29,10 @@ cargo build -p acr-import
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-log "cargo test -p acr-import-tests --test e2e -- chaos --nocapture --test-threads=1"
+filter=${CHAOS_FILTER:-chaos}
+log "cargo test -p acr-import-tests --test e2e -- $filter --nocapture --test-threads=1"
 set +e
-cargo test -p acr-import-tests --test e2e -- chaos --nocapture --test-threads=1 "$@" 2>&1 | tee "$out"
+cargo test -p acr-import-tests --test e2e -- "$filter" --nocapture --test-threads=1 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
 set -e
 
@@ -55,6 +58,8 @@ injected = {
     "source-5xx-burst": "source answers 503 to the first 3 blob GETs and 502 to the first manifest GET",
     "source-manifest-lies": "source serves other bytes for a child manifest than the digest its index names",
     "target-rejects-manifest": "target answers the manifest PUT with 400 MANIFEST_INVALID",
+    "source-slow-drip": "source blob bodies trickle at 128 KiB/s",
+    "source-redirect-loop": "source redirects a layer GET to itself, endlessly",
     "target-disk-full": "target answers blob uploads with 500 'no space left on device', then the fault is removed and the import re-run (Force)",
 }
 rows = {}

@@ -142,3 +142,47 @@ async fn chaos_target_disk_full_fails_then_a_rerun_completes() {
     assert_imported(&env, &repo, "v1", &image).await;
     report("target-disk-full", &[Some(failed), Some(status)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_source_slow_drip_completes() {
+    let s = ProxiedImport::start(
+        "drip",
+        TestImage::single(2105, Format::Oci, &[2000, 300_000]),
+    )
+    .await;
+    // Every blob body trickles at 128 KiB/s: slow, but never silent for a stall timeout.
+    s.proxy
+        .add_rule(Rule::new(Action::Throttle(128 << 10)).kind(Kind::BlobGet));
+    let status = s.import_ok().await;
+    report("source-slow-drip", &[Some(status)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_endless_redirect_loop_fails_precisely() {
+    let s = ProxiedImport::start(
+        "loop",
+        TestImage::single(2106, Format::Oci, &[2000, 30_000]),
+    )
+    .await;
+    let layer = s.image.blobs.last().expect("a layer").digest.clone();
+    // The layer's GET redirects to the same URL on the proxy, which redirects again, forever.
+    s.proxy.add_rule(
+        Rule::new(Action::Redirect {
+            to: Some(format!("{}/v2/demo/loop/blobs", s.proxy.url())),
+        })
+        .path(&layer),
+    );
+    let started = std::time::Instant::now();
+    let status = s.import_for(std::time::Duration::from_secs(45)).await;
+    let message = assert_failed(&status, "SourceRegistryError");
+    eprintln!(
+        "chaos: redirect loop after {:?}: {message}",
+        started.elapsed()
+    );
+    assert!(
+        message.to_ascii_lowercase().contains("redirect"),
+        "the message does not say redirects looped: {message}"
+    );
+    s.assert_untagged().await;
+    report("source-redirect-loop", &[Some(status)]);
+}
