@@ -60,6 +60,7 @@ injected = {
     "target-rejects-manifest": "target answers the manifest PUT with 400 MANIFEST_INVALID",
     "source-slow-drip": "source blob bodies trickle at 128 KiB/s",
     "source-redirect-loop": "source redirects a layer GET to itself, endlessly",
+    "target-unavailable": "target answers every request 503 for a whole import, then only briefly",
     "target-disk-full": "target answers blob uploads with 500 'no space left on device', then the fault is removed and the import re-run (Force)",
 }
 rows = {}

@@ -186,3 +186,47 @@ async fn chaos_endless_redirect_loop_fails_precisely() {
     s.assert_untagged().await;
     report("source-redirect-loop", &[Some(status)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_target_unavailable_fails_clearly_then_recovers() {
+    let image = TestImage::single(2107, Format::Oci, &[1000, 50_000]);
+    let (env, proxy, src) = env_behind_backend_proxy(REG, "demo/down", &image).await;
+    // The target answers nothing but 503 (down behind its load balancer).
+    let down = proxy.add_rule(Rule::new(Action::status(
+        503,
+        "UNAVAILABLE",
+        "service unavailable",
+    )));
+    let body = uri_import(&src.host(), "demo/down:v1", &["imported/down:v1"]);
+    let (_, failed) = env.import_and_wait(REG, &body).await;
+    let message = assert_failed(&failed, "TargetRegistryError");
+    eprintln!("chaos: target down: {message}");
+    assert!(
+        message.contains("503"),
+        "the target's answer is not named: {message}"
+    );
+    let repo = target("imported/down");
+
+    // Down again for a moment only: the operation's own retries get it through.
+    let mut body = body;
+    body["mode"] = json!("Force");
+    let accepted = env.start_import(REG, &body).await;
+    acr_import_tests::util::poll_until(
+        "the target to refuse a request",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || async { (proxy.rule_hits(down) > 0).then_some(()) },
+    )
+    .await;
+    proxy.remove_rule(down);
+    let status = env
+        .arm
+        .poll_until_done(
+            &accepted.async_operation(),
+            std::time::Duration::from_secs(40),
+        )
+        .await;
+    assert_eq!(status["status"], "Succeeded", "after recovery: {status}");
+    assert_imported(&env, &repo, "v1", &image).await;
+    report("target-unavailable", &[Some(failed), Some(status)]);
+}
