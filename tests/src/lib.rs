@@ -30,7 +30,7 @@ pub use env::TestEnv;
 pub use fault_proxy::{Action, FaultProxy, Kind, Rule};
 pub use image::{Blob, Format, Manifest, Platform, TestImage};
 pub use oci::{Credentials, FetchedManifest, OciClient};
-pub use postgres::TestDatabase;
+pub use postgres::{PgCluster, TestDatabase};
 pub use proxy::ThrottleProxy;
 pub use registry::TestRegistry;
 pub use service::{ServiceConfig, TestService};

@@ -36,6 +36,10 @@ pub struct CopyRequest {
     pub targets: Vec<CopyTarget>,
     /// Overwrite existing tags; when false, any existing tag fails the copy before it starts.
     pub force: bool,
+    /// An earlier attempt of this same import may have run (and pushed its tags) before it
+    /// was interrupted: with `force` false, an existing tag that already points at the
+    /// source's digest is then the earlier attempt's work, not a conflict.
+    pub resumed: bool,
     /// Blobs in flight at once for this copy.
     pub concurrency: usize,
     /// Manifests an image may have (an index, its children, nested indexes).
@@ -144,20 +148,23 @@ pub struct CopyReport {
 /// Runs the copy.
 pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
     // NoForce fails before anything is read or written beyond a HEAD per tag.
+    let mut existing: Vec<(&CopyTarget, &Tag, Option<Digest>)> = Vec::new();
     if !req.force {
         for t in &req.targets {
             for tag in &t.tags {
-                if req
+                if let Some(digest) = req
                     .target
                     .head_manifest(&t.repository, tag.as_str())
                     .await
                     .map_err(CopyError::Target)?
-                    .is_some()
                 {
-                    return Err(CopyError::TagExists {
-                        repository: t.repository.clone(),
-                        tag: tag.clone(),
-                    });
+                    if !req.resumed {
+                        return Err(CopyError::TagExists {
+                            repository: t.repository.clone(),
+                            tag: tag.clone(),
+                        });
+                    }
+                    existing.push((t, tag, digest));
                 }
             }
         }
@@ -168,6 +175,17 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
         .get_manifest(&req.source_repository, &req.reference)
         .await
         .map_err(CopyError::Source)?;
+    // A resumed copy: tags already at the source's digest were pushed by an earlier attempt
+    // (tags move only after the whole graph is in place); any other existing tag conflicts.
+    if let Some((t, tag, _)) = existing
+        .iter()
+        .find(|(_, _, d)| d.as_ref() != Some(&root.digest))
+    {
+        return Err(CopyError::TagExists {
+            repository: t.repository.clone(),
+            tag: (*tag).clone(),
+        });
+    }
     let started = std::time::Instant::now();
     let mut graph = Graph::default();
     walk(req, root, 0, &mut graph).await?;

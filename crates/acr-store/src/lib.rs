@@ -68,6 +68,11 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How long a query waits for a pooled connection. While the database is down every
+/// acquire fails only after this (sqlx keeps trying to connect until then), so it bounds how
+/// long the API takes to answer 503: short, but far above a healthy pool's wait.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -89,7 +94,7 @@ impl Store {
         probe.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         Ok(Self {

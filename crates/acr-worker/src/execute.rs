@@ -131,6 +131,7 @@ pub(crate) async fn execute(
         target: ctx.backend.clone(),
         targets,
         force: spec.mode == acr_core::wire::ImportMode::Force,
+        resumed: op.attempt() > 1,
         concurrency: ctx.config.copy_concurrency,
         max_manifests: ctx.config.max_manifests,
         max_layer_bytes: if source.external {
