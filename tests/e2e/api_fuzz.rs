@@ -355,13 +355,10 @@ fn make_request(g: &mut Gen<'_>, op: &Op, env: &TestEnv, big: &Arc<Vec<u8>>) -> 
                     query.push(format!("api-version={v}"));
                 }
             }
-            ("query", other) => {
-                if rng.gen_bool(0.6) {
-                    let v: String =
-                        url::form_urlencoded::byte_serialize(nasty_string(rng).as_bytes())
-                            .collect();
-                    query.push(format!("{other}={v}"));
-                }
+            ("query", other) if rng.gen_bool(0.6) => {
+                let v: String =
+                    url::form_urlencoded::byte_serialize(nasty_string(rng).as_bytes()).collect();
+                query.push(format!("{other}={v}"));
             }
             _ => {}
         }
