@@ -60,6 +60,8 @@ pub struct ApiConfig {
     pub queue_limits: acr_store::QueueLimits,
     /// Which source addresses are refused (SSRF); IP literals are refused at POST time.
     pub source_network: acr_core::netpolicy::NetworkPolicy,
+    /// Derives the admin users' passwords (`listCredentials`); `None`: not available.
+    pub admin_key: Option<acr_core::admin::AdminKey>,
 }
 
 /// The scheme of the listener a request came in on (a request extension set per listener), so
@@ -108,6 +110,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(registries::delete_registry),
         )
         .route(&format!("{BASE}/importImage"), post(imports::import_image))
+        .route(
+            &format!("{BASE}/listCredentials"),
+            post(registries::list_credentials),
+        )
         .route(
             "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries",
             get(registries::list_by_group),
@@ -194,6 +200,7 @@ pub fn normalize_arm_path<B>(req: axum::http::Request<B>) -> axum::http::Request
         "Microsoft.ContainerRegistry",
         "registries",
         "importImage",
+        "listCredentials",
         "locations",
         "operationResults",
         "operationStatuses",

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
 use acr_core::wire::{
-    NetworkRuleSet, Registry, RegistryCreateParameters, RegistryListResult,
-    RegistryNameCheckRequest, RegistryNameStatus, RegistryProperties, RegistryUpdateParameters,
-    Sku, SkuName, SystemData,
+    NetworkRuleSet, Registry, RegistryCreateParameters, RegistryListCredentialsResult,
+    RegistryListResult, RegistryNameCheckRequest, RegistryNameStatus, RegistryPassword,
+    RegistryProperties, RegistryUpdateParameters, Sku, SkuName, SystemData,
 };
 use acr_store::{RegistryProps, RegistryRecord, Upserted};
 use axum::extract::State;
@@ -24,6 +24,7 @@ use crate::AppState;
 const READ: &str = "Microsoft.ContainerRegistry/registries/read";
 const WRITE: &str = "Microsoft.ContainerRegistry/registries/write";
 const DELETE: &str = "Microsoft.ContainerRegistry/registries/delete";
+const LIST_CREDENTIALS: &str = "Microsoft.ContainerRegistry/registries/listCredentials/action";
 
 /// The registries of `list` the caller may read (all of them unless `--auth arm-rbac`).
 pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]) -> Vec<Registry> {
@@ -400,6 +401,64 @@ pub async fn get_registry(
         .await?
         .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
     Ok(Json(to_wire(&r, &state.config.login_server_suffix)))
+}
+
+/// The admin user's credentials (ACR `listCredentials`): the registry's name and two
+/// passwords, accepted by the built-in registry under `--registry-auth`. 400
+/// `UnAuthorizedForCredentialOperations` while `adminUserEnabled` is false, as in ACR.
+#[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/listCredentials",
+    operation_id = "Registries_ListCredentials", tag = "registries",
+    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = String, Query)),
+    responses((status = 200, description = "The admin user and its passwords", body = RegistryListCredentialsResult),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+pub async fn list_credentials(
+    State(state): State<AppState>,
+    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
+    version: RawApiVersion,
+    caller: Option<Extension<Caller>>,
+) -> Result<Json<RegistryListCredentialsResult>, ApiError> {
+    version.check(ApiSurface::Registry)?;
+    let id = registry_id(&sub, &rg, &name)?;
+    authorize(
+        &state,
+        &caller_of(caller),
+        LIST_CREDENTIALS,
+        &id.to_string(),
+    )?;
+    let r = state
+        .store
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
+        .await?
+        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    if !r.properties.0.admin_user_enabled {
+        return Err(ApiError::bad_request(
+            "UnAuthorizedForCredentialOperations",
+            format!(
+                "Cannot perform credential operations for {id} as admin user is disabled. \
+                 Kindly enable admin user with adminUserEnabled: true (az acr update -n {} --admin-enabled true).",
+                r.name
+            ),
+        ));
+    }
+    let key = state.config.admin_key.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "OperationNotSupported",
+            "admin credentials are not available: this service has no admin key",
+        )
+    })?;
+    let passwords = key
+        .passwords(&r.name)
+        .into_iter()
+        .zip(acr_core::admin::PASSWORD_NAMES)
+        .map(|(value, name)| RegistryPassword {
+            name: name.to_string(),
+            value,
+        })
+        .collect();
+    Ok(Json(RegistryListCredentialsResult {
+        username: acr_core::admin::AdminKey::username(&r.name),
+        passwords,
+    }))
 }
 
 /// Delete a registry (200 when it existed, 204 when it did not).

@@ -9,6 +9,7 @@
 //! log line); nothing here knows about HTTP status handling beyond the numeric status an import
 //! failure should be reported with; nothing here performs I/O.
 
+pub mod admin;
 pub mod arm;
 pub mod import;
 pub mod netpolicy;

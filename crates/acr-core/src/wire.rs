@@ -289,6 +289,21 @@ pub struct RegistryNameStatus {
     pub message: Option<String>,
 }
 
+/// Answer of `listCredentials`: the admin user and its two passwords.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegistryListCredentialsResult {
+    /// The admin user name (the registry's name).
+    pub username: String,
+    pub passwords: Vec<RegistryPassword>,
+}
+
+/// One admin password (`password` or `password2`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegistryPassword {
+    pub name: String,
+    pub value: String,
+}
+
 /// `{"value":[…]}` of a registry list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RegistryListResult {

@@ -395,6 +395,7 @@ impl ServeArgs {
                     total: (self.max_queued_operations > 0).then_some(self.max_queued_operations),
                 },
                 source_network: network,
+                admin_key: None,
             },
             credentials_key,
             tls,
