@@ -1417,19 +1417,13 @@ async fn upload_single_post(
         Some(d.algorithm),
         false,
     );
+    let _cleanup = upload::RemoveOnDrop(session.path.clone());
     let mut st = session.state.lock().await;
-    let result = async {
-        upload::append(&session, &mut st, body, content_length(headers))
-            .await
-            .map_err(append_error)?;
-        commit(inner, repo, &session, &st, d).await
-    }
-    .await;
     st.closed = true;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&session.path).await;
-    }
-    result
+    upload::append(&session, &mut st, body, content_length(headers))
+        .await
+        .map_err(append_error)?;
+    commit(inner, repo, &session, &mut st, d).await
 }
 
 /// Verifies the uploaded bytes against `d`, moves them into the store and links the blob to the
@@ -1438,7 +1432,7 @@ async fn commit(
     inner: &Inner,
     repo: &Repo,
     session: &Session,
-    st: &upload::State,
+    st: &mut upload::State,
     d: &Digest,
 ) -> Result<Response, ApiError> {
     let computed = upload::digest(session, st, d.algorithm)
@@ -1529,11 +1523,8 @@ async fn upload_finish(
     // Whatever the outcome the session is over: a wrong digest cancels it.
     st.closed = true;
     inner.uploads.remove(&session.id);
-    let result = commit(inner, repo, session, &st, &d).await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&session.path).await;
-    }
-    result
+    let _cleanup = upload::RemoveOnDrop(session.path.clone());
+    commit(inner, repo, session, &mut st, &d).await
 }
 
 async fn upload_cancel(inner: &Inner, session: &Session) -> Result<Response, ApiError> {

@@ -366,13 +366,13 @@ async fn remove(p: &Path) -> io::Result<bool> {
     }
 }
 
-/// Hashes a whole file with `algorithm` (used when a client finishes an upload with a sha512
-/// digest: the running hash of a session is sha256).
-pub(crate) async fn hash_file(path: &Path, algorithm: Algorithm) -> io::Result<Digest> {
+/// Hashes the first `len` bytes of a file with `algorithm` (used when a client finishes an
+/// upload with a sha512 digest: the running hash of a session is sha256).
+pub(crate) async fn hash_file(path: &Path, len: u64, algorithm: Algorithm) -> io::Result<Digest> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let mut f = std::fs::File::open(&path)?;
+        let mut f = std::fs::File::open(&path)?.take(len);
         let mut h = algorithm.hasher();
         let mut buf = vec![0u8; 1 << 20];
         loop {

@@ -34,6 +34,10 @@ pub(crate) struct Session {
 }
 
 pub(crate) struct State {
+    /// The upload file, opened by the first append and kept: every write of the session goes
+    /// through this one handle, so a write still in flight from a request that was dropped
+    /// (client gone) is finished before the next request's seek, never after its writes.
+    file: Option<tokio::fs::File>,
     pub(crate) size: u64,
     sha256: Hasher,
     /// A second running hash, when the algorithm of the final digest is known up front
@@ -90,6 +94,7 @@ impl Uploads {
             repo: repo.to_owned(),
             path: dir.join(id.to_string()),
             state: tokio::sync::Mutex::new(State {
+                file: None,
                 size: 0,
                 sha256: Algorithm::Sha256.hasher(),
                 extra: extra
@@ -143,39 +148,62 @@ impl Uploads {
 }
 
 /// Appends `body` to the session's file and hashes it. With `expected`, the body must be exactly
-/// that long. On any failure the file and the hashes are rolled back to the previous size, so a
-/// broken PATCH leaves the session as it was.
+/// that long. The state changes only when the whole body is in: on a failure (or when the
+/// request is dropped mid-body) the session keeps its previous size and hashes, and bytes past
+/// that size in the file are overwritten by the next append or cut by [`seal`].
 pub(crate) async fn append(
     session: &Session,
     st: &mut State,
     body: Body,
     expected: Option<u64>,
 ) -> Result<u64, AppendError> {
-    let checkpoint = (st.sha256.clone(), st.extra.clone());
+    let mut sha256 = st.sha256.clone();
+    let mut extra = st.extra.clone();
     let start = st.size;
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&session.path)
-        .await?;
+    let file = open(session, &mut st.file).await?;
     file.seek(SeekFrom::Start(start)).await?;
     let mut w = BufWriter::with_capacity(WRITE_BUF, file);
     let mut written = 0u64;
-    let result = write_body(&mut w, st, body, expected, &mut written).await;
+    let mut stream = body.into_data_stream();
+    let result: Result<(), AppendError> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(AppendError::Body)?;
+            written += chunk.len() as u64;
+            if let Some(expected) = expected.filter(|e| written > *e) {
+                return Err(AppendError::Length {
+                    expected,
+                    got: written,
+                });
+            }
+            sha256.update(&chunk);
+            if let Some(h) = extra.as_mut() {
+                h.update(&chunk);
+            }
+            w.write_all(&chunk).await?;
+        }
+        w.flush().await?;
+        match expected {
+            Some(expected) if written != expected => Err(AppendError::Length {
+                expected,
+                got: written,
+            }),
+            _ => Ok(()),
+        }
+    }
+    .await;
     match result {
         Ok(()) => {
+            drop(w);
+            st.sha256 = sha256;
+            st.extra = extra;
             st.size = start + written;
             session.size.store(st.size, Ordering::Relaxed);
             session.touch();
             Ok(written)
         }
         Err(e) => {
-            st.sha256 = checkpoint.0;
-            st.extra = checkpoint.1;
-            // tokio's File finishes a write still in flight before it truncates, so nothing of
-            // the failed body can land after the cut.
-            let mut file = w.into_inner();
+            // The buffered rest is dropped; what reached the file is cut off again.
+            let file = w.into_inner();
             let _ = file.flush().await;
             let _ = file.set_len(start).await;
             Err(e)
@@ -183,41 +211,33 @@ pub(crate) async fn append(
     }
 }
 
-async fn write_body(
-    w: &mut BufWriter<tokio::fs::File>,
-    st: &mut State,
-    body: Body,
-    expected: Option<u64>,
-    written: &mut u64,
-) -> Result<(), AppendError> {
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(AppendError::Body)?;
-        *written += chunk.len() as u64;
-        if let Some(expected) = expected {
-            if *written > expected {
-                return Err(AppendError::Length {
-                    expected,
-                    got: *written,
-                });
-            }
-        }
-        st.sha256.update(&chunk);
-        if let Some(h) = st.extra.as_mut() {
-            h.update(&chunk);
-        }
-        w.write_all(&chunk).await?;
+async fn open<'a>(
+    session: &Session,
+    slot: &'a mut Option<tokio::fs::File>,
+) -> io::Result<&'a mut tokio::fs::File> {
+    if slot.is_none() {
+        let f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&session.path)
+            .await?;
+        *slot = Some(f);
     }
-    w.flush().await?;
-    if let Some(expected) = expected {
-        if *written != expected {
-            return Err(AppendError::Length {
-                expected,
-                got: *written,
-            });
-        }
+    match slot.as_mut() {
+        Some(f) => Ok(f),
+        None => Err(io::Error::other("upload file not open")),
     }
-    Ok(())
+}
+
+/// Deletes an upload file when dropped: a request dropped mid-way (client gone) leaves nothing.
+/// After a commit the file has been renamed away and the removal finds nothing.
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The digest of everything uploaded, in `algorithm`: from the running hashes when possible,
@@ -239,20 +259,18 @@ pub(crate) async fn digest(
     if st.size == 0 {
         return Ok(algorithm.digest_of(b""));
     }
-    storage::hash_file(&session.path, algorithm).await
+    storage::hash_file(&session.path, st.size, algorithm).await
 }
 
 /// Makes the session's file exactly `st.size` bytes long (creating it for an empty upload), so
-/// what gets committed is exactly what was hashed.
-pub(crate) async fn seal(session: &Session, st: &State) -> io::Result<()> {
-    let f = tokio::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&session.path)
-        .await?;
-    if f.metadata().await?.len() != st.size {
-        f.set_len(st.size).await?;
+/// what gets committed is exactly what was hashed, and closes it.
+pub(crate) async fn seal(session: &Session, st: &mut State) -> io::Result<()> {
+    let size = st.size;
+    let file = open(session, &mut st.file).await?;
+    file.flush().await?;
+    if file.metadata().await?.len() != size {
+        file.set_len(size).await?;
     }
+    st.file = None;
     Ok(())
 }
