@@ -1,0 +1,389 @@
+//! The on-disk layout. Everything below the data directory:
+//!
+//! ```text
+//! blobs/<alg>/<hex[..2]>/<hex>                           content (layers, configs, manifests)
+//! uploads/<uuid>                                         bytes of an upload session
+//! tmp/<uuid>                                             metadata being written
+//! repositories/<name>/_layers/<alg>/<hex>                empty: the blob belongs to <name>
+//! repositories/<name>/_manifests/revisions/<alg>/<hex>   the manifest's media type
+//! repositories/<name>/_manifests/tags/<tag>              the tagged digest
+//! repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>   a referrer's descriptor (JSON)
+//! ```
+//!
+//! Repository name components never start with `_` (grammar), so `_layers` and friends cannot
+//! collide with a nested repository. Every file with content is written to `tmp/` and renamed
+//! into place: a reader (or a restart after a crash) sees the old or the new file, never half.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::fs;
+
+use crate::digest::{Algorithm, Digest};
+use crate::names;
+
+pub(crate) struct Store {
+    root: PathBuf,
+}
+
+fn ignore_missing<T: Default>(r: io::Result<T>) -> io::Result<T> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        other => other,
+    }
+}
+
+impl Store {
+    pub(crate) fn new(root: PathBuf) -> Store {
+        Store { root }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.tmp_dir().join(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(d.algorithm.as_str())
+            .join(&d.hex[..2])
+            .join(&d.hex)
+    }
+
+    fn repo_dir(&self, repo: &str) -> PathBuf {
+        // `repo` was validated by the grammar: components of [a-z0-9._-], never "." or "..".
+        let mut p = self.root.join("repositories");
+        for c in repo.split('/') {
+            p.push(c);
+        }
+        p
+    }
+
+    fn layer_link(&self, repo: &str, d: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_layers")
+            .join(d.algorithm.as_str())
+            .join(&d.hex)
+    }
+
+    fn revision_path(&self, repo: &str, d: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_manifests/revisions")
+            .join(d.algorithm.as_str())
+            .join(&d.hex)
+    }
+
+    fn tags_dir(&self, repo: &str) -> PathBuf {
+        self.repo_dir(repo).join("_manifests/tags")
+    }
+
+    fn referrers_dir(&self, repo: &str, subject: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_referrers")
+            .join(subject.algorithm.as_str())
+            .join(&subject.hex)
+    }
+
+    fn referrer_entry(&self, repo: &str, subject: &Digest, referrer: &Digest) -> PathBuf {
+        self.referrers_dir(repo, subject).join(format!(
+            "{}-{}",
+            referrer.algorithm.as_str(),
+            referrer.hex
+        ))
+    }
+
+    /// Writes `bytes` to `dest` through a temp file and a rename.
+    async fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = self.tmp_path();
+        fs::write(&tmp, bytes).await?;
+        if let Some(parent) = dest.parent() {
+            if let Err(e) = fs::create_dir_all(parent).await {
+                let _ = fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = fs::rename(&tmp, dest).await {
+            let _ = fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The blob's size when its content is stored, whatever repository it belongs to.
+    pub(crate) async fn blob_size(&self, d: &Digest) -> io::Result<Option<u64>> {
+        match fs::metadata(self.blob_path(d)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The blob's size when it belongs to `repo` (linked there and its content stored).
+    pub(crate) async fn linked_blob_size(&self, repo: &str, d: &Digest) -> io::Result<Option<u64>> {
+        if !exists(&self.layer_link(repo, d)).await? {
+            return Ok(None);
+        }
+        self.blob_size(d).await
+    }
+
+    /// Moves a verified upload file into the content store. Another upload of the same content
+    /// may land first: renaming over it is harmless (same bytes), so concurrent pushes are safe.
+    pub(crate) async fn commit_blob(&self, file: &Path, d: &Digest) -> io::Result<()> {
+        let dest = self.blob_path(d);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::rename(file, &dest).await
+    }
+
+    pub(crate) async fn link_blob(&self, repo: &str, d: &Digest) -> io::Result<()> {
+        let link = self.layer_link(repo, d);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).await?;
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&link)
+            .await
+            .map(drop)
+    }
+
+    /// Removes the blob from `repo` (the content stays: other repositories may share it).
+    pub(crate) async fn unlink_blob(&self, repo: &str, d: &Digest) -> io::Result<bool> {
+        remove(&self.layer_link(repo, d)).await
+    }
+
+    /// Stores small content (a manifest) unless already there.
+    pub(crate) async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> io::Result<()> {
+        let dest = self.blob_path(d);
+        if exists(&dest).await? {
+            return Ok(());
+        }
+        self.write_atomic(&dest, bytes).await
+    }
+
+    pub(crate) async fn read_blob(&self, d: &Digest) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.blob_path(d)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn put_revision(
+        &self,
+        repo: &str,
+        d: &Digest,
+        media_type: &str,
+    ) -> io::Result<()> {
+        self.write_atomic(&self.revision_path(repo, d), media_type.as_bytes())
+            .await
+    }
+
+    /// The stored media type of the manifest when it belongs to `repo`.
+    pub(crate) async fn revision(&self, repo: &str, d: &Digest) -> io::Result<Option<String>> {
+        match fs::read(self.revision_path(repo, d)).await {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn delete_revision(&self, repo: &str, d: &Digest) -> io::Result<bool> {
+        remove(&self.revision_path(repo, d)).await
+    }
+
+    pub(crate) async fn put_tag(&self, repo: &str, tag: &str, d: &Digest) -> io::Result<()> {
+        self.write_atomic(&self.tags_dir(repo).join(tag), d.to_string().as_bytes())
+            .await
+    }
+
+    /// The digest a tag points at (a file that does not hold a digest counts as no tag).
+    pub(crate) async fn tag(&self, repo: &str, tag: &str) -> io::Result<Option<Digest>> {
+        match fs::read(self.tags_dir(repo).join(tag)).await {
+            Ok(b) => Ok(std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| Digest::parse(s.trim()).ok())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn delete_tag(&self, repo: &str, tag: &str) -> io::Result<bool> {
+        remove(&self.tags_dir(repo).join(tag)).await
+    }
+
+    /// Whether anything was ever pushed to `repo` (it has manifests or blobs).
+    pub(crate) async fn repo_exists(&self, repo: &str) -> io::Result<bool> {
+        let dir = self.repo_dir(repo);
+        Ok(exists(&dir.join("_manifests")).await? || exists(&dir.join("_layers")).await?)
+    }
+
+    /// The repository's tags in lexical order.
+    pub(crate) async fn tags(&self, repo: &str) -> io::Result<Vec<String>> {
+        let mut out = BTreeSet::new();
+        let mut rd = match fs::read_dir(self.tags_dir(repo)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = rd.next_entry().await? {
+            if let Some(name) = entry.file_name().to_str() {
+                if names::valid_tag(name) {
+                    out.insert(name.to_owned());
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    pub(crate) async fn put_referrer(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        referrer: &Digest,
+        descriptor: &serde_json::Value,
+    ) -> io::Result<()> {
+        let bytes = serde_json::to_vec(descriptor).map_err(io::Error::other)?;
+        self.write_atomic(&self.referrer_entry(repo, subject, referrer), &bytes)
+            .await
+    }
+
+    pub(crate) async fn delete_referrer(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> io::Result<bool> {
+        remove(&self.referrer_entry(repo, subject, referrer)).await
+    }
+
+    /// Descriptors of the manifests of `repo` whose subject is `subject`, ordered by digest.
+    pub(crate) async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+    ) -> io::Result<Vec<serde_json::Value>> {
+        let mut rd = match fs::read_dir(self.referrers_dir(repo, subject)).await {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        while let Some(entry) = rd.next_entry().await? {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(referrer) = name
+                .split_once('-')
+                .and_then(|(a, h)| Digest::parse(&format!("{a}:{h}")).ok())
+            else {
+                continue;
+            };
+            // An entry whose manifest is gone (deleted concurrently) is not listed.
+            if self.revision(repo, &referrer).await?.is_none() {
+                continue;
+            }
+            let bytes = ignore_missing(fs::read(entry.path()).await)?;
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                out.push((referrer.to_string(), v));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Every repository (with manifests or blobs), in lexical order. Walks the tree.
+    pub(crate) async fn catalog(&self) -> io::Result<Vec<String>> {
+        let root = self.root.join("repositories");
+        tokio::task::spawn_blocking(move || {
+            let mut out = BTreeSet::new();
+            walk_repositories(&root, String::new(), &mut out)?;
+            Ok(out.into_iter().collect())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+fn walk_repositories(dir: &Path, prefix: String, out: &mut BTreeSet<String>) -> io::Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with('_') {
+            if (name == "_manifests" || name == "_layers") && !prefix.is_empty() {
+                out.insert(prefix.clone());
+            }
+            continue;
+        }
+        if !names::valid_component(&name) {
+            continue;
+        }
+        let child = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        walk_repositories(&entry.path(), child, out)?;
+    }
+    Ok(())
+}
+
+async fn exists(p: &Path) -> io::Result<bool> {
+    fs::try_exists(p).await
+}
+
+async fn remove(p: &Path) -> io::Result<bool> {
+    match fs::remove_file(p).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hashes the first `len` bytes of a file with `algorithm` (used when a client finishes an
+/// upload with a sha512 digest: the running hash of a session is sha256).
+pub(crate) async fn hash_file(path: &Path, len: u64, algorithm: Algorithm) -> io::Result<Digest> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?.take(len);
+        let mut h = algorithm.hasher();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
+    })
+    .await
+    .map_err(io::Error::other)?
+}
