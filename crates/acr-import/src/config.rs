@@ -32,9 +32,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: SecretString,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Log format: text or json.
     #[arg(long, env = "ACR_IMPORT_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -45,9 +44,8 @@ pub struct ServeArgs {
     /// Address the ARM API listens on.
     #[arg(long, env = "ACR_IMPORT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// PostgreSQL URL; migrations are applied at start.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: SecretString,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// OCI registry that stores the emulated registries' content (e.g. http://127.0.0.1:5000).
     #[arg(long, env = "ACR_IMPORT_BACKEND_REGISTRY")]
     pub backend_registry: String,
@@ -214,6 +212,55 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub max_queued_operations: u64,
+}
+
+/// Where operations and registries are stored.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// PostgreSQL URL, for shared and multi-process deployments (default: the embedded SQLite
+    /// store in --data-dir, for this process only). Migrations are applied at start.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// Directory of acr-import's own data (the SQLite store when DATABASE_URL is not set);
+    /// created if missing.
+    #[arg(long, env = "ACR_IMPORT_DATA_DIR", default_value = ".acr-import")]
+    pub data_dir: PathBuf,
+}
+
+/// The SQLite store's file in the data directory.
+pub const SQLITE_FILE: &str = "acr-import.db";
+
+/// The store to open.
+#[derive(Debug)]
+pub enum StoreLocation {
+    Postgres(SecretString),
+    /// The database file.
+    Sqlite(PathBuf),
+}
+
+impl StorageArgs {
+    pub fn location(&self) -> anyhow::Result<StoreLocation> {
+        use secrecy::ExposeSecret;
+        let url = self
+            .database_url
+            .as_ref()
+            .map(|u| u.expose_secret().trim())
+            .filter(|u| !u.is_empty());
+        let Some(url) = url else {
+            return Ok(StoreLocation::Sqlite(self.data_dir.join(SQLITE_FILE)));
+        };
+        // `sqlite://PATH` or `sqlite:PATH`: a SQLite file named explicitly.
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            return Ok(StoreLocation::Postgres(SecretString::from(url.to_owned())));
+        };
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() || path.contains('?') || path == ":memory:" {
+            anyhow::bail!(
+                "DATABASE_URL '{url}': a sqlite: URL names a database file (sqlite://PATH), without options"
+            );
+        }
+        Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+    }
 }
 
 pub const DEFAULT_SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";

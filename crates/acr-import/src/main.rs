@@ -42,8 +42,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => {
             init_tracing(&args.log_format);
-            let store = connect(&args.database_url).await?;
+            let store = open_store(&args.storage).await?;
             store.migrate().await.context("applying migrations")?;
+            store.close().await;
             tracing::info!("migrations applied");
             Ok(())
         }
@@ -65,17 +66,46 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn connect(url: &secrecy::SecretString) -> anyhow::Result<acr_store::Store> {
+/// Opens the store DATABASE_URL names, or the embedded SQLite store in the data directory.
+async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<acr_store::Store> {
     use secrecy::ExposeSecret;
-    let shown = config::redact_url(url.expose_secret());
-    acr_store::Store::connect(url.expose_secret(), 16)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to the database at {shown}: {}",
-                error_chain(&e)
-            )
-        })
+    match storage.location()? {
+        config::StoreLocation::Postgres(url) => {
+            let shown = config::redact_url(url.expose_secret());
+            let store = acr_store::Store::connect(url.expose_secret(), 16)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot connect to the database at {shown}: {}",
+                        error_chain(&e)
+                    )
+                })?;
+            tracing::info!(database = %shown, "store: PostgreSQL");
+            Ok(store)
+        }
+        config::StoreLocation::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            }
+            let store = acr_store::Store::open_sqlite(&path)
+                .await
+                .map_err(|e| match e {
+                    // Says all there is to say, the remedy included.
+                    acr_store::StoreError::Locked { .. } => anyhow::anyhow!("{e}"),
+                    _ => anyhow::anyhow!(
+                        "cannot open the SQLite store {}: {}",
+                        path.display(),
+                        error_chain(&e)
+                    ),
+                })?;
+            tracing::info!(
+                path = %path.display(),
+                "store: SQLite (embedded, this process only; set DATABASE_URL to use PostgreSQL)"
+            );
+            Ok(store)
+        }
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -95,7 +125,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
     let settings = args.settings()?;
-    let store = connect(&args.database_url)
+    let store = open_store(&args.storage)
         .await?
         .with_credentials_key(settings.credentials_key.clone());
     store
@@ -206,6 +236,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grace = settings.worker.shutdown_grace + Duration::from_secs(5);
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("workers did not stop in time; their leases will expire");
+    }
+    // Lets SQLite checkpoint its journal into the database file (bounded: a connection still
+    // checked out by a worker that did not stop is waited for, not forever).
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store did not close in time");
     }
     tracing::info!("stopped");
     Ok(())

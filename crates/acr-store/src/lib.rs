@@ -1,24 +1,39 @@
-//! PostgreSQL storage of acr-import: the only crate that contains SQL.
+//! Storage of acr-import: the only crate that contains SQL.
 //!
-//! It owns the pool and the embedded migrations ([`Store::connect`], [`Store::migrate`]), the
-//! registry resources ([`registries`]) and the operation queue ([`operations`]).
+//! It owns the database handle and the embedded migrations ([`Store::connect`] for PostgreSQL,
+//! [`Store::open_sqlite`] for the embedded store, [`Store::migrate`]), the registry resources
+//! ([`registries`]), the operation queue ([`operations`]), the queue limits and the encryption
+//! of stored credentials ([`secrets`]).
 //!
-//! Queue invariants (see `docs/ARCHITECTURE.md`): an operation is inserted runnable in one
-//! statement and announced with `NOTIFY`; a claim is one short `FOR UPDATE SKIP LOCKED`
-//! transaction that increments `attempt` and sets a lease; every later write of a worker is
-//! fenced by `(id, attempt, state = 'Running')`, so a worker that lost its lease changes nothing;
-//! terminal states are final and erase the stored credentials in the same statement. No
-//! transaction is ever held open while a copy runs.
+//! Two backends, one behaviour. PostgreSQL is the store of shared and multi-replica
+//! deployments; SQLite (a file in the data directory, `migrations/sqlite`) is the default of a
+//! single process and refuses a second process on the same file ([`StoreError::Locked`]).
+//! [`Store`] is the one handle the rest of the code sees: an enum over the two backends, so
+//! every method states both queries side by side and a new method cannot forget one of them.
+//!
+//! Queue invariants (see `docs/ARCHITECTURE.md`), on both backends: an operation is inserted
+//! runnable and announced in one transaction ([`Store::wakeups`]: `LISTEN/NOTIFY` on PostgreSQL,
+//! an in-process signal on SQLite; polling stays the correctness path); the queue limits are
+//! counted in the insert's transaction, serialized (an advisory lock on PostgreSQL, SQLite's
+//! single writer taken by `BEGIN IMMEDIATE`); a claim is one short write (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL) that increments `attempt` and sets a lease; every later write of a
+//! worker is fenced by `(id, attempt, state = 'Running')`, so a worker that lost its lease
+//! changes nothing; terminal states are final and erase the stored credentials in the same
+//! statement. No transaction is ever held open while a copy runs.
 
 pub mod operations;
 pub mod registries;
 pub mod secrets;
 
+mod pg;
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 pub use operations::{
     ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,
@@ -27,10 +42,8 @@ pub use operations::{
 pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
 pub use secrets::CredentialsKey;
 
-/// The channel workers `LISTEN` on.
+/// The channel PostgreSQL workers `LISTEN` on.
 pub const NOTIFY_CHANNEL: &str = "acr_import_operations";
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// Storage failures, classified for the API (unavailable → 503).
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +59,28 @@ pub enum StoreError {
     /// An enqueue refused by a queue limit (answered 429).
     #[error("{0}")]
     Limit(LimitExceeded),
+    /// Another process (or this one) already has the SQLite store of `dir` open.
+    #[error("{}", locked_message(dir, *pid))]
+    Locked { dir: PathBuf, pid: Option<u32> },
+    /// The SQLite store's lock file cannot be opened or locked.
+    #[error("cannot lock {}", path.display())]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn locked_message(dir: &Path, pid: Option<u32>) -> String {
+    let holder = match pid {
+        Some(p) if p == std::process::id() => format!("this process (pid {p}) already has"),
+        Some(p) => format!("another acr-import process (pid {p}) is using"),
+        None => "another acr-import process is using".to_owned(),
+    };
+    format!(
+        "{holder} the SQLite store in {}; SQLite serves one process — set DATABASE_URL to a PostgreSQL database to run several",
+        dir.display()
+    )
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -56,16 +91,28 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
-            {
+            sqlx::Error::Database(ref db) if transient_database_error(db.as_ref()) => {
                 StoreError::Unavailable(e)
             }
             other => StoreError::Database(other),
         }
     }
+}
+
+/// Whether a database's own error means "try again later" rather than a bug or bad data.
+fn transient_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLite's extended result code; its low byte is the primary code: BUSY (5) and
+        // LOCKED (6) once busy_timeout has passed, IOERR (10), FULL (13), CANTOPEN (14).
+        return code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14));
+    }
+    // PostgreSQL's SQLSTATE: operator intervention (shutdown, 57P) and connection exceptions (08).
+    code.starts_with("57P") || code.starts_with("08")
 }
 
 /// How long a query waits for a pooled connection. While the database is down every
@@ -76,13 +123,26 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: PgPool,
+    backend: Backend,
     /// Encrypts source credentials at rest (`--credentials-key-file`).
-    credentials_key: Option<std::sync::Arc<CredentialsKey>>,
+    credentials_key: Option<Arc<CredentialsKey>>,
+}
+
+/// The two implementations of the store.
+///
+/// An enum rather than a `dyn Trait`: the set is closed and lives in this crate, dispatch is a
+/// `match` (no boxed futures, no async-trait), and the compiler makes every method handle both
+/// backends. The SQL of each lives in its own module (`pg`, `sqlite`); what does not depend
+/// on the database (credential encryption, limit decisions, outcomes) stays here and in
+/// `operations` / `registries`, written once.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite(sqlite::SqliteStore),
 }
 
 impl Store {
-    /// Connects (failing fast when the server cannot be reached).
+    /// Connects to PostgreSQL (failing fast when the server cannot be reached).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url.parse().map_err(StoreError::Database)?;
         // One direct connection first: its error says what is wrong ("connection refused",
@@ -97,19 +157,37 @@ impl Store {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
-        Ok(Self {
-            pool,
-            credentials_key: None,
-        })
+        Ok(Self::with_backend(Backend::Postgres(pool)))
     }
 
+    /// Opens (creating it if missing) the embedded SQLite store in file `path`, whose directory
+    /// must exist. Locks `<path>.lock` for as long as any clone of the store lives: a second
+    /// opener, in this process or another, gets [`StoreError::Locked`].
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let store = sqlite::SqliteStore::open(path).await?;
+        Ok(Self::with_backend(Backend::Sqlite(store)))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        Self {
+            backend,
+            credentials_key: None,
+        }
+    }
+
+    /// Applies the embedded migrations of the backend (`migrations/postgres` or
+    /// `migrations/sqlite`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(StoreError::Migrate)
+        match &self.backend {
+            Backend::Postgres(pool) => pg::MIGRATOR.run(pool).await,
+            Backend::Sqlite(db) => sqlite::MIGRATOR.run(db.pool()).await,
+        }
+        .map_err(StoreError::Migrate)
     }
 
     /// Stores source credentials encrypted with `key` from now on (and decrypts them at claim).
     pub fn with_credentials_key(mut self, key: Option<CredentialsKey>) -> Self {
-        self.credentials_key = key.map(std::sync::Arc::new);
+        self.credentials_key = key.map(Arc::new);
         self
     }
 
@@ -117,20 +195,86 @@ impl Store {
         self.credentials_key.as_deref()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The PostgreSQL pool, for tests that inspect the tables; `None` on SQLite.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite pool, for tests that inspect the tables; `None` on PostgreSQL.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.backend {
+            Backend::Postgres(_) => None,
+            Backend::Sqlite(db) => Some(db.pool()),
+        }
+    }
+
+    /// Closes the pool (waiting for its connections). The SQLite lock is released when the
+    /// last clone of the store is dropped.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Postgres(pool) => pool.close().await,
+            Backend::Sqlite(db) => db.pool().close().await,
+        }
     }
 
     /// `select 1`, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("select 1").execute(&self.pool).await?;
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query("select 1").execute(pool).await?;
+            }
+            Backend::Sqlite(db) => {
+                sqlx::query("select 1").execute(db.pool()).await?;
+            }
+        }
         Ok(())
     }
 
-    /// A listener on [`NOTIFY_CHANNEL`].
-    pub async fn listener(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
-        let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        l.listen(NOTIFY_CHANNEL).await?;
-        Ok(l)
+    /// A source of wake-ups: it fires when an operation may have become runnable (enqueued or
+    /// released). PostgreSQL: `LISTEN` on [`NOTIFY_CHANNEL`], so it hears every process;
+    /// SQLite: this process's own enqueues and releases. Advisory only: workers still poll.
+    pub async fn wakeups(&self) -> Result<Wakeups, StoreError> {
+        Ok(Wakeups(match &self.backend {
+            Backend::Postgres(pool) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+                l.listen(NOTIFY_CHANNEL).await?;
+                WakeupSource::Postgres(Box::new(l))
+            }
+            Backend::Sqlite(db) => WakeupSource::Sqlite(db.subscribe()),
+        }))
+    }
+}
+
+/// See [`Store::wakeups`].
+#[derive(Debug)]
+pub struct Wakeups(WakeupSource);
+
+#[derive(Debug)]
+enum WakeupSource {
+    Postgres(Box<sqlx::postgres::PgListener>),
+    /// A counter bumped after each enqueue and release. A `watch` rather than a `Notify`: every
+    /// subscriber sees a change made while it was busy claiming (no lost wake-up between the
+    /// last claim and the next wait), and several subscribers all wake.
+    Sqlite(tokio::sync::watch::Receiver<u64>),
+}
+
+impl Wakeups {
+    /// Waits for the next wake-up. An error means this source is broken (the PostgreSQL
+    /// connection was lost, the store closed): make a new one with [`Store::wakeups`].
+    pub async fn recv(&mut self) -> Result<(), StoreError> {
+        match &mut self.0 {
+            WakeupSource::Postgres(l) => l.recv().await.map(|_| ()).map_err(StoreError::from),
+            WakeupSource::Sqlite(rx) => rx
+                .changed()
+                .await
+                .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed)),
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The operation queue.
+//! The operation queue: its types, and what every backend does the same way (credential
+//! encryption, limit decisions, how an outcome is written). The SQL is in `pg` and `sqlite`.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use crate::{Store, StoreError, NOTIFY_CHANNEL};
+use crate::{Backend, Store, StoreError};
 
 /// Source credentials as kept while the operation runs.
 #[derive(Clone, Serialize, Deserialize)]
@@ -127,9 +128,6 @@ impl std::fmt::Display for LimitExceeded {
     }
 }
 
-/// The key of the advisory lock that makes the limit check and the insert atomic.
-const ENQUEUE_LOCK: i64 = 0x6163_725f_696d_706f; // "acr_impo"
-
 /// Whether an insert created the operation or found it already there (idempotent retry).
 #[derive(Debug, Clone)]
 pub enum Enqueued {
@@ -137,19 +135,88 @@ pub enum Enqueued {
     Existing(OperationRecord),
 }
 
-const COLUMNS: &str = "id, subscription_id, resource_group, registry_name, location, api_version, state, attempt,
+/// The columns of [`OperationRecord`], in the order both backends select them.
+pub(crate) const COLUMNS: &str = "id, subscription_id, resource_group, registry_name, location, api_version, state, attempt,
     progress, percent_complete, error_code, error_message, error_status, created_at, started_at, ended_at";
 
+/// What a claim returns: the record, and the request and credentials the worker needs.
 #[derive(sqlx::FromRow)]
-struct ClaimRow {
+pub(crate) struct ClaimRow {
     #[sqlx(flatten)]
-    record: OperationRecord,
-    request: Json<StoredImport>,
-    credentials: Option<Json<serde_json::Value>>,
+    pub record: OperationRecord,
+    pub request: Json<StoredImport>,
+    pub credentials: Option<Json<serde_json::Value>>,
 }
 
-fn interval_secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+/// The values a fenced `finish` writes, derived once from the [`Outcome`].
+pub(crate) struct Ending<'a> {
+    pub state: &'static str,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub status: Option<i32>,
+    /// `None` keeps the recorded percentage.
+    pub percent: Option<f64>,
+    /// `None` keeps the recorded progress.
+    pub progress: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Ending<'a> {
+    fn new(outcome: &'a Outcome, progress: Option<&'a serde_json::Value>) -> Self {
+        let (state, code, message, status, percent) = match outcome {
+            Outcome::Succeeded => (OperationState::Succeeded, None, None, None, Some(100.0)),
+            Outcome::Failed {
+                code,
+                message,
+                status,
+            } => (
+                OperationState::Failed,
+                Some(code.as_str()),
+                Some(message.as_str()),
+                Some(i32::from(*status)),
+                None,
+            ),
+            Outcome::Canceled => (OperationState::Canceled, None, None, None, None),
+        };
+        Self {
+            state: state.as_str(),
+            code,
+            message,
+            status,
+            percent,
+            progress,
+        }
+    }
+}
+
+/// Refuses an enqueue when `in_subscription` (unfinished operations of its subscription) or
+/// `total` (unfinished operations) already reach a limit. Called inside the insert's
+/// serialized transaction.
+pub(crate) fn check_limits(
+    op: &NewOperation,
+    limits: QueueLimits,
+    in_subscription: i64,
+    total: i64,
+) -> Result<(), StoreError> {
+    let reached =
+        |n: i64, limit: Option<u64>| limit.is_some_and(|l| u64::try_from(n).unwrap_or(0) >= l);
+    if reached(in_subscription, limits.per_subscription) {
+        return Err(StoreError::Limit(LimitExceeded::Subscription {
+            subscription: op.subscription_id.clone(),
+            limit: limits.per_subscription.unwrap_or_default(),
+        }));
+    }
+    if reached(total, limits.total) {
+        return Err(StoreError::Limit(LimitExceeded::Total {
+            limit: limits.total.unwrap_or_default(),
+        }));
+    }
+    Ok(())
+}
+
+impl QueueLimits {
+    pub(crate) fn any(&self) -> bool {
+        self.per_subscription.is_some() || self.total.is_some()
+    }
 }
 
 impl Store {
@@ -160,8 +227,8 @@ impl Store {
     }
 
     /// Like [`Self::enqueue`], refusing with [`StoreError::Limit`] when the queue limits are
-    /// reached. The count and the insert happen in one transaction under an advisory lock, so
-    /// concurrent requests cannot overshoot a limit.
+    /// reached. The count and the insert happen in one serialized transaction (an advisory lock
+    /// on PostgreSQL, SQLite's single writer), so concurrent requests cannot overshoot a limit.
     pub async fn enqueue_limited(
         &self,
         op: &NewOperation,
@@ -174,123 +241,30 @@ impl Store {
                 Some(serde_json::to_value(c).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             }
         };
-        let mut tx = self.pool().begin().await?;
-        if limits.per_subscription.is_some() || limits.total.is_some() {
-            sqlx::query("select pg_advisory_xact_lock($1)")
-                .bind(ENQUEUE_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            let existing: Option<OperationRecord> =
-                sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
-                    .bind(&op.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(rec) = existing {
-                tx.commit().await?;
-                return Ok(Enqueued::Existing(rec));
-            }
-            let (in_sub, total): (i64, i64) = sqlx::query_as(
-                "select count(*) filter (where subscription_id = $1), count(*)
-                   from operations where state in ('Queued', 'Running')",
-            )
-            .bind(&op.subscription_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let reached = |n: i64, limit: Option<u64>| {
-                limit.is_some_and(|l| u64::try_from(n).unwrap_or(0) >= l)
-            };
-            if reached(in_sub, limits.per_subscription) {
-                return Err(StoreError::Limit(LimitExceeded::Subscription {
-                    subscription: op.subscription_id.clone(),
-                    limit: limits.per_subscription.unwrap_or_default(),
-                }));
-            }
-            if reached(total, limits.total) {
-                return Err(StoreError::Limit(LimitExceeded::Total {
-                    limit: limits.total.unwrap_or_default(),
-                }));
-            }
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::enqueue(pool, op, credentials, limits).await,
+            Backend::Sqlite(db) => db.enqueue(op, credentials, limits).await,
         }
-        let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
-            "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials)
-             values ($1, $2, $3, $4, $5, $6, $7, $8)
-             on conflict (id) do nothing
-             returning {COLUMNS}"
-        ))
-        .bind(&op.id)
-        .bind(&op.subscription_id)
-        .bind(&op.resource_group)
-        .bind(&op.registry_name)
-        .bind(&op.location)
-        .bind(&op.api_version)
-        .bind(Json(&op.request))
-        .bind(credentials.map(Json))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let out = match inserted {
-            Some(rec) => {
-                sqlx::query("select pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(&op.id)
-                    .execute(&mut *tx)
-                    .await?;
-                Enqueued::Created(rec)
-            }
-            None => {
-                let rec: OperationRecord =
-                    sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
-                        .bind(&op.id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                Enqueued::Existing(rec)
-            }
-        };
-        tx.commit().await?;
-        Ok(out)
     }
 
     pub async fn get_operation(&self, id: &str) -> Result<Option<OperationRecord>, StoreError> {
-        Ok(
-            sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::get_operation(pool, id).await,
+            Backend::Sqlite(db) => db.get_operation(id).await,
+        }
     }
 
     /// Claims the oldest runnable operation: queued and due, or running with an expired lease
-    /// (its worker died). One short transaction; increments the attempt (the fence).
+    /// (its worker died). One short write; increments the attempt (the fence).
     pub async fn claim(
         &self,
         owner: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedOperation>, StoreError> {
-        let row: Option<ClaimRow> = sqlx::query_as(&format!(
-            "with next as (
-                 select id from operations
-                 where (state = 'Queued' and run_at <= now())
-                    or (state = 'Running' and lease_expires_at < now())
-                 order by run_at, created_at
-                 limit 1
-                 for update skip locked
-             )
-             update operations o
-                set state = 'Running', attempt = o.attempt + 1, lease_owner = $1,
-                    lease_expires_at = now() + make_interval(secs => $2),
-                    started_at = coalesce(o.started_at, now())
-               from next
-              where o.id = next.id
-          returning {}, o.request, o.credentials",
-            COLUMNS
-                .split(',')
-                .map(|c| format!("o.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .bind(owner)
-        .bind(interval_secs(lease))
-        .fetch_optional(self.pool())
-        .await?;
+        let row = match self.backend() {
+            Backend::Postgres(pool) => crate::pg::claim(pool, owner, lease).await?,
+            Backend::Sqlite(db) => db.claim(owner, lease).await?,
+        };
         Ok(row.map(|r| {
             let opened = r
                 .credentials
@@ -318,20 +292,15 @@ impl Store {
         progress: Option<&serde_json::Value>,
         percent_complete: f64,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "update operations
-                set lease_expires_at = now() + make_interval(secs => $3),
-                    progress = coalesce($4, progress), percent_complete = $5
-              where id = $1 and attempt = $2 and state = 'Running'",
-        )
-        .bind(id)
-        .bind(attempt)
-        .bind(interval_secs(lease))
-        .bind(progress.map(Json))
-        .bind(percent_complete)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                crate::pg::heartbeat(pool, id, attempt, lease, progress, percent_complete).await
+            }
+            Backend::Sqlite(db) => {
+                db.heartbeat(id, attempt, lease, progress, percent_complete)
+                    .await
+            }
+        }
     }
 
     /// Ends the operation (fenced). Erases the credentials in the same statement.
@@ -342,39 +311,11 @@ impl Store {
         outcome: &Outcome,
         progress: Option<&serde_json::Value>,
     ) -> Result<bool, StoreError> {
-        let (state, code, message, status, percent) = match outcome {
-            Outcome::Succeeded => (OperationState::Succeeded, None, None, None, Some(100.0)),
-            Outcome::Failed {
-                code,
-                message,
-                status,
-            } => (
-                OperationState::Failed,
-                Some(code.as_str()),
-                Some(message.as_str()),
-                Some(i32::from(*status)),
-                None,
-            ),
-            Outcome::Canceled => (OperationState::Canceled, None, None, None, None),
-        };
-        let r = sqlx::query(
-            "update operations
-                set state = $3, error_code = $4, error_message = $5, error_status = $6,
-                    ended_at = now(), credentials = null, lease_owner = null, lease_expires_at = null,
-                    progress = coalesce($7, progress), percent_complete = coalesce($8, percent_complete)
-              where id = $1 and attempt = $2 and state = 'Running'",
-        )
-        .bind(id)
-        .bind(attempt)
-        .bind(state.as_str())
-        .bind(code)
-        .bind(message)
-        .bind(status)
-        .bind(progress.map(Json))
-        .bind(percent)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let ending = Ending::new(outcome, progress);
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::finish(pool, id, attempt, &ending).await,
+            Backend::Sqlite(db) => db.finish(id, attempt, &ending).await,
+        }
     }
 
     /// Gives the operation back to the queue (shutdown, transient failure), runnable after `delay`.
@@ -384,24 +325,9 @@ impl Store {
         attempt: i32,
         delay: Duration,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "update operations
-                set state = 'Queued', lease_owner = null, lease_expires_at = null,
-                    run_at = now() + make_interval(secs => $3)
-              where id = $1 and attempt = $2 and state = 'Running'",
-        )
-        .bind(id)
-        .bind(attempt)
-        .bind(interval_secs(delay))
-        .execute(self.pool())
-        .await?;
-        if r.rows_affected() == 1 {
-            sqlx::query("select pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(id)
-                .execute(self.pool())
-                .await?;
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::release(pool, id, attempt, delay).await,
+            Backend::Sqlite(db) => db.release(id, attempt, delay).await,
         }
-        Ok(r.rows_affected() == 1)
     }
 }

@@ -1,4 +1,4 @@
-//! Emulated registry resources.
+//! Emulated registry resources: their types and the store's methods (SQL in `pg` and `sqlite`).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use sqlx::types::Json;
 
 pub use acr_core::wire::{IpRule, NetworkRuleSet};
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// User-settable registry properties we keep (stored as jsonb so later issues can add fields
 /// without a migration per flag).
@@ -92,36 +92,16 @@ pub enum Upserted {
     NameTaken,
 }
 
-const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at";
+/// The columns of [`RegistryRecord`], in the order both backends select them.
+pub(crate) const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at";
 
 impl Store {
     /// Creates the registry or updates it in place (same subscription and resource group).
     pub async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
-        let row: Option<(bool,)> = sqlx::query_as(
-            "insert into registries (name, name_lower, subscription_id, resource_group, location, sku, tags, properties)
-             values ($1, $2, $3, $4, $5, $6, $7, $8)
-             on conflict (name_lower) do update
-               set location = excluded.location, sku = excluded.sku, tags = excluded.tags,
-                   properties = excluded.properties, updated_at = now()
-               where registries.subscription_id = excluded.subscription_id
-                 and lower(registries.resource_group) = lower(excluded.resource_group)
-             returning (xmax = 0)",
-        )
-        .bind(&r.name)
-        .bind(&r.name_lower)
-        .bind(&r.subscription_id)
-        .bind(&r.resource_group)
-        .bind(&r.location)
-        .bind(&r.sku)
-        .bind(&r.tags)
-        .bind(&r.properties)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(match row {
-            Some((true,)) => Upserted::Created,
-            Some((false,)) => Upserted::Updated,
-            None => Upserted::NameTaken,
-        })
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::upsert_registry(pool, r).await,
+            Backend::Sqlite(db) => db.upsert_registry(r).await,
+        }
     }
 
     /// The registry at this ARM address (names and resource groups compare case-insensitively).
@@ -131,15 +111,12 @@ impl Store {
         resource_group: &str,
         name: &str,
     ) -> Result<Option<RegistryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "select {COLUMNS} from registries
-             where name_lower = lower($3) and subscription_id = $1 and lower(resource_group) = lower($2)"
-        ))
-        .bind(subscription)
-        .bind(resource_group)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?)
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                crate::pg::get_registry(pool, subscription, resource_group, name).await
+            }
+            Backend::Sqlite(db) => db.get_registry(subscription, resource_group, name).await,
+        }
     }
 
     /// The registry with this name wherever it lives (names are globally unique).
@@ -147,12 +124,10 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<RegistryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "select {COLUMNS} from registries where name_lower = lower($1)"
-        ))
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?)
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::get_registry_by_name(pool, name).await,
+            Backend::Sqlite(db) => db.get_registry_by_name(name).await,
+        }
     }
 
     /// Deletes; returns whether it existed.
@@ -162,16 +137,12 @@ impl Store {
         resource_group: &str,
         name: &str,
     ) -> Result<bool, StoreError> {
-        let r = sqlx::query(
-            "delete from registries
-             where name_lower = lower($3) and subscription_id = $1 and lower(resource_group) = lower($2)",
-        )
-        .bind(subscription)
-        .bind(resource_group)
-        .bind(name)
-        .execute(self.pool())
-        .await?;
-        Ok(r.rows_affected() > 0)
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                crate::pg::delete_registry(pool, subscription, resource_group, name).await
+            }
+            Backend::Sqlite(db) => db.delete_registry(subscription, resource_group, name).await,
+        }
     }
 
     /// Registries of a subscription, optionally of one resource group, by name.
@@ -180,26 +151,20 @@ impl Store {
         subscription: &str,
         resource_group: Option<&str>,
     ) -> Result<Vec<RegistryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "select {COLUMNS} from registries
-             where subscription_id = $1 and ($2::text is null or lower(resource_group) = lower($2))
-             order by name_lower"
-        ))
-        .bind(subscription)
-        .bind(resource_group)
-        .fetch_all(self.pool())
-        .await?)
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                crate::pg::list_registries(pool, subscription, resource_group).await
+            }
+            Backend::Sqlite(db) => db.list_registries(subscription, resource_group).await,
+        }
     }
-}
 
-impl Store {
     /// Subscriptions that hold at least one registry, sorted.
     pub async fn registry_subscriptions(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("select distinct subscription_id from registries order by 1")
-                .fetch_all(self.pool())
-                .await?;
-        Ok(rows.into_iter().map(|(s,)| s).collect())
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::registry_subscriptions(pool).await,
+            Backend::Sqlite(db) => db.registry_subscriptions().await,
+        }
     }
 
     /// Resource groups of a subscription that hold registries, with the region of one of them.
@@ -208,14 +173,11 @@ impl Store {
         subscription: &str,
         resource_group: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "select resource_group, location from registries
-             where subscription_id = $1 and lower(resource_group) = lower($2)
-             order by created_at limit 1",
-        )
-        .bind(subscription)
-        .bind(resource_group)
-        .fetch_optional(self.pool())
-        .await?)
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                crate::pg::resource_group(pool, subscription, resource_group).await
+            }
+            Backend::Sqlite(db) => db.resource_group(subscription, resource_group).await,
+        }
     }
 }

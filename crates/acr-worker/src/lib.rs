@@ -1,8 +1,9 @@
 //! acr-import workers.
 //!
-//! A [`WorkerPool`] claims operations from the store (woken by `LISTEN/NOTIFY`, polling as the
-//! fallback), runs each copy on its own task with a heartbeat that renews the lease and records
-//! progress, and ends the operation with a fenced write.
+//! A [`WorkerPool`] claims operations from the store (woken by the store's wake-ups:
+//! `LISTEN/NOTIFY` on PostgreSQL, an in-process signal on SQLite; polling as the fallback),
+//! runs each copy on its own task with a heartbeat that renews the lease and records progress,
+//! and ends the operation with a fenced write.
 //!
 //! Invariants: at most `workers` copies run per process; a copy whose lease is lost (its
 //! heartbeat is refused) is dropped at once and writes nothing; on shutdown no new operation is
@@ -100,7 +101,7 @@ impl WorkerPool {
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut listener = self.store.listener().await.ok();
+        let mut listener = self.store.wakeups().await.ok();
         tracing::info!(owner = %self.owner, workers = self.config.workers, "workers started");
         loop {
             // Claim while there are free slots and runnable operations.
@@ -126,7 +127,7 @@ impl WorkerPool {
             }
             let notified = async {
                 match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()).map_err(|_| ()),
+                    Some(l) => l.recv().await.map_err(|_| ()),
                     None => std::future::pending().await,
                 }
             };
@@ -139,7 +140,7 @@ impl WorkerPool {
                 }
                 _ = tokio::time::sleep(self.config.poll_interval) => {
                     if listener.is_none() {
-                        listener = self.store.listener().await.ok();
+                        listener = self.store.wakeups().await.ok();
                     }
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}

@@ -1,0 +1,331 @@
+//! The PostgreSQL backend: shared by any number of processes. Claims use `FOR UPDATE SKIP
+//! LOCKED`, the queue limits an advisory lock held by the insert's transaction, wake-ups
+//! `NOTIFY` (sent in the transaction that makes an operation runnable).
+
+use std::time::Duration;
+
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::operations::{
+    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
+};
+use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
+use crate::{StoreError, NOTIFY_CHANNEL};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The key of the advisory lock that makes the limit check and the insert atomic.
+const ENQUEUE_LOCK: i64 = 0x6163_725f_696d_706f; // "acr_impo"
+
+fn interval_secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+pub(crate) async fn enqueue(
+    pool: &PgPool,
+    op: &NewOperation,
+    credentials: Option<serde_json::Value>,
+    limits: QueueLimits,
+) -> Result<Enqueued, StoreError> {
+    let mut tx = pool.begin().await?;
+    if limits.any() {
+        sqlx::query("select pg_advisory_xact_lock($1)")
+            .bind(ENQUEUE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let existing: Option<OperationRecord> =
+            sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
+                .bind(&op.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(rec) = existing {
+            tx.commit().await?;
+            return Ok(Enqueued::Existing(rec));
+        }
+        let (in_sub, total): (i64, i64) = sqlx::query_as(
+            "select count(*) filter (where subscription_id = $1), count(*)
+               from operations where state in ('Queued', 'Running')",
+        )
+        .bind(&op.subscription_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        check_limits(op, limits, in_sub, total)?;
+    }
+    let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
+        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         on conflict (id) do nothing
+         returning {COLUMNS}"
+    ))
+    .bind(&op.id)
+    .bind(&op.subscription_id)
+    .bind(&op.resource_group)
+    .bind(&op.registry_name)
+    .bind(&op.location)
+    .bind(&op.api_version)
+    .bind(Json(&op.request))
+    .bind(credentials.map(Json))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let out = match inserted {
+        Some(rec) => {
+            sqlx::query("select pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(&op.id)
+                .execute(&mut *tx)
+                .await?;
+            Enqueued::Created(rec)
+        }
+        None => {
+            let rec: OperationRecord =
+                sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
+                    .bind(&op.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            Enqueued::Existing(rec)
+        }
+    };
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(crate) async fn get_operation(
+    pool: &PgPool,
+    id: &str,
+) -> Result<Option<OperationRecord>, StoreError> {
+    Ok(
+        sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub(crate) async fn claim(
+    pool: &PgPool,
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<ClaimRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "with next as (
+             select id from operations
+             where (state = 'Queued' and run_at <= now())
+                or (state = 'Running' and lease_expires_at < now())
+             order by run_at, created_at
+             limit 1
+             for update skip locked
+         )
+         update operations o
+            set state = 'Running', attempt = o.attempt + 1, lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                started_at = coalesce(o.started_at, now())
+           from next
+          where o.id = next.id
+      returning {}, o.request, o.credentials",
+        COLUMNS
+            .split(',')
+            .map(|c| format!("o.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(owner)
+    .bind(interval_secs(lease))
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(crate) async fn heartbeat(
+    pool: &PgPool,
+    id: &str,
+    attempt: i32,
+    lease: Duration,
+    progress: Option<&serde_json::Value>,
+    percent_complete: f64,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "update operations
+            set lease_expires_at = now() + make_interval(secs => $3),
+                progress = coalesce($4, progress), percent_complete = $5
+          where id = $1 and attempt = $2 and state = 'Running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(interval_secs(lease))
+    .bind(progress.map(Json))
+    .bind(percent_complete)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub(crate) async fn finish(
+    pool: &PgPool,
+    id: &str,
+    attempt: i32,
+    e: &Ending<'_>,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "update operations
+            set state = $3, error_code = $4, error_message = $5, error_status = $6,
+                ended_at = now(), credentials = null, lease_owner = null, lease_expires_at = null,
+                progress = coalesce($7, progress), percent_complete = coalesce($8, percent_complete)
+          where id = $1 and attempt = $2 and state = 'Running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(e.state)
+    .bind(e.code)
+    .bind(e.message)
+    .bind(e.status)
+    .bind(e.progress.map(Json))
+    .bind(e.percent)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub(crate) async fn release(
+    pool: &PgPool,
+    id: &str,
+    attempt: i32,
+    delay: Duration,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "update operations
+            set state = 'Queued', lease_owner = null, lease_expires_at = null,
+                run_at = now() + make_interval(secs => $3)
+          where id = $1 and attempt = $2 and state = 'Running'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(interval_secs(delay))
+    .execute(pool)
+    .await?;
+    if r.rows_affected() == 1 {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
+    Ok(r.rows_affected() == 1)
+}
+
+pub(crate) async fn upsert_registry(
+    pool: &PgPool,
+    r: &RegistryRecord,
+) -> Result<Upserted, StoreError> {
+    let row: Option<(bool,)> = sqlx::query_as(
+        "insert into registries (name, name_lower, subscription_id, resource_group, location, sku, tags, properties)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         on conflict (name_lower) do update
+           set location = excluded.location, sku = excluded.sku, tags = excluded.tags,
+               properties = excluded.properties, updated_at = now()
+           where registries.subscription_id = excluded.subscription_id
+             and lower(registries.resource_group) = lower(excluded.resource_group)
+         returning (xmax = 0)",
+    )
+    .bind(&r.name)
+    .bind(&r.name_lower)
+    .bind(&r.subscription_id)
+    .bind(&r.resource_group)
+    .bind(&r.location)
+    .bind(&r.sku)
+    .bind(&r.tags)
+    .bind(&r.properties)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some((true,)) => Upserted::Created,
+        Some((false,)) => Upserted::Updated,
+        None => Upserted::NameTaken,
+    })
+}
+
+pub(crate) async fn get_registry(
+    pool: &PgPool,
+    subscription: &str,
+    resource_group: &str,
+    name: &str,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {REGISTRY_COLUMNS} from registries
+         where name_lower = lower($3) and subscription_id = $1 and lower(resource_group) = lower($2)"
+    ))
+    .bind(subscription)
+    .bind(resource_group)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(crate) async fn get_registry_by_name(
+    pool: &PgPool,
+    name: &str,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {REGISTRY_COLUMNS} from registries where name_lower = lower($1)"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub(crate) async fn delete_registry(
+    pool: &PgPool,
+    subscription: &str,
+    resource_group: &str,
+    name: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "delete from registries
+         where name_lower = lower($3) and subscription_id = $1 and lower(resource_group) = lower($2)",
+    )
+    .bind(subscription)
+    .bind(resource_group)
+    .bind(name)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub(crate) async fn list_registries(
+    pool: &PgPool,
+    subscription: &str,
+    resource_group: Option<&str>,
+) -> Result<Vec<RegistryRecord>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {REGISTRY_COLUMNS} from registries
+         where subscription_id = $1 and ($2::text is null or lower(resource_group) = lower($2))
+         order by name_lower"
+    ))
+    .bind(subscription)
+    .bind(resource_group)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(crate) async fn registry_subscriptions(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("select distinct subscription_id from registries order by 1")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(|(s,)| s).collect())
+}
+
+pub(crate) async fn resource_group(
+    pool: &PgPool,
+    subscription: &str,
+    resource_group: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "select resource_group, location from registries
+         where subscription_id = $1 and lower(resource_group) = lower($2)
+         order by created_at limit 1",
+    )
+    .bind(subscription)
+    .bind(resource_group)
+    .fetch_optional(pool)
+    .await?)
+}

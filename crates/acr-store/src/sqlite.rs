@@ -1,0 +1,472 @@
+//! The embedded backend: one SQLite file in the data directory, for one process.
+//!
+//! Why it is correct for one process: SQLite has a single writer. Every write that reads
+//! before it writes (enqueue with its limits, claim, registry upsert) runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes the write lock before the first read, so the
+//! limit count and the insert, or the choice of the next operation and its claim, cannot
+//! interleave with another writer; `SKIP LOCKED` has nothing to skip. The fenced single
+//! statements (heartbeat, finish, release) are atomic on their own. A lock file next to the
+//! database keeps a second process (or a second open in this one) out, because the wake-ups
+//! and the lease clock are this process's own.
+//!
+//! Settings: WAL journal (readers never wait for the writer, so status polls do not stall
+//! behind a claim); `synchronous = NORMAL`, which in WAL mode keeps every committed
+//! transaction through a crash or kill of the process and never corrupts the file; only a
+//! power loss or OS crash may roll back the last commits before a checkpoint. `FULL` would add
+//! an fsync to every enqueue and heartbeat, for a store that is the single-machine default;
+//! deployments that need more use PostgreSQL. `busy_timeout` lets a writer wait for the lock
+//! rather than fail; foreign keys are enforced.
+//!
+//! Timestamps are stored as fixed-width UTC text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, see
+//! `migrations/sqlite`), computed here, so comparing them as text compares times.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::watch;
+
+use crate::operations::{
+    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
+};
+use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
+use crate::{StoreError, ACQUIRE_TIMEOUT};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// How long a write waits for another connection's write transaction before failing
+/// (`SQLITE_BUSY`, classified as unavailable). Writes last well under a millisecond.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections: readers run in parallel under WAL, writers queue on SQLite's lock.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Longest delay or lease written: keeps timestamps within four-digit years.
+const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The SQLite store: pool, wake-up signal and the lock that keeps other processes out.
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteStore {
+    pool: SqlitePool,
+    wake: Arc<watch::Sender<u64>>,
+    /// Held (and the lock with it) until the last clone is dropped.
+    _lock: Arc<StoreLock>,
+}
+
+/// An exclusive `flock` on `<database>.lock`, holding the owner's pid for the refusal message.
+/// `flock` belongs to the open file description, so a second open of the same file, even in
+/// this process, is refused as well.
+#[derive(Debug)]
+struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    fn acquire(lock_path: &Path, dir: &Path) -> Result<Self, StoreError> {
+        let io_err = |source| StoreError::LockFile {
+            path: lock_path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                // The holder may not have written its pid yet: then it is unknown.
+                let pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(StoreError::Locked {
+                    dir: dir.to_owned(),
+                    pid,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        file.set_len(0).map_err(io_err)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(io_err)?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// A timestamp as the SQLite schema stores it.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// `now + d`, as stored.
+fn stamp_after(now: DateTime<Utc>, d: Duration) -> String {
+    stamp(now + TimeDelta::from_std(d.min(MAX_DELAY)).unwrap_or(TimeDelta::zero()))
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = StoreLock::acquire(Path::new(&lock_path), &dir)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        let (wake, _) = watch::channel(0);
+        Ok(Self {
+            pool,
+            wake: Arc::new(wake),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+
+    /// Tells the wake-up subscribers an operation may be runnable (after the commit).
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A write transaction that holds SQLite's write lock from its first statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    // Statements with RETURNING run inside an explicit transaction and are read to the end
+    // (`fetch_all`): sqlx may leave a half-read statement open, and an autocommit write is
+    // committed only when its statement completes.
+
+    pub(crate) async fn enqueue(
+        &self,
+        op: &NewOperation,
+        credentials: Option<serde_json::Value>,
+        limits: QueueLimits,
+    ) -> Result<Enqueued, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<OperationRecord> =
+            sqlx::query_as(&format!("select {COLUMNS} from operations where id = ?1"))
+                .bind(&op.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(rec) = existing {
+            tx.commit().await?;
+            return Ok(Enqueued::Existing(rec));
+        }
+        if limits.any() {
+            let (in_sub, total): (i64, i64) = sqlx::query_as(
+                "select count(*) filter (where subscription_id = ?1), count(*)
+                   from operations where state in ('Queued', 'Running')",
+            )
+            .bind(&op.subscription_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            check_limits(op, limits, in_sub, total)?;
+        }
+        let now = stamp(Utc::now());
+        let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
+            "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
+                                     request, credentials, run_at, created_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             returning {COLUMNS}"
+        ))
+        .bind(&op.id)
+        .bind(&op.subscription_id)
+        .bind(&op.resource_group)
+        .bind(&op.registry_name)
+        .bind(&op.location)
+        .bind(&op.api_version)
+        .bind(Json(&op.request))
+        .bind(credentials.map(Json))
+        .bind(&now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rec = rows
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the inserted operation was not returned".into()))?;
+        tx.commit().await?;
+        self.wake();
+        Ok(Enqueued::Created(rec))
+    }
+
+    pub(crate) async fn get_operation(
+        &self,
+        id: &str,
+    ) -> Result<Option<OperationRecord>, StoreError> {
+        Ok(
+            sqlx::query_as(&format!("select {COLUMNS} from operations where id = ?1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimRow>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The clock is read once the write lock is held, so the lease starts now.
+        let now = Utc::now();
+        let mut rows: Vec<ClaimRow> = sqlx::query_as(&format!(
+            "update operations
+                set state = 'Running', attempt = attempt + 1, lease_owner = ?1,
+                    lease_expires_at = ?2, started_at = coalesce(started_at, ?3)
+              where id = (select id from operations
+                           where (state = 'Queued' and run_at <= ?3)
+                              or (state = 'Running' and lease_expires_at < ?3)
+                           order by run_at, created_at
+                           limit 1)
+          returning {COLUMNS}, request, credentials"
+        ))
+        .bind(owner)
+        .bind(stamp_after(now, lease))
+        .bind(stamp(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.pop())
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &str,
+        attempt: i32,
+        lease: Duration,
+        progress: Option<&serde_json::Value>,
+        percent_complete: f64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "update operations
+                set lease_expires_at = ?3, progress = coalesce(?4, progress), percent_complete = ?5
+              where id = ?1 and attempt = ?2 and state = 'Running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(stamp_after(Utc::now(), lease))
+        .bind(progress.map(Json))
+        .bind(percent_complete)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        id: &str,
+        attempt: i32,
+        e: &Ending<'_>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "update operations
+                set state = ?3, error_code = ?4, error_message = ?5, error_status = ?6,
+                    ended_at = ?9, credentials = null, lease_owner = null, lease_expires_at = null,
+                    progress = coalesce(?7, progress), percent_complete = coalesce(?8, percent_complete)
+              where id = ?1 and attempt = ?2 and state = 'Running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(e.state)
+        .bind(e.code)
+        .bind(e.message)
+        .bind(e.status)
+        .bind(e.progress.map(Json))
+        .bind(e.percent)
+        .bind(stamp(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        id: &str,
+        attempt: i32,
+        delay: Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "update operations
+                set state = 'Queued', lease_owner = null, lease_expires_at = null, run_at = ?3
+              where id = ?1 and attempt = ?2 and state = 'Running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(stamp_after(Utc::now(), delay))
+        .execute(&self.pool)
+        .await?;
+        let released = r.rows_affected() == 1;
+        if released {
+            self.wake();
+        }
+        Ok(released)
+    }
+
+    pub(crate) async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
+        let rg_lower = r.resource_group.to_lowercase();
+        let mut tx = self.begin_write().await?;
+        let owner: Option<(String, String)> = sqlx::query_as(
+            "select subscription_id, resource_group_lower from registries where name_lower = ?1",
+        )
+        .bind(&r.name_lower)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let now = stamp(Utc::now());
+        let done = match owner {
+            None => {
+                sqlx::query(
+                    "insert into registries (name, name_lower, subscription_id, resource_group, resource_group_lower,
+                                             location, sku, tags, properties, created_at, updated_at)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                )
+                .bind(&r.name)
+                .bind(&r.name_lower)
+                .bind(&r.subscription_id)
+                .bind(&r.resource_group)
+                .bind(&rg_lower)
+                .bind(&r.location)
+                .bind(&r.sku)
+                .bind(&r.tags)
+                .bind(&r.properties)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+                Upserted::Created
+            }
+            Some((sub, rg)) if sub == r.subscription_id && rg == rg_lower => {
+                sqlx::query(
+                    "update registries
+                        set location = ?2, sku = ?3, tags = ?4, properties = ?5, updated_at = ?6
+                      where name_lower = ?1",
+                )
+                .bind(&r.name_lower)
+                .bind(&r.location)
+                .bind(&r.sku)
+                .bind(&r.tags)
+                .bind(&r.properties)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+                Upserted::Updated
+            }
+            Some(_) => Upserted::NameTaken,
+        };
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn get_registry(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+    ) -> Result<Option<RegistryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "select {REGISTRY_COLUMNS} from registries
+             where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2"
+        ))
+        .bind(subscription)
+        .bind(resource_group.to_lowercase())
+        .bind(name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn get_registry_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<RegistryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "select {REGISTRY_COLUMNS} from registries where name_lower = ?1"
+        ))
+        .bind(name.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn delete_registry(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "delete from registries
+             where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2",
+        )
+        .bind(subscription)
+        .bind(resource_group.to_lowercase())
+        .bind(name.to_lowercase())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub(crate) async fn list_registries(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+    ) -> Result<Vec<RegistryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "select {REGISTRY_COLUMNS} from registries
+             where subscription_id = ?1 and (?2 is null or resource_group_lower = ?2)
+             order by name_lower"
+        ))
+        .bind(subscription)
+        .bind(resource_group.map(str::to_lowercase))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub(crate) async fn registry_subscriptions(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("select distinct subscription_id from registries order by 1")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    pub(crate) async fn resource_group(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select resource_group, location from registries
+             where subscription_id = ?1 and resource_group_lower = ?2
+             order by created_at limit 1",
+        )
+        .bind(subscription)
+        .bind(resource_group.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
