@@ -46,9 +46,21 @@ pub struct ServeArgs {
     pub listen: String,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// OCI registry that stores the emulated registries' content (e.g. http://127.0.0.1:5000).
+    /// External OCI registry that stores the emulated registries' content (e.g.
+    /// http://registry:5000). Default: the built-in registry on --registry-listen.
     #[arg(long, env = "ACR_IMPORT_BACKEND_REGISTRY")]
-    pub backend_registry: String,
+    pub backend_registry: Option<String>,
+    /// Address of the built-in registry (when no --backend-registry is given).
+    #[arg(
+        long,
+        env = "ACR_IMPORT_REGISTRY_LISTEN",
+        default_value = "127.0.0.1:5000"
+    )]
+    pub registry_listen: String,
+    /// The built-in registry asks for credentials: each emulated registry's admin user
+    /// (listCredentials; adminUserEnabled must be true), through the Bearer token dance.
+    #[arg(long, env = "ACR_IMPORT_REGISTRY_AUTH")]
+    pub registry_auth: bool,
     /// Username for the backend registry.
     #[arg(long, env = "ACR_IMPORT_BACKEND_USERNAME")]
     pub backend_username: Option<String>,
@@ -275,9 +287,75 @@ pub struct TlsSettings {
     pub ca_out: Option<PathBuf>,
 }
 
+/// The built-in registry (no --backend-registry).
+#[derive(Debug, Clone)]
+pub struct BuiltinRegistrySettings {
+    pub listen: std::net::SocketAddr,
+    /// `--registry-auth`: admin users and the workers' own user, else anonymous.
+    pub auth: bool,
+    pub data_dir: PathBuf,
+}
+
+/// The built-in registry's files in the data directory.
+pub const REGISTRY_DIR: &str = "registry";
+/// The key that derives the admin users' passwords, in the data directory.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// The address to reach a listener on: an unspecified address (0.0.0.0, ::) is reached on
+/// loopback.
+pub fn connect_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// Reads the admin key from `dir`, creating it (32 random bytes, mode 0600) the first time.
+pub fn load_or_create_admin_key(
+    dir: &std::path::Path,
+) -> anyhow::Result<acr_core::admin::AdminKey> {
+    use acr_core::admin::{AdminKey, KEY_LEN};
+    use std::io::Write as _;
+    let path = dir.join(ADMIN_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} must hold {KEY_LEN} bytes (delete it to make a new one: admin passwords change)",
+                    path.display()
+                )
+            })?;
+            Ok(AdminKey::new(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use rand::RngCore as _;
+            let mut key = [0u8; KEY_LEN];
+            rand::thread_rng().fill_bytes(&mut key);
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+            f.write_all(&key)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            Ok(AdminKey::new(key))
+        }
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    }
+}
+
 /// Validated settings for the pieces.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `Some` when the built-in registry is the backend.
+    pub builtin_registry: Option<BuiltinRegistrySettings>,
     pub api: acr_api::ApiConfig,
     pub credentials_key: Option<acr_store::CredentialsKey>,
     pub worker: acr_worker::WorkerConfig,
@@ -286,10 +364,40 @@ pub struct Settings {
 
 impl ServeArgs {
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        let backend_url = parse_http_url("--backend-registry", &self.backend_registry)?;
-        if backend_url.path() != "/" {
-            anyhow::bail!("--backend-registry must be a registry root such as http://127.0.0.1:5000, without a path");
-        }
+        let (backend_url, builtin_registry) = match &self.backend_registry {
+            Some(b) => {
+                let url = parse_http_url("--backend-registry", b)?;
+                if url.path() != "/" {
+                    anyhow::bail!("--backend-registry must be a registry root such as http://127.0.0.1:5000, without a path");
+                }
+                if self.registry_auth {
+                    anyhow::bail!("--registry-auth is for the built-in registry; the external --backend-registry has its own");
+                }
+                (url, None)
+            }
+            None => {
+                let listen: std::net::SocketAddr = self.registry_listen.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--registry-listen '{}' must be an IP address and port such as 127.0.0.1:5000",
+                        self.registry_listen
+                    )
+                })?;
+                if self.backend_username.is_some()
+                    || std::env::var_os("ACR_IMPORT_BACKEND_PASSWORD").is_some()
+                {
+                    anyhow::bail!("ACR_IMPORT_BACKEND_USERNAME / ACR_IMPORT_BACKEND_PASSWORD need --backend-registry (the built-in registry uses its own credentials)");
+                }
+                // Replaced by the bound address once the listener is up (port 0 allowed).
+                let url = Url::parse(&format!("http://{}/", connect_addr(listen)))
+                    .map_err(|e| anyhow::anyhow!("--registry-listen: {e}"))?;
+                let builtin = BuiltinRegistrySettings {
+                    listen,
+                    auth: self.registry_auth,
+                    data_dir: self.storage.data_dir.join(REGISTRY_DIR),
+                };
+                (url, Some(builtin))
+            }
+        };
         let public_url = self
             .public_url
             .as_deref()
@@ -421,6 +529,7 @@ impl ServeArgs {
             anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");
         }
         Ok(Settings {
+            builtin_registry,
             api: acr_api::ApiConfig {
                 retry_after: self.retry_after.max(1),
                 login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
@@ -519,5 +628,114 @@ pub fn redact_url(s: &str) -> String {
             u.to_string()
         }
         Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every environment variable the serve command reads.
+    fn serve_env_names() -> Vec<String> {
+        let cli = Cli::command();
+        let serve = cli
+            .get_subcommands()
+            .find(|c| c.get_name() == "serve")
+            .expect("serve subcommand");
+        let mut names: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        // Read from the environment only (secrets stay off command lines).
+        names.push("ACR_IMPORT_BACKEND_PASSWORD".into());
+        names.push("RUST_LOG".into());
+        names
+    }
+
+    /// The environment docker-compose.yml and the Dockerfile set must be variables the
+    /// binary reads: a typo there would silently fall back to a default.
+    #[test]
+    fn compose_and_dockerfile_set_only_known_variables() {
+        let known = serve_env_names();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let compose = std::fs::read_to_string(root.join("docker-compose.yml")).expect("compose");
+        let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+        let mut checked = 0;
+        let set_in_compose = compose.lines().filter_map(|l| {
+            let (k, _) = l.trim().split_once(':')?;
+            (k.starts_with("ACR_IMPORT_") || k == "DATABASE_URL").then(|| k.to_string())
+        });
+        let set_in_dockerfile = dockerfile.split_whitespace().filter_map(|w| {
+            let (k, _) = w.split_once('=')?;
+            k.starts_with("ACR_IMPORT_").then(|| k.to_string())
+        });
+        for name in set_in_compose.chain(set_in_dockerfile) {
+            assert!(
+                known.contains(&name),
+                "{name} is not read by acr-import serve"
+            );
+            checked += 1;
+        }
+        assert!(
+            checked >= 7,
+            "found only {checked} variables: the parser is broken"
+        );
+        // The production shape uses PostgreSQL and an external registry.
+        assert!(compose.contains("DATABASE_URL: postgres://"));
+        assert!(compose.contains("ACR_IMPORT_BACKEND_REGISTRY: http://registry:5000"));
+        for service in ["postgres:", "registry:", "acr-import:"] {
+            assert!(compose.contains(&format!("\n  {service}")), "{service}");
+        }
+        assert_eq!(compose.matches("healthcheck:").count(), 3);
+    }
+
+    #[test]
+    fn unspecified_listen_addresses_are_reached_on_loopback() {
+        let a: std::net::SocketAddr = "0.0.0.0:5000".parse().expect("addr");
+        assert_eq!(connect_addr(a).to_string(), "127.0.0.1:5000");
+        let a: std::net::SocketAddr = "[::]:5001".parse().expect("addr");
+        assert_eq!(connect_addr(a).to_string(), "[::1]:5001");
+        let a: std::net::SocketAddr = "10.1.2.3:5002".parse().expect("addr");
+        assert_eq!(connect_addr(a), a);
+    }
+
+    #[test]
+    fn admin_key_is_created_once_then_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("data");
+        let k1 = load_or_create_admin_key(&sub).expect("create");
+        let k2 = load_or_create_admin_key(&sub).expect("reuse");
+        assert_eq!(k1.passwords("r"), k2.passwords("r"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(sub.join(ADMIN_KEY_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the key file is private");
+        }
+        std::fs::write(sub.join(ADMIN_KEY_FILE), b"short").expect("write");
+        let err = load_or_create_admin_key(&sub).expect_err("a short key is refused");
+        assert!(err.to_string().contains("must hold 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn registry_auth_needs_the_built_in_registry() {
+        let cli = Cli::try_parse_from([
+            "acr-import",
+            "serve",
+            "--backend-registry",
+            "http://127.0.0.1:5000",
+            "--registry-auth",
+        ])
+        .expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        let err = args.settings().expect_err("refused");
+        assert!(err.to_string().contains("--registry-auth"), "{err}");
     }
 }

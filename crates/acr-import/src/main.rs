@@ -124,7 +124,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let settings = args.settings()?;
+    let mut settings = args.settings()?;
     let store = open_store(&args.storage)
         .await?
         .with_credentials_key(settings.credentials_key.clone());
@@ -132,6 +132,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("applying migrations: {}", error_chain(&e)))?;
+    let admin_key = config::load_or_create_admin_key(&args.storage.data_dir)?;
+    settings.api.admin_key = Some(admin_key.clone());
+
+    // The built-in registry: served before the workers start (they write into it) and
+    // stopped only after they have (a copy in its shutdown grace still writes).
+    let registry_stop = CancellationToken::new();
+    let registry_server = match settings.builtin_registry.clone() {
+        None => None,
+        Some(b) => {
+            let (server, addr) =
+                start_builtin_registry(&b, &mut settings, &store, admin_key, &registry_stop)
+                    .await?;
+            tracing::info!(
+                listen = %addr,
+                data_dir = %b.data_dir.display(),
+                auth = if b.auth { "admin users" } else { "anonymous" },
+                "built-in registry serving the OCI distribution API on http://{addr}"
+            );
+            Some(server)
+        }
+    };
 
     let pool = acr_worker::WorkerPool::new(store.clone(), settings.worker.clone())
         .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
@@ -237,6 +258,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("workers did not stop in time; their leases will expire");
     }
+    if let Some(server) = registry_server {
+        registry_stop.cancel();
+        // Open pulls get a moment to finish; the process does not wait on a slow client.
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "built-in registry ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "built-in registry task failed"),
+            Err(_) => tracing::warn!("built-in registry connections still open at exit"),
+            Ok(Ok(Ok(()))) => {}
+        }
+    }
     // Lets SQLite checkpoint its journal into the database file (bounded: a connection still
     // checked out by a worker that did not stop is waited for, not forever).
     if tokio::time::timeout(Duration::from_secs(5), store.close())
@@ -247,6 +278,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Opens the built-in registry in the data directory, binds `--registry-listen`, points the
+/// workers at the bound address (with their own credentials under `--registry-auth`) and
+/// serves it until `stop`.
+async fn start_builtin_registry(
+    b: &config::BuiltinRegistrySettings,
+    settings: &mut config::Settings,
+    store: &acr_store::Store,
+    admin_key: acr_core::admin::AdminKey,
+    stop: &CancellationToken,
+) -> anyhow::Result<(ServerTask, std::net::SocketAddr)> {
+    let auth: Option<std::sync::Arc<dyn acr_registry::Authenticator>> = if b.auth {
+        use rand::RngCore as _;
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut secret);
+        let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let password = secrecy::SecretString::from(password);
+        settings.worker.backend_credentials = acr_oci::Credentials::Basic {
+            username: acr_api::registry_auth::INTERNAL_USER.to_string(),
+            password: password.clone(),
+        };
+        Some(acr_api::registry_auth::AdminUserAuthenticator::new(
+            store.clone(),
+            admin_key,
+            password,
+        ))
+    } else {
+        None
+    };
+    let registry = acr_registry::Registry::open(acr_registry::RegistryConfig {
+        data_dir: b.data_dir.clone(),
+        login_server_suffix: Some(settings.api.login_server_suffix.clone()),
+        auth,
+        token_lifetime: Duration::from_secs(3600),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("opening the built-in registry: {}", error_chain(&e)))?;
+    let listener = tokio::net::TcpListener::bind(b.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the built-in registry (choose another --registry-listen, \
+             or use an external registry with --backend-registry)",
+                b.listen
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .context("reading the registry's address")?;
+    settings.worker.backend_url =
+        url::Url::parse(&format!("http://{}/", config::connect_addr(addr)))
+            .context("the built-in registry's URL")?;
+    let stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, registry.router())
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    Ok((server, addr))
 }
 
 /// The backend must answer the distribution API; a wrong URL is a configuration error.
