@@ -31,4 +31,5 @@ mod resource_id;
 mod security;
 mod shutdown;
 mod source_auth;
+mod sqlite_store;
 mod transfer;

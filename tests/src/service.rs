@@ -2,7 +2,8 @@
 //!
 //! Binary: `$ACR_IMPORT_BIN`, else `<workspace>/target/debug/acr-import` (or under
 //! `$CARGO_TARGET_DIR`). Started with `serve --listen 127.0.0.1:<free port> --database-url
-//! … --backend-registry … --workers … --retry-after … [--lease-seconds …]`; ready when
+//! … --backend-registry … --workers … --retry-after … [--lease-seconds …]` (without
+//! `--database-url` and with `DATABASE_URL` unset for [`ServiceConfig::sqlite`]); ready when
 //! `GET /health` answers 200. stdout and stderr go to `service.log` in the instance's temp
 //! dir; its tail is printed when a test panics. Killed (SIGKILL) on Drop.
 
@@ -17,7 +18,8 @@ use crate::util::{free_port, http_client, tail_file};
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
-    pub database_url: String,
+    /// PostgreSQL URL; `None`: the embedded SQLite store (see [`ServiceConfig::sqlite`]).
+    pub database_url: Option<String>,
     /// e.g. `http://127.0.0.1:5000`
     pub backend_registry: String,
     pub workers: u32,
@@ -32,7 +34,7 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     pub fn new(database_url: &str, backend_registry: &str) -> Self {
         Self {
-            database_url: database_url.to_string(),
+            database_url: Some(database_url.to_string()),
             backend_registry: backend_registry.to_string(),
             workers: 4,
             retry_after: 1,
@@ -41,6 +43,14 @@ impl ServiceConfig {
             env: Vec::new(),
             ready_timeout: Duration::from_secs(30),
         }
+    }
+    /// The service on its embedded SQLite store in `data_dir` (`--data-dir`, no DATABASE_URL).
+    pub fn sqlite(data_dir: &Path, backend_registry: &str) -> Self {
+        Self {
+            database_url: None,
+            ..Self::new("", backend_registry)
+        }
+        .flag("--data-dir", data_dir.display())
     }
     pub fn lease_seconds(mut self, secs: u32) -> Self {
         self.lease_seconds = Some(secs);
@@ -120,10 +130,13 @@ impl TestService {
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database-url", &config.database_url])
             .args(["--backend-registry", &config.backend_registry])
             .args(["--workers", &config.workers.to_string()])
             .args(["--retry-after", &config.retry_after.to_string()]);
+        match &config.database_url {
+            Some(url) => cmd.args(["--database-url", url]),
+            None => cmd.env_remove("DATABASE_URL"),
+        };
         if let Some(l) = config.lease_seconds {
             cmd.args(["--lease-seconds", &l.to_string()]);
         }
