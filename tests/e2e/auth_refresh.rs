@@ -26,7 +26,7 @@ async fn backend_token_expiring_mid_copy_is_renewed() {
     let proxy_url = backend_proxy.url();
     let (env, (_src, src_proxy)) = tokio::join!(
         TestEnv::start_with_backend(backend, |mut c| {
-            c.backend_registry = proxy_url;
+            c.backend_registry = Some(proxy_url);
             c
         }),
         proxied_source("demo/slow", "v1", &image)

@@ -107,7 +107,7 @@ pub async fn env_behind_backend_proxy_with(
         let proxy = FaultProxy::start(&backend.url()).await;
         let proxy_url = proxy.url();
         let env = TestEnv::start_with_backend(backend, |mut c| {
-            c.backend_registry = proxy_url;
+            c.backend_registry = Some(proxy_url);
             configure(c)
         })
         .await;

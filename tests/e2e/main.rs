@@ -10,6 +10,7 @@ mod common;
 mod api_fuzz;
 mod arm_surface;
 mod auth_refresh;
+mod builtin_registry;
 mod chaos;
 mod clients;
 mod copy_graph;

@@ -20,8 +20,11 @@ use crate::util::{free_port, http_client, tail_file};
 pub struct ServiceConfig {
     /// PostgreSQL URL; `None`: the embedded SQLite store (see [`ServiceConfig::sqlite`]).
     pub database_url: Option<String>,
-    /// e.g. `http://127.0.0.1:5000`
-    pub backend_registry: String,
+    /// e.g. `http://127.0.0.1:5000`; `None`: the built-in registry on `registry_port`
+    /// (see [`ServiceConfig::builtin_registry`]).
+    pub backend_registry: Option<String>,
+    /// `--registry-listen 127.0.0.1:<port>` of the built-in registry.
+    pub registry_port: Option<u16>,
     pub workers: u32,
     pub retry_after: u32,
     pub lease_seconds: Option<u32>,
@@ -35,7 +38,8 @@ impl ServiceConfig {
     pub fn new(database_url: &str, backend_registry: &str) -> Self {
         Self {
             database_url: Some(database_url.to_string()),
-            backend_registry: backend_registry.to_string(),
+            backend_registry: Some(backend_registry.to_string()),
+            registry_port: None,
             workers: 4,
             retry_after: 1,
             lease_seconds: None,
@@ -51,6 +55,16 @@ impl ServiceConfig {
             ..Self::new("", backend_registry)
         }
         .flag("--data-dir", data_dir.display())
+    }
+    /// The built-in registry (no `--backend-registry`) on a free port; with `auth`,
+    /// `--registry-auth`.
+    pub fn builtin_registry(mut self, auth: bool) -> Self {
+        self.backend_registry = None;
+        self.registry_port = Some(free_port());
+        if auth {
+            self.extra_args.push("--registry-auth".into());
+        }
+        self
     }
     pub fn lease_seconds(mut self, secs: u32) -> Self {
         self.lease_seconds = Some(secs);
@@ -130,9 +144,15 @@ impl TestService {
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--backend-registry", &config.backend_registry])
             .args(["--workers", &config.workers.to_string()])
             .args(["--retry-after", &config.retry_after.to_string()]);
+        match (&config.backend_registry, config.registry_port) {
+            (Some(b), _) => cmd.args(["--backend-registry", b]),
+            (None, port) => cmd.args([
+                "--registry-listen",
+                &format!("127.0.0.1:{}", port.unwrap_or(5000)),
+            ]),
+        };
         match &config.database_url {
             Some(url) => cmd.args(["--database-url", url]),
             None => cmd.env_remove("DATABASE_URL"),
@@ -209,6 +229,13 @@ impl TestService {
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+    /// Where the emulated registries' content is: the external backend or the built-in one.
+    pub fn registry_url(&self) -> String {
+        match (&self.config.backend_registry, self.config.registry_port) {
+            (Some(b), _) => b.trim_end_matches('/').to_string(),
+            (None, port) => format!("http://127.0.0.1:{}", port.unwrap_or(5000)),
+        }
     }
     pub fn port(&self) -> u16 {
         self.port
