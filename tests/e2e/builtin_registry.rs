@@ -4,7 +4,6 @@
 //! of another import, the login-server Host maps names, and `--registry-auth` answers with the
 //! Bearer token dance for each registry's admin user (`listCredentials`).
 
-use std::path::Path;
 use std::process::Command;
 
 use acr_import_tests::arm::registry_id;
@@ -70,18 +69,6 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// The digest `skopeo copy --all` wrote as the top of an `oci:` layout.
-fn oci_layout_top_digest(dir: &Path) -> String {
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("index.json")).expect("index.json of the layout"),
-    )
-    .expect("index.json is JSON");
-    index["manifests"][0]["digest"]
-        .as_str()
-        .expect("a manifest in the layout")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_setup_imports_a_multi_arch_image_that_skopeo_pulls_back() {
     let image = TestImage::three_platform(6101);
@@ -110,24 +97,34 @@ async fn zero_setup_imports_a_multi_arch_image_that_skopeo_pulls_back() {
         .assert_has_image(&target("multi"), Some("v1"), &image)
         .await;
 
-    // A real client pulls every platform back.
+    // A real client pulls every platform back (a `dir:` copy keeps each manifest's bytes).
     let out = tempfile::tempdir().expect("tempdir");
-    let layout = out.path().join("layout");
+    let dir = out.path().join("pulled");
     let registry_host = svc.registry_url().trim_start_matches("http://").to_string();
     run(skopeo().args([
         "copy",
         "--all",
         "--src-tls-verify=false",
         &format!("docker://{registry_host}/{}:v1", target("multi")),
-        &format!("oci:{}:v1", layout.display()),
+        &format!("dir:{}", dir.display()),
     ]));
-    assert_eq!(oci_layout_top_digest(&layout), image.digest());
-    for blob in image.blob_digests() {
-        let hex = blob.trim_start_matches("sha256:");
-        assert!(
-            layout.join("blobs/sha256").join(hex).is_file(),
-            "skopeo pulled blob {blob}"
-        );
+    let top = std::fs::read(dir.join("manifest.json")).expect("the top manifest");
+    assert_eq!(
+        acr_import_tests::util::sha256_digest(&top),
+        image.digest(),
+        "skopeo pulled the index byte-identical"
+    );
+    for digest in image.blob_digests() {
+        let hex = digest.trim_start_matches("sha256:");
+        let bytes = std::fs::read(dir.join(hex))
+            .unwrap_or_else(|e| panic!("skopeo did not pull blob {digest}: {e}"));
+        assert_eq!(acr_import_tests::util::sha256_digest(&bytes), digest);
+    }
+    for child in image.child_digests() {
+        let hex = child.trim_start_matches("sha256:");
+        let bytes = std::fs::read(dir.join(format!("{hex}.manifest.json")))
+            .unwrap_or_else(|e| panic!("skopeo did not pull manifest {child}: {e}"));
+        assert_eq!(acr_import_tests::util::sha256_digest(&bytes), child);
     }
 
     // The login server name as Host: repositories relative to the registry.

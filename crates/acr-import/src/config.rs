@@ -738,4 +738,36 @@ mod tests {
         let err = args.settings().expect_err("refused");
         assert!(err.to_string().contains("--registry-auth"), "{err}");
     }
+
+    fn location(url: Option<&str>) -> anyhow::Result<StoreLocation> {
+        StorageArgs {
+            database_url: url.map(|u| SecretString::from(u.to_owned())),
+            data_dir: PathBuf::from("/data"),
+        }
+        .location()
+    }
+
+    fn sqlite_at(url: Option<&str>) -> Option<PathBuf> {
+        match location(url) {
+            Ok(StoreLocation::Sqlite(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn store_location() {
+        let default = Some(PathBuf::from("/data/acr-import.db"));
+        assert_eq!(sqlite_at(None), default);
+        assert_eq!(sqlite_at(Some("  ")), default, "an empty DATABASE_URL");
+        assert_eq!(sqlite_at(Some("sqlite:///x/y.db")), Some("/x/y.db".into()));
+        assert_eq!(sqlite_at(Some("sqlite://rel.db")), Some("rel.db".into()));
+        assert_eq!(sqlite_at(Some("sqlite:rel.db")), Some("rel.db".into()));
+        for bad in ["sqlite::memory:", "sqlite://", "sqlite://x.db?mode=rwc"] {
+            assert!(location(Some(bad)).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            location(Some("postgres://u:p@h/db")),
+            Ok(StoreLocation::Postgres(_))
+        ));
+    }
 }
