@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (.ci/run). Installs and starts what the suite
-# needs (docker-registry, htpasswd, PostgreSQL), then runs fmt, clippy, the build and every test
+# needs (docker-registry, htpasswd, skopeo, PostgreSQL), then runs fmt, clippy, the build and every test
 # of the workspace. Works from any directory; on a fresh Debian machine run it as root.
 #
 #   ACR_TEST_DATABASE_URL  admin URL of the PostgreSQL server the tests create their databases on
@@ -12,7 +12,7 @@ source scripts/lib.sh
 
 command -v cargo >/dev/null 2>&1 || { log "cargo is not installed (https://rustup.rs)"; exit 1; }
 command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
-apt_install docker-registry apache2-utils
+apt_install docker-registry apache2-utils skopeo
 
 ACR_TEST_DATABASE_URL=$(ensure_postgres "${ACR_TEST_DATABASE_URL:-}")
 export ACR_TEST_DATABASE_URL
