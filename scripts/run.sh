@@ -1,33 +1,20 @@
 #!/usr/bin/env bash
-# Starts acr-import with everything it needs (README: "Run").
-#   DATABASE_URL unset                 → a local PostgreSQL (installed/started if missing), database acr_import
-#   ACR_IMPORT_BACKEND_REGISTRY unset → a local docker-registry on 127.0.0.1:${ACR_IMPORT_BACKEND_PORT:-5000}, data in .run/backend
-# Extra arguments go to `acr-import serve` (e.g. --listen 127.0.0.1:9090).
+# Starts acr-import (README: "Run"). Needs only a Rust toolchain: with no DATABASE_URL the
+# operations live in an embedded SQLite store, and with no ACR_IMPORT_BACKEND_REGISTRY the
+# emulated registries' content is served by the built-in registry, both under
+# ${ACR_IMPORT_DATA_DIR:-.acr-import}. Equivalent to `cargo run --release -- serve "$@"`.
+#
+#   ARM API            http://127.0.0.1:8080   (--listen / ACR_IMPORT_LISTEN)
+#   built-in registry  http://127.0.0.1:5000   (--registry-listen / ACR_IMPORT_REGISTRY_LISTEN)
+#
+# The production shape (PostgreSQL, an external registry) is one setting away:
+#   DATABASE_URL=postgres://… ACR_IMPORT_BACKEND_REGISTRY=http://… scripts/run.sh
+# Extra arguments go to `acr-import serve` (e.g. --registry-auth, --listen 0.0.0.0:8080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
-
-if [ -z "${DATABASE_URL:-}" ]; then
-  admin=$(ensure_postgres "${ACR_ADMIN_DATABASE_URL:-}")
-  export DATABASE_URL
-  DATABASE_URL=$(db_url "$admin" acr_import)
-fi
-
-registry_pid=""
-cleanup() { [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-if [ -z "${ACR_IMPORT_BACKEND_REGISTRY:-}" ]; then
-  port="${ACR_IMPORT_BACKEND_PORT:-5000}"
-  registry_pid=$(start_registry "$PWD/.run/backend" "$port")
-  export ACR_IMPORT_BACKEND_REGISTRY="http://127.0.0.1:$port"
-fi
-
+command -v cargo >/dev/null 2>&1 || { log "cargo is not installed (https://rustup.rs)"; exit 1; }
 cargo build --release -p acr-import
-log "ARM API:          http://${ACR_IMPORT_LISTEN:-127.0.0.1:8080}"
-log "backend registry: $ACR_IMPORT_BACKEND_REGISTRY"
-target/release/acr-import serve "$@" &
-svc=$!
-trap 'kill -TERM $svc 2>/dev/null; wait $svc; cleanup' INT TERM
-wait "$svc"
+target_dir="${CARGO_TARGET_DIR:-target}"
+exec "$target_dir/release/acr-import" serve "$@"
