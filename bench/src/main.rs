@@ -6,7 +6,11 @@
 //! Scenarios (each `--runs` times, the target registry wiped before every timed copy):
 //! - a: a 3-platform OCI index, 12 distinct layers of 25 MiB (300 MiB), random bytes;
 //! - b: one image with a single 1 GiB layer, a fresh service process per run (peak RSS);
-//! - c: a `"mode":"Force"` re-import of the (a) image onto itself (nothing to copy).
+//! - c: a `"mode":"Force"` re-import of the (a) image onto itself (nothing to copy);
+//! - d: the (a) image imported into the external docker-registry target (PostgreSQL store)
+//!   against into the built-in registry (PostgreSQL store, and SQLite), a fresh service per run;
+//! - e: `skopeo copy --all docker://… dir:…` of the (a) image from docker-registry against
+//!   from the built-in registry.
 //!
 //! See docs/BENCHMARKS.md for what exactly is measured.
 
@@ -42,8 +46,17 @@ const LAYER_B: u64 = 1 << 30;
 /// How often the status URL is polled during a timed import.
 const POLL: Duration = Duration::from_millis(10);
 /// What the bench creates under `--work-dir` (and deletes again).
-const WORK_SUBDIRS: [&str; 3] = ["source", "target", "scratch"];
+const WORK_SUBDIRS: [&str; 4] = ["source", "target", "scratch", "builtin"];
 const IMPORT_DEADLINE: Duration = Duration::from_secs(1800);
+
+/// Every scenario, in the order they run ((b) last: it stops the warm service).
+const ALL: [Scenario; 5] = [
+    Scenario::A,
+    Scenario::C,
+    Scenario::D,
+    Scenario::E,
+    Scenario::B,
+];
 
 struct Opts {
     runs: usize,
@@ -53,11 +66,14 @@ struct Opts {
     keep: bool,
 }
 
-const USAGE: &str = "usage: acr-import-bench [--runs N] [--scenario a|b|c|all] [--out FILE] [--work-dir DIR] [--keep]
+const USAGE: &str = "usage: acr-import-bench [--runs N] [--scenario a|b|c|d|e|builtin|all] [--out FILE] [--work-dir DIR] [--keep]
 
   --runs N        timed runs per tool and scenario (default 5)
   --scenario S    a: 3-platform index, 300 MiB in 12 layers; b: one 1 GiB layer;
-                  c: Force re-import of the (a) image already at the target; all (default)
+                  c: Force re-import of the (a) image already at the target;
+                  d: import of the (a) image into docker-registry vs into the built-in registry;
+                  e: skopeo pull of the (a) image from docker-registry vs from the built-in one;
+                  builtin: d and e; all (default): a, c, d, e, b
   --out FILE      also write the results table there (default target/bench/results.md)
   --work-dir DIR  registries' storage and logs (default target/bench/work)
   --keep          keep the registries' storage and logs (deleted on success otherwise)
@@ -68,7 +84,7 @@ ACR_BENCH_COMMAND (the command line to print in the results).";
 fn parse_args() -> Result<Opts> {
     let mut opts = Opts {
         runs: 5,
-        scenarios: vec![Scenario::A, Scenario::B, Scenario::C],
+        scenarios: ALL.to_vec(),
         out: PathBuf::from("target/bench/results.md"),
         work_dir: PathBuf::from("target/bench/work"),
         keep: false,
@@ -93,7 +109,10 @@ fn parse_args() -> Result<Opts> {
                     "a" => vec![Scenario::A],
                     "b" => vec![Scenario::B],
                     "c" => vec![Scenario::C],
-                    "all" => vec![Scenario::A, Scenario::B, Scenario::C],
+                    "d" => vec![Scenario::D],
+                    "e" => vec![Scenario::E],
+                    "builtin" => vec![Scenario::D, Scenario::E],
+                    "all" => ALL.to_vec(),
                     other => bail!("unknown scenario {other:?}\n{USAGE}"),
                 }
             }
@@ -152,7 +171,10 @@ struct Svc {
 
 impl Svc {
     async fn start(db: &TestDatabase, backend_url: &str) -> Result<Self> {
-        let config = ServiceConfig::new(db.url(), backend_url).workers(4);
+        Self::start_with(ServiceConfig::new(db.url(), backend_url).workers(4)).await
+    }
+
+    async fn start_with(config: ServiceConfig) -> Result<Self> {
         let service = TestService::start(config).await;
         let arm = ArmClient::new(&service.base_url());
         arm.create_registry(SUB, RG, REG).await;
@@ -194,9 +216,103 @@ impl Svc {
     }
 }
 
+/// Checks the registry at `base` has `repo:v1` = `image` (tag → top digest, every blob present).
+async fn verify_registry(base: &str, repo: &str, image: &BenchImage, what: &str) -> Result<()> {
+    let client = OciClient::new(base, None);
+    let got = client.resolve(repo, TAG).await?;
+    if got.as_deref() != Some(image.digest()) {
+        bail!(
+            "{what}: {base} {repo}:{TAG} resolves to {got:?}, want {}",
+            image.digest()
+        );
+    }
+    for d in image.blob_digests() {
+        if !client.blob_exists(repo, d).await? {
+            bail!("{what}: blob {d} missing from {base} {repo}");
+        }
+    }
+    Ok(())
+}
+
+/// Flushes dirty pages (the previous run's files) so they are not written back during the
+/// next timed run, whichever variant that is.
+async fn sync_disks() -> Result<()> {
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("run sync")?;
+    if !status.success() {
+        bail!("sync failed: {status}");
+    }
+    Ok(())
+}
+
+/// Deletes `dir` if it exists.
+fn remove_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("delete {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Checks a `skopeo copy --all … dir:DIR` of `image`: the top manifest byte-identical (its
+/// SHA-256 is the index digest), every child manifest and blob present with its size.
+fn verify_pulled(dir: &Path, image: &BenchImage, what: &str) -> Result<()> {
+    let top = std::fs::read(dir.join("manifest.json"))
+        .with_context(|| format!("{what}: no manifest.json in {}", dir.display()))?;
+    let got = acr_import_tests::util::sha256_digest(&top);
+    if got != image.digest() {
+        bail!("{what}: pulled index is {got}, want {}", image.digest());
+    }
+    for child in &image.children {
+        let hex = child.digest.trim_start_matches("sha256:");
+        let bytes = std::fs::read(dir.join(format!("{hex}.manifest.json")))
+            .with_context(|| format!("{what}: manifest {} not pulled", child.digest))?;
+        if bytes != child.bytes {
+            bail!("{what}: manifest {} pulled with other bytes", child.digest);
+        }
+    }
+    let blobs = image
+        .configs
+        .iter()
+        .map(|b| (b.digest.as_str(), b.size))
+        .chain(image.layers.iter().map(|l| (l.digest.as_str(), l.size)));
+    for (digest, size) in blobs {
+        let path = dir.join(digest.trim_start_matches("sha256:"));
+        let len = std::fs::metadata(&path)
+            .with_context(|| format!("{what}: blob {digest} not pulled"))?
+            .len();
+        if len != size {
+            bail!("{what}: blob {digest} pulled with {len} bytes, want {size}");
+        }
+    }
+    Ok(())
+}
+
+/// The (d) service variants: where the service writes, and on which store.
+#[derive(Clone, Copy)]
+enum Target {
+    DockerRegistry,
+    BuiltinPostgres,
+    BuiltinSqlite,
+}
+
+impl Target {
+    fn tool(self) -> Tool {
+        match self {
+            Target::DockerRegistry => Tool::ImportToDockerRegistry,
+            Target::BuiltinPostgres => Tool::ImportToBuiltinPostgres,
+            Target::BuiltinSqlite => Tool::ImportToBuiltinSqlite,
+        }
+    }
+}
+
 struct Bench {
     runs: usize,
     scratch: PathBuf,
+    /// The built-in registry services' data dirs live under here (same disk as the
+    /// docker-registry target's storage).
+    builtin_dir: PathBuf,
     src: BenchRegistry,
     tgt: BenchRegistry,
     db: TestDatabase,
@@ -215,20 +331,7 @@ impl Bench {
 
     /// Checks the target has `repo:v1` = `image` (tag → top digest, every blob present).
     async fn verify_target(&self, repo: &str, image: &BenchImage, what: &str) -> Result<()> {
-        let client = OciClient::new(&self.tgt.url(), None);
-        let got = client.resolve(repo, TAG).await?;
-        if got.as_deref() != Some(image.digest()) {
-            bail!(
-                "{what}: target {repo}:{TAG} resolves to {got:?}, want {}",
-                image.digest()
-            );
-        }
-        for d in image.blob_digests() {
-            if !client.blob_exists(repo, d).await? {
-                bail!("{what}: blob {d} missing from target {repo}");
-            }
-        }
-        Ok(())
+        verify_registry(&self.tgt.url(), repo, image, what).await
     }
 
     async fn skopeo(&self, repo: &str) -> Result<measure::Timed> {
@@ -381,6 +484,7 @@ impl Bench {
                         s
                     }
                     Tool::Curl => self.run_curl(image).await?,
+                    other => bail!("(b) does not run {}", other.label()),
                 };
                 log(format!(
                     "(b) run {}/{} {}: {:.2} s{}",
@@ -397,6 +501,196 @@ impl Bench {
         }
         // Free the target's 1 GiB.
         self.tgt.wipe().await?;
+        Ok(series)
+    }
+
+    /// A fresh service writing into `target`: for the built-in registry on an empty data dir
+    /// (`--data-dir`, so `registry/` is on the same disk as docker-registry's storage); for
+    /// docker-registry after wiping it.
+    async fn fresh_service(&mut self, target: Target) -> Result<Svc> {
+        let data_dir = self.builtin_dir.join("data");
+        remove_dir(&data_dir)?;
+        let config = match target {
+            Target::DockerRegistry => {
+                self.tgt.wipe().await?;
+                ServiceConfig::new(self.db.url(), &self.tgt.url())
+            }
+            Target::BuiltinPostgres => ServiceConfig::new(self.db.url(), "unused")
+                .builtin_registry(false)
+                .flag("--data-dir", data_dir.display()),
+            Target::BuiltinSqlite => {
+                ServiceConfig::sqlite(&data_dir, "unused").builtin_registry(false)
+            }
+        };
+        Svc::start_with(config.workers(4)).await
+    }
+
+    /// One timed import of (d) by a fresh service into `target`, verified there.
+    async fn run_import_into(
+        &mut self,
+        target: Target,
+        body: &Value,
+        image: &BenchImage,
+    ) -> Result<Sample> {
+        let svc = self.fresh_service(target).await?;
+        let tgt_pid = match target {
+            Target::DockerRegistry => self.tgt.pid(),
+            // The built-in registry is the service itself: its CPU is in the copier's.
+            Target::BuiltinPostgres | Target::BuiltinSqlite => 0,
+        };
+        sync_disks().await?;
+        let win = CpuWindow::open(self.src.pid(), tgt_pid, Some(svc.service.pid()));
+        let wall = svc.timed_import(body).await?;
+        let cpu = win.close(None);
+        let peak_rss = Some(svc.service.peak_rss_bytes());
+        // Untimed, for the reading: how long the writeback the import left behind takes (the
+        // built-in registry does not fsync; docker-registry fsyncs every blob it commits).
+        let t0 = Instant::now();
+        sync_disks().await?;
+        log(format!(
+            "(d) {}: sync after the import took {:.2} s",
+            target.tool().label(),
+            t0.elapsed().as_secs_f64()
+        ));
+        verify_registry(
+            &svc.service.registry_url(),
+            &backend_repo(REPO_A),
+            image,
+            target.tool().label(),
+        )
+        .await?;
+        Ok(Sample {
+            wall,
+            cpu,
+            peak_rss,
+        })
+    }
+
+    async fn scenario_d(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
+        // The warm service of (a) and (c) would only add load: stop it.
+        self.warm = None;
+        let bytes = image.total_bytes();
+        let targets = [
+            Target::DockerRegistry,
+            Target::BuiltinPostgres,
+            Target::BuiltinSqlite,
+        ];
+        let mut series: Vec<Series> = targets
+            .iter()
+            .map(|t| Series::new(Scenario::D, t.tool(), bytes))
+            .collect();
+        let body = import_body(&self.src.host(), REPO_A, false);
+        for run in 0..self.runs {
+            // Rotate the order so drifting host load hits every variant alike.
+            for k in 0..targets.len() {
+                let i = (k + run) % targets.len();
+                let s = self.run_import_into(targets[i], &body, image).await?;
+                log(format!(
+                    "(d) run {}/{} {}: {:.2} s, peak RSS {:.1} MiB",
+                    run + 1,
+                    self.runs,
+                    targets[i].tool().label(),
+                    s.wall.as_secs_f64(),
+                    s.peak_rss.unwrap_or(0) as f64 / 1048576.0
+                ));
+                series[i].samples.push(s);
+            }
+        }
+        // Free the targets' copies.
+        self.tgt.wipe().await?;
+        remove_dir(&self.builtin_dir.join("data"))?;
+        Ok(series)
+    }
+
+    /// One timed `skopeo copy --all docker://HOST/REPO:v1 dir:…` from the registry at `host`
+    /// (CPU of `registry_pid` reported as the source's), verified and deleted afterwards.
+    async fn run_pull(
+        &self,
+        host: &str,
+        repo: &str,
+        registry_pid: u32,
+        image: &BenchImage,
+        what: &str,
+    ) -> Result<Sample> {
+        let dest = self.scratch.join("pulled");
+        remove_dir(&dest)?;
+        clear_skopeo_cache();
+        sync_disks().await?;
+        let args = vec![
+            "copy".to_string(),
+            "--all".to_string(),
+            "--src-tls-verify=false".to_string(),
+            format!("docker://{host}/{repo}:{TAG}"),
+            format!("dir:{}", dest.display()),
+        ];
+        let win = CpuWindow::open(registry_pid, 0, None);
+        let t = run_timed("skopeo", &args, &self.scratch).await?;
+        let cpu = win.close(Some(t.cpu_secs));
+        verify_pulled(&dest, image, what)?;
+        remove_dir(&dest)?;
+        Ok(Sample {
+            wall: t.wall,
+            cpu,
+            peak_rss: Some(t.max_rss),
+        })
+    }
+
+    async fn scenario_e(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
+        self.warm = None;
+        let bytes = image.total_bytes();
+        // docker-registry: the source, which holds the image as pushed by the bench; the
+        // built-in registry: a service (SQLite, the zero-setup default) that imported it once.
+        let svc = self.fresh_service(Target::BuiltinSqlite).await?;
+        let body = import_body(&self.src.host(), REPO_A, false);
+        let first = svc.timed_import(&body).await?;
+        let builtin_url = svc.service.registry_url();
+        let builtin_host = builtin_url.trim_start_matches("http://").to_string();
+        let builtin_repo = backend_repo(REPO_A);
+        verify_registry(&builtin_url, &builtin_repo, image, "(e) import").await?;
+        log(format!(
+            "(e) the built-in registry populated by an import (untimed): {:.2} s",
+            first.as_secs_f64()
+        ));
+        let src_host = self.src.host();
+        let variants = [
+            (
+                Tool::PullFromDockerRegistry,
+                src_host.as_str(),
+                REPO_A,
+                self.src.pid(),
+            ),
+            (
+                Tool::PullFromBuiltin,
+                builtin_host.as_str(),
+                builtin_repo.as_str(),
+                svc.service.pid(),
+            ),
+        ];
+        // One untimed pull from each, so both are served from a warm page cache alike.
+        for (tool, host, repo, pid) in variants {
+            self.run_pull(host, repo, pid, image, tool.label()).await?;
+        }
+        let mut series: Vec<Series> = variants
+            .iter()
+            .map(|v| Series::new(Scenario::E, v.0, bytes))
+            .collect();
+        for run in 0..self.runs {
+            for k in 0..variants.len() {
+                let i = (k + run) % variants.len();
+                let (tool, host, repo, pid) = variants[i];
+                let s = self.run_pull(host, repo, pid, image, tool.label()).await?;
+                log(format!(
+                    "(e) run {}/{} {}: {:.2} s",
+                    run + 1,
+                    self.runs,
+                    tool.label(),
+                    s.wall.as_secs_f64()
+                ));
+                series[i].samples.push(s);
+            }
+        }
+        drop(svc);
+        remove_dir(&self.builtin_dir.join("data"))?;
         Ok(series)
     }
 
@@ -510,7 +804,9 @@ async fn main() -> Result<()> {
     ));
 
     let wants = |s: Scenario| opts.scenarios.contains(&s);
-    let image_a = (wants(Scenario::A) || wants(Scenario::C))
+    let image_a = [Scenario::A, Scenario::C, Scenario::D, Scenario::E]
+        .into_iter()
+        .any(wants)
         .then(|| BenchImage::index(0xA11CE, &Platform::three(), &[LAYER_A; LAYERS_A]));
     let image_b =
         wants(Scenario::B).then(|| BenchImage::single(0xB16, &Platform::amd64(), &[LAYER_B]));
@@ -524,6 +820,7 @@ async fn main() -> Result<()> {
     let mut bench = Bench {
         runs: opts.runs,
         scratch,
+        builtin_dir: opts.work_dir.join("builtin"),
         src,
         tgt,
         db,
@@ -540,6 +837,12 @@ async fn main() -> Result<()> {
     if let (Ok(keep), Some(svc)) = (std::env::var("ACR_BENCH_SERVICE_LOG"), bench.warm.as_ref()) {
         std::fs::copy(svc.service.log_path(), &keep)
             .with_context(|| format!("copy the service log to {keep}"))?;
+    }
+    if let (true, Some(img)) = (wants(Scenario::D), &image_a) {
+        report.series.extend(bench.scenario_d(img).await?);
+    }
+    if let (true, Some(img)) = (wants(Scenario::E), &image_a) {
+        report.series.extend(bench.scenario_e(img).await?);
     }
     if let (true, Some(img)) = (wants(Scenario::B), &image_b) {
         report.series.extend(bench.scenario_b(img).await?);

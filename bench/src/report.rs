@@ -11,6 +11,10 @@ pub enum Scenario {
     A,
     B,
     C,
+    /// Import target: an external docker-registry against the built-in registry.
+    D,
+    /// skopeo pulls from docker-registry against the same pulls from the built-in registry.
+    E,
 }
 
 impl Scenario {
@@ -19,13 +23,17 @@ impl Scenario {
             Scenario::A => "(a) 3-platform OCI index, 12 × 25 MiB layers (300 MiB)",
             Scenario::B => "(b) one image, a single 1 GiB layer",
             Scenario::C => "(c) Force re-import of the (a) image already at the target",
+            Scenario::D => "(d) import of the (a) image into an external docker-registry vs into the built-in registry (a fresh service per run)",
+            Scenario::E => "(e) `skopeo copy --all … dir:` pull of the (a) image from docker-registry vs from the built-in registry",
         }
     }
-    fn short(self) -> &'static str {
+    pub fn short(self) -> &'static str {
         match self {
             Scenario::A => "(a)",
             Scenario::B => "(b)",
             Scenario::C => "(c)",
+            Scenario::D => "(d)",
+            Scenario::E => "(e)",
         }
     }
     /// (c) is reported in milliseconds, the copies in seconds.
@@ -40,6 +48,16 @@ pub enum Tool {
     Skopeo,
     /// `curl GET | curl -T - PUT`: the plain loopback blob copy.
     Curl,
+    /// (d) acr-import on PostgreSQL writing into an external docker-registry.
+    ImportToDockerRegistry,
+    /// (d) acr-import on PostgreSQL writing into its built-in registry.
+    ImportToBuiltinPostgres,
+    /// (d) acr-import on its embedded SQLite store writing into its built-in registry.
+    ImportToBuiltinSqlite,
+    /// (e) skopeo pulling from docker-registry.
+    PullFromDockerRegistry,
+    /// (e) skopeo pulling from the built-in registry.
+    PullFromBuiltin,
 }
 
 impl Tool {
@@ -48,7 +66,34 @@ impl Tool {
             Tool::AcrImport => "acr-import",
             Tool::Skopeo => "skopeo copy --all",
             Tool::Curl => "curl \\| curl -T - (blob only)",
+            Tool::ImportToDockerRegistry => "acr-import → docker-registry (store: PostgreSQL)",
+            Tool::ImportToBuiltinPostgres => "acr-import → built-in registry (store: PostgreSQL)",
+            Tool::ImportToBuiltinSqlite => "acr-import → built-in registry (store: SQLite)",
+            Tool::PullFromDockerRegistry => "skopeo pull ← docker-registry",
+            Tool::PullFromBuiltin => "skopeo pull ← built-in registry",
         }
+    }
+    /// The baseline a row of (d) or (e) is compared with.
+    fn baseline(self) -> Option<Tool> {
+        match self {
+            Tool::ImportToBuiltinPostgres | Tool::ImportToBuiltinSqlite => {
+                Some(Tool::ImportToDockerRegistry)
+            }
+            Tool::PullFromBuiltin => Some(Tool::PullFromDockerRegistry),
+            _ => None,
+        }
+    }
+    /// Whether a separate target registry process exists whose CPU time is reported (the
+    /// built-in registry runs inside the service: its CPU time is in the copier's; a pull has
+    /// no target registry).
+    fn has_target_process(self) -> bool {
+        !matches!(
+            self,
+            Tool::ImportToBuiltinPostgres
+                | Tool::ImportToBuiltinSqlite
+                | Tool::PullFromDockerRegistry
+                | Tool::PullFromBuiltin
+        )
     }
 }
 
@@ -86,6 +131,7 @@ impl Series {
 
 pub struct Report {
     pub series: Vec<Series>,
+    scenarios: Vec<Scenario>,
     header: String,
     load_start: String,
 }
@@ -132,7 +178,7 @@ impl Report {
         let _ = writeln!(h, "- Command: `{command}`");
         let _ = writeln!(
             h,
-            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a) and (b)",
+            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a), (b) and (d) (the built-in registry: a fresh service on an empty data dir); in (e) the pulled copy is deleted and skopeo's blob-info cache cleared before every run",
             scenarios
                 .iter()
                 .map(|s| s.short())
@@ -158,6 +204,7 @@ impl Report {
         );
         Self {
             series: Vec::new(),
+            scenarios: scenarios.to_vec(),
             header: h,
             load_start: loadavg(),
         }
@@ -167,6 +214,26 @@ impl Report {
         self.series
             .iter()
             .find(|s| s.scenario == scenario && s.tool == tool && !s.samples.is_empty())
+    }
+
+    /// `tool` ÷ its baseline (built-in ÷ docker-registry), medians.
+    fn vs_baseline(&self, scenario: Scenario, tool: Tool) -> Option<f64> {
+        let t = self.find(scenario, tool)?;
+        let b = self.find(scenario, tool.baseline()?)?;
+        Some(t.median_wall() / b.median_wall())
+    }
+
+    /// `tool` ÷ its baseline per run (they ran in the same round): (median, min, max).
+    fn vs_baseline_paired(&self, scenario: Scenario, tool: Tool) -> Option<(f64, f64, f64)> {
+        let t = self.find(scenario, tool)?;
+        let b = self.find(scenario, tool.baseline()?)?;
+        let r: Vec<f64> = t
+            .samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(x, y)| x.wall.as_secs_f64() / y.wall.as_secs_f64())
+            .collect();
+        (!r.is_empty()).then(|| (median(&r), min(&r), max(&r)))
     }
 
     fn ratio(&self, scenario: Scenario) -> Option<f64> {
@@ -229,6 +296,7 @@ impl Report {
             } else {
                 format!("{:.1}", s.mib_per_s())
             };
+            let cpu = |f: fn(&Sample) -> f64| median(&s.samples.iter().map(f).collect::<Vec<_>>());
             let comparison = match s.tool {
                 Tool::AcrImport => self
                     .ratio(s.scenario)
@@ -239,11 +307,24 @@ impl Report {
                     .of_curl()
                     .map(|f| format!("acr-import = **{:.0} %** of this rate", f * 100.0))
                     .unwrap_or_default(),
+                Tool::ImportToDockerRegistry | Tool::PullFromDockerRegistry => {
+                    "baseline".to_string()
+                }
+                Tool::ImportToBuiltinPostgres
+                | Tool::ImportToBuiltinSqlite
+                | Tool::PullFromBuiltin => self
+                    .vs_baseline(s.scenario, s.tool)
+                    .map(|r| format!("÷ docker-registry = **{r:.3}**"))
+                    .unwrap_or_default(),
             };
-            let cpu = |f: fn(&Sample) -> f64| median(&s.samples.iter().map(f).collect::<Vec<_>>());
+            let tgt_cpu = if s.tool.has_target_process() {
+                format!("{:.2}", cpu(|x| x.cpu.tgt))
+            } else {
+                "—".to_string()
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {rate} | {comparison} | {:.2} / {:.2} / {:.2} / {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {rate} | {comparison} | {:.2} / {:.2} / {tgt_cpu} / {:.2} | {} |",
                 s.scenario.short(),
                 s.tool.label(),
                 Self::fmt_time(s.scenario, median(&w)),
@@ -251,18 +332,25 @@ impl Report {
                 Self::fmt_time(s.scenario, max(&w)),
                 cpu(|x| x.cpu.copier),
                 cpu(|x| x.cpu.src),
-                cpu(|x| x.cpu.tgt),
                 cpu(|x| x.cpu.rest),
                 s.peak_rss().map(mib).unwrap_or_default(),
             );
         }
         let _ = writeln!(
             out,
-            "\nScenarios: {}; {}; {}.",
-            Scenario::A.label(),
-            Scenario::B.label(),
-            Scenario::C.label()
+            "\nScenarios: {}.",
+            self.scenarios
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
+        if self.scenarios.contains(&Scenario::D) || self.scenarios.contains(&Scenario::E) {
+            let _ = writeln!(
+                out,
+                "(d) and (e): *copier* is the acr-import service for (d), which for the built-in rows includes the built-in registry (same process, so no separate target CPU: —), and skopeo for (e); *source reg.* is the registry pulled from: the source docker-registry in (d) and in (e)'s docker-registry row, the acr-import service (built-in registry) in (e)'s built-in row. Peak RSS in (d): the fresh service's `VmHWM` after the import (built-in rows: registry included)."
+            );
+        }
         let _ = writeln!(
             out,
             "Peak RSS: acr-import's `VmHWM` from /proc (for (b) a fresh process per run; for (a) and (c) the one long-running service since its start); skopeo's and curl's from `/usr/bin/time` (%M; for the curl pipeline the larger of the two curls). MiB/s: bytes moved (all blobs and manifests; for curl the one blob) ÷ median wall time."
@@ -329,6 +417,38 @@ impl Report {
             );
         }
 
+        for (scenario, what) in [(Scenario::D, "import"), (Scenario::E, "skopeo pull")] {
+            for tool in [
+                Tool::ImportToBuiltinPostgres,
+                Tool::ImportToBuiltinSqlite,
+                Tool::PullFromBuiltin,
+            ] {
+                let Some(r) = self.vs_baseline(scenario, tool) else {
+                    continue;
+                };
+                let store = match tool {
+                    Tool::ImportToBuiltinPostgres => " (store: PostgreSQL both)",
+                    Tool::ImportToBuiltinSqlite => {
+                        " (store: SQLite; docker-registry row on PostgreSQL)"
+                    }
+                    _ => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} {what}: built-in ÷ docker-registry{store}, median wall time | ≤ 1.00 (not slower) | {r:.3} | {} |",
+                    scenario.short(),
+                    pass(r <= 1.0)
+                );
+                if let Some((m, lo, hi)) = self.vs_baseline_paired(scenario, tool) {
+                    let _ = writeln!(
+                        out,
+                        "| {} the same, per run (same-round pairs), for information | | {m:.3} (median; {lo:.3}–{hi:.3}) | |",
+                        scenario.short()
+                    );
+                }
+            }
+        }
+
         let _ = writeln!(out, "\n## Every run\n");
         let _ = writeln!(
             out,
@@ -337,16 +457,20 @@ impl Report {
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for s in &self.series {
             for (i, x) in s.samples.iter().enumerate() {
+                let tgt_cpu = if s.tool.has_target_process() {
+                    format!("{:.2}", x.cpu.tgt)
+                } else {
+                    "—".to_string()
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                    "| {} | {} | {} | {} | {:.2} | {:.2} | {tgt_cpu} | {:.2} | {} |",
                     s.scenario.short(),
                     s.tool.label(),
                     i + 1,
                     Self::fmt_time(s.scenario, x.wall.as_secs_f64()),
                     x.cpu.copier,
                     x.cpu.src,
-                    x.cpu.tgt,
                     x.cpu.rest,
                     x.peak_rss.map(mib).unwrap_or_default()
                 );
