@@ -344,13 +344,8 @@ async fn push_single_post() {
     // `?digest=` and no body (not the empty blob's digest): a session, as a hint
     let d = sha256(b"later");
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/single/blobs/uploads/?digest={d}"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!("/v2/lib/single/blobs/uploads/?digest={d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
@@ -794,13 +789,10 @@ async fn cross_repository_mount() {
     let blob = bytes(1500, 11);
     let d = s.push_blob("lib/source", &blob).await;
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/target/blobs/uploads/?mount={d}&from=lib/source"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!(
+            "/v2/lib/target/blobs/uploads/?mount={d}&from=lib/source"
+        ))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(location(&r), format!("/v2/lib/target/blobs/{d}"));
     assert_eq!(header(&r, "docker-content-digest"), Some(d.clone()));
@@ -815,47 +807,31 @@ async fn cross_repository_mount() {
     // not in `from`: an ordinary session
     let missing = sha256(b"missing");
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/target/blobs/uploads/?mount={missing}&from=lib/source"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!(
+            "/v2/lib/target/blobs/uploads/?mount={missing}&from=lib/source"
+        ))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(location(&r).starts_with("/v2/lib/target/blobs/uploads/"));
     // `from` an invalid name: an ordinary session too
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/target/blobs/uploads/?mount={d}&from=NOT..VALID"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!(
+            "/v2/lib/target/blobs/uploads/?mount={d}&from=NOT..VALID"
+        ))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // without `from` (anonymous mount, open registry): found in the store, or a session
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/third/blobs/uploads/?mount={d}"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!("/v2/lib/third/blobs/uploads/?mount={d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(
         s.head(&format!("/v2/lib/third/blobs/{d}")).await.status(),
         StatusCode::OK
     );
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/third/blobs/uploads/?mount={missing}"),
-        )
-        .send()
-        .await
-        .expect("POST");
+        .post(&format!("/v2/lib/third/blobs/uploads/?mount={missing}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
@@ -1330,13 +1306,10 @@ async fn delete_blob_is_per_repository() {
     let blob = bytes(800, 18);
     let d = s.push_blob("lib/delblob", &blob).await;
     let r = s
-        .req(
-            Method::POST,
-            &format!("/v2/lib/sharer/blobs/uploads/?mount={d}&from=lib/delblob"),
-        )
-        .send()
-        .await
-        .expect("mount");
+        .post(&format!(
+            "/v2/lib/sharer/blobs/uploads/?mount={d}&from=lib/delblob"
+        ))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = s.delete(&format!("/v2/lib/delblob/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -1712,7 +1685,7 @@ async fn auth_mount_needs_pull_on_the_source() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let mount = format!("/v2/team/dst/blobs/uploads/?mount={d}&from=team/src");
     // unauthenticated: the challenge asks for both repositories
-    let r = s.req(Method::POST, &mount).send().await.expect("POST");
+    let r = s.post(&mount).await;
     assert_eq!(
         challenge(&r)["scope"],
         "repository:team/dst:pull,push repository:team/src:pull"

@@ -97,6 +97,11 @@ impl Server {
         self.req(Method::DELETE, path).send().await.expect("DELETE")
     }
 
+    /// A `POST` without a body (upload sessions, mounts).
+    pub async fn post(&self, path: &str) -> Response {
+        self.req(Method::POST, path).send().await.expect("POST")
+    }
+
     /// POST an upload session; returns its Location.
     pub async fn start_upload(&self, repo: &str) -> String {
         let r = self
