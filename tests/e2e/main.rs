@@ -13,6 +13,7 @@ mod auth_refresh;
 mod builtin_registry;
 mod chaos;
 mod clients;
+mod concurrency;
 mod copy_graph;
 mod crash;
 mod fault_proxy;

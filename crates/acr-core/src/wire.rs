@@ -323,6 +323,10 @@ pub struct ImportProgress {
     pub bytes_copied: u64,
     /// Bytes not transferred because the target already had them.
     pub bytes_skipped: u64,
+    /// The digest the source reference resolved to when the import started: what is copied
+    /// and tagged, even if the source tag moves meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
 }
 
 /// What `GET` on the Azure-AsyncOperation URL returns.

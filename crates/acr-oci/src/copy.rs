@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use acr_core::reference::{Algorithm, Digest, Repository, Tag};
 use acr_core::wire::ImportProgress;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -47,6 +48,21 @@ pub struct CopyRequest {
     /// Largest layer accepted (for sources given by address); `None`: no limit.
     pub max_layer_bytes: Option<u64>,
     pub progress: Arc<Progress>,
+    /// The digest an earlier attempt of this import resolved `reference` to: copied instead
+    /// of whatever the reference points at now.
+    pub pinned: Option<Digest>,
+    /// The owner's say at the two points where an import's promises are kept.
+    pub gate: Option<Arc<dyn CopyGate>>,
+}
+
+/// What the owner of a copy decides (the worker: it persists the resolved digest and confirms
+/// its tag reservations in the store). A `CopyError` from either call stops the copy.
+pub trait CopyGate: Send + Sync + std::fmt::Debug {
+    /// The source reference resolved to `digest`; called once, before anything is copied.
+    fn resolved<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), CopyError>>;
+    /// Every manifest is in place at every target repository and the tags are next; an error
+    /// means no tag may be written.
+    fn before_tags(&self) -> BoxFuture<'_, Result<(), CopyError>>;
 }
 
 /// Why a copy failed, and on which side.
@@ -68,6 +84,10 @@ pub enum CopyError {
         size: u64,
         limit: u64,
     },
+    /// The owner withdrew this copy (its attempt no longer owns the operation): nothing more
+    /// may be written.
+    #[error("the copy was withdrawn: {0}")]
+    Withdrawn(String),
 }
 
 /// Live counters of a copy, read by the worker's heartbeat.
@@ -80,6 +100,8 @@ pub struct Progress {
     pub bytes_total: AtomicU64,
     pub bytes_copied: AtomicU64,
     pub bytes_skipped: AtomicU64,
+    /// What the source reference resolved to (set once per attempt).
+    pub source_digest: OnceLock<Digest>,
 }
 
 impl Progress {
@@ -92,6 +114,7 @@ impl Progress {
             bytes_total: self.bytes_total.load(Ordering::Relaxed),
             bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
             bytes_skipped: self.bytes_skipped.load(Ordering::Relaxed),
+            source_digest: self.source_digest.get().map(Digest::to_string),
         }
     }
 
@@ -170,11 +193,21 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
         }
     }
 
+    // The reference is resolved once: children are fetched and tags written by digest, so a
+    // source tag that moves meanwhile changes nothing here.
+    let reference = match &req.pinned {
+        Some(d) => d.to_string(),
+        None => req.reference.clone(),
+    };
     let root = req
         .source
-        .get_manifest(&req.source_repository, &req.reference)
+        .get_manifest(&req.source_repository, &reference)
         .await
         .map_err(CopyError::Source)?;
+    let _ = req.progress.source_digest.set(root.digest.clone());
+    if let Some(gate) = &req.gate {
+        gate.resolved(&root.digest).await?;
+    }
     // A resumed copy: tags already at the source's digest were pushed by an earlier attempt
     // (tags move only after the whole graph is in place); any other existing tag conflicts.
     if let Some((t, tag, _)) = existing
@@ -201,16 +234,22 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
         });
     }
 
+    // Every repository gets the whole graph by digest before any tag moves.
     let mut primary: Option<Repository> = None;
     for t in req.targets.iter() {
         copy_into(req, &graph, &t.repository, primary.as_ref()).await?;
+        primary.get_or_insert_with(|| t.repository.clone());
+    }
+    if let Some(gate) = &req.gate {
+        gate.before_tags().await?;
+    }
+    for t in req.targets.iter() {
         for tag in &t.tags {
             req.target
                 .put_manifest(&t.repository, tag.as_str(), &root.bytes, &root.media_type)
                 .await
                 .map_err(CopyError::Target)?;
         }
-        primary.get_or_insert_with(|| t.repository.clone());
     }
     Ok(CopyReport {
         root_digest: root.digest.clone(),

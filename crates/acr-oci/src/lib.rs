@@ -18,6 +18,6 @@ pub mod media;
 pub mod netguard;
 
 pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
-pub use copy::{CopyError, CopyRequest, CopyTarget, Progress};
+pub use copy::{CopyError, CopyGate, CopyRequest, CopyTarget, Progress};
 pub use error::OciError;
 pub use netguard::{AddressRefused, NetworkPolicy};

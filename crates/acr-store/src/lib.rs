@@ -19,10 +19,12 @@
 //! LOCKED` on PostgreSQL) that increments `attempt` and sets a lease; every later write of a
 //! worker is fenced by `(id, attempt, state = 'Running')`, so a worker that lost its lease
 //! changes nothing; terminal states are final and erase the stored credentials in the same
-//! statement. No transaction is ever held open while a copy runs.
+//! statement. NoForce imports reserve their target tags ([`reservations`]): one winner per tag
+//! across workers and processes. No transaction is ever held open while a copy runs.
 
 pub mod operations;
 pub mod registries;
+pub mod reservations;
 pub mod secrets;
 
 mod pg;
@@ -40,6 +42,7 @@ pub use operations::{
     StoredCredentials,
 };
 pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
+pub use reservations::{Reservation, TagKey};
 pub use secrets::CredentialsKey;
 
 /// The channel PostgreSQL workers `LISTEN` on.

@@ -11,6 +11,7 @@ use crate::operations::{
     check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
+use crate::reservations::{Reservation, TagKey};
 use crate::{StoreError, NOTIFY_CHANNEL};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -165,12 +166,19 @@ pub(crate) async fn finish(
     attempt: i32,
     e: &Ending<'_>,
 ) -> Result<bool, StoreError> {
+    // The operation's tag reservations go in the same statement that ends it.
     let r = sqlx::query(
-        "update operations
-            set state = $3, error_code = $4, error_message = $5, error_status = $6,
-                ended_at = now(), credentials = null, lease_owner = null, lease_expires_at = null,
-                progress = coalesce($7, progress), percent_complete = coalesce($8, percent_complete)
-          where id = $1 and attempt = $2 and state = 'Running'",
+        "with ended as (
+             update operations
+                set state = $3, error_code = $4, error_message = $5, error_status = $6,
+                    ended_at = now(), credentials = null, lease_owner = null, lease_expires_at = null,
+                    progress = coalesce($7, progress), percent_complete = coalesce($8, percent_complete)
+              where id = $1 and attempt = $2 and state = 'Running'
+          returning id
+         ), unreserved as (
+             delete from tag_reservations where operation_id in (select id from ended)
+         )
+         select id from ended",
     )
     .bind(id)
     .bind(attempt)
@@ -180,9 +188,9 @@ pub(crate) async fn finish(
     .bind(e.status)
     .bind(e.progress.map(Json))
     .bind(e.percent)
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(r.is_some())
 }
 
 pub(crate) async fn release(
@@ -191,24 +199,117 @@ pub(crate) async fn release(
     attempt: i32,
     delay: Duration,
 ) -> Result<bool, StoreError> {
+    // A released operation holds no tags: its next attempt reserves them again.
     let r = sqlx::query(
-        "update operations
-            set state = 'Queued', lease_owner = null, lease_expires_at = null,
-                run_at = now() + make_interval(secs => $3)
-          where id = $1 and attempt = $2 and state = 'Running'",
+        "with released as (
+             update operations
+                set state = 'Queued', lease_owner = null, lease_expires_at = null,
+                    run_at = now() + make_interval(secs => $3)
+              where id = $1 and attempt = $2 and state = 'Running'
+          returning id
+         ), unreserved as (
+             delete from tag_reservations where operation_id in (select id from released)
+         )
+         select id from released",
     )
     .bind(id)
     .bind(attempt)
     .bind(interval_secs(delay))
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    if r.rows_affected() == 1 {
+    let released = r.is_some();
+    if released {
         sqlx::query("select pg_notify($1, $2)")
             .bind(NOTIFY_CHANNEL)
             .bind(id)
             .execute(pool)
             .await?;
     }
+    Ok(released)
+}
+
+/// A reservation row counts while its attempt runs under an unexpired lease.
+const LIVE_HOLDER: &str = "exists (select 1 from operations o
+                                 where o.id = tag_reservations.operation_id
+                                   and o.attempt = tag_reservations.attempt
+                                   and o.state = 'Running' and o.lease_expires_at > now())";
+
+pub(crate) async fn reserve_tags(
+    pool: &PgPool,
+    id: &str,
+    attempt: i32,
+    tags: &[TagKey],
+) -> Result<Reservation, StoreError> {
+    let mut tx = pool.begin().await?;
+    let running: Option<(i32,)> = sqlx::query_as(
+        "select attempt from operations where id = $1 and attempt = $2 and state = 'Running'
+         for update",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if running.is_none() {
+        return Ok(Reservation::Lost);
+    }
+    // In the tags' sorted order, so overlapping reservers cannot deadlock. A conflicting row
+    // is taken over only when it is this operation's or its holder no longer counts.
+    for t in tags {
+        let taken: Option<(String,)> = sqlx::query_as(&format!(
+            "insert into tag_reservations (repository, tag, operation_id, attempt)
+             values ($1, $2, $3, $4)
+             on conflict (repository, tag) do update
+                set operation_id = excluded.operation_id, attempt = excluded.attempt,
+                    reserved_at = now()
+              where tag_reservations.operation_id = excluded.operation_id
+                 or not {LIVE_HOLDER}
+             returning operation_id"
+        ))
+        .bind(&t.repository)
+        .bind(&t.tag)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if taken.is_none() {
+            let holder: Option<(String,)> = sqlx::query_as(
+                "select operation_id from tag_reservations where repository = $1 and tag = $2",
+            )
+            .bind(&t.repository)
+            .bind(&t.tag)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(Reservation::Held {
+                tag: t.clone(),
+                operation_id: holder.map(|(h,)| h).unwrap_or_default(),
+            });
+        }
+    }
+    tx.commit().await?;
+    Ok(Reservation::Reserved)
+}
+
+pub(crate) async fn confirm_tags(
+    pool: &PgPool,
+    id: &str,
+    attempt: i32,
+    lease: Duration,
+    expected: i64,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "update operations
+            set lease_expires_at = now() + make_interval(secs => $3)
+          where id = $1 and attempt = $2 and state = 'Running' and lease_expires_at > now()
+            and (select count(*) from tag_reservations
+                  where operation_id = $1 and attempt = $2) = $4",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(interval_secs(lease))
+    .bind(expected)
+    .execute(pool)
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -3,9 +3,10 @@
 //! Why it is correct for one process: SQLite has a single writer. Every write that reads
 //! before it writes (enqueue with its limits, claim, registry upsert) runs in a
 //! `BEGIN IMMEDIATE` transaction, which takes the write lock before the first read, so the
-//! limit count and the insert, or the choice of the next operation and its claim, cannot
-//! interleave with another writer; `SKIP LOCKED` has nothing to skip. The fenced single
-//! statements (heartbeat, finish, release) are atomic on their own. A lock file next to the
+//! limit count and the insert, the choice of the next operation and its claim, or the check
+//! and the write of a tag reservation, cannot interleave with another writer; `SKIP LOCKED`
+//! has nothing to skip. Heartbeats are fenced single statements; finish and release are a
+//! fenced update and the deletion of the operation's tag reservations in one transaction. A lock file next to the
 //! database keeps a second process (or a second open in this one) out, because the wake-ups
 //! and the lease clock are this process's own.
 //!
@@ -36,6 +37,7 @@ use crate::operations::{
     check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
+use crate::reservations::{Reservation, TagKey};
 use crate::{StoreError, ACQUIRE_TIMEOUT};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -286,6 +288,8 @@ impl SqliteStore {
         attempt: i32,
         e: &Ending<'_>,
     ) -> Result<bool, StoreError> {
+        // The operation's tag reservations go in the transaction that ends it.
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "update operations
                 set state = ?3, error_code = ?4, error_message = ?5, error_status = ?6,
@@ -302,9 +306,14 @@ impl SqliteStore {
         .bind(e.progress.map(Json))
         .bind(e.percent)
         .bind(stamp(Utc::now()))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        let ended = r.rows_affected() == 1;
+        if ended {
+            unreserve(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     pub(crate) async fn release(
@@ -313,6 +322,8 @@ impl SqliteStore {
         attempt: i32,
         delay: Duration,
     ) -> Result<bool, StoreError> {
+        // A released operation holds no tags: its next attempt reserves them again.
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "update operations
                 set state = 'Queued', lease_owner = null, lease_expires_at = null, run_at = ?3
@@ -321,13 +332,101 @@ impl SqliteStore {
         .bind(id)
         .bind(attempt)
         .bind(stamp_after(Utc::now(), delay))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         let released = r.rows_affected() == 1;
+        if released {
+            unreserve(&mut tx, id).await?;
+        }
+        tx.commit().await?;
         if released {
             self.wake();
         }
         Ok(released)
+    }
+
+    pub(crate) async fn reserve_tags(
+        &self,
+        id: &str,
+        attempt: i32,
+        tags: &[TagKey],
+    ) -> Result<Reservation, StoreError> {
+        // SQLite's single writer: nothing interleaves between the reads and writes below.
+        let mut tx = self.begin_write().await?;
+        let now = stamp(Utc::now());
+        let running: Option<(i32,)> = sqlx::query_as(
+            "select attempt from operations where id = ?1 and attempt = ?2 and state = 'Running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if running.is_none() {
+            return Ok(Reservation::Lost);
+        }
+        for t in tags {
+            // The holder of the tag, if its attempt still runs under an unexpired lease.
+            let live: Option<(String,)> = sqlx::query_as(
+                "select r.operation_id from tag_reservations r
+                   join operations o on o.id = r.operation_id and o.attempt = r.attempt
+                  where r.repository = ?1 and r.tag = ?2 and r.operation_id <> ?3
+                    and o.state = 'Running' and o.lease_expires_at > ?4",
+            )
+            .bind(&t.repository)
+            .bind(&t.tag)
+            .bind(id)
+            .bind(&now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((holder,)) = live {
+                tx.rollback().await?;
+                return Ok(Reservation::Held {
+                    tag: t.clone(),
+                    operation_id: holder,
+                });
+            }
+            sqlx::query(
+                "insert into tag_reservations (repository, tag, operation_id, attempt, reserved_at)
+                 values (?1, ?2, ?3, ?4, ?5)
+                 on conflict (repository, tag) do update
+                    set operation_id = excluded.operation_id, attempt = excluded.attempt,
+                        reserved_at = excluded.reserved_at",
+            )
+            .bind(&t.repository)
+            .bind(&t.tag)
+            .bind(id)
+            .bind(attempt)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Reservation::Reserved)
+    }
+
+    pub(crate) async fn confirm_tags(
+        &self,
+        id: &str,
+        attempt: i32,
+        lease: Duration,
+        expected: i64,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let r = sqlx::query(
+            "update operations
+                set lease_expires_at = ?3
+              where id = ?1 and attempt = ?2 and state = 'Running' and lease_expires_at > ?4
+                and (select count(*) from tag_reservations
+                      where operation_id = ?1 and attempt = ?2) = ?5",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(stamp_after(now, lease))
+        .bind(stamp(now))
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub(crate) async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
@@ -469,4 +568,13 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?)
     }
+}
+
+/// Deletes the tag reservations of operation `id` (in the caller's transaction).
+async fn unreserve(tx: &mut Transaction<'static, Sqlite>, id: &str) -> Result<(), StoreError> {
+    sqlx::query("delete from tag_reservations where operation_id = ?1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

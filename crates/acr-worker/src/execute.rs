@@ -6,12 +6,13 @@ use std::time::Duration;
 use acr_core::arm::RegistryId;
 use acr_core::import::{ImportSpec, SourceLocation};
 use acr_core::operation::{FailureKind, ImportFailure};
-use acr_core::reference::{Reference, Repository};
+use acr_core::reference::{Digest, Reference, Repository};
 use acr_oci::copy::copy_image;
 use acr_oci::{
-    CopyError, CopyRequest, CopyTarget, Credentials, OciError, Progress, RegistryClient,
+    CopyError, CopyGate, CopyRequest, CopyTarget, Credentials, OciError, Progress, RegistryClient,
 };
-use acr_store::ClaimedOperation;
+use acr_store::{ClaimedOperation, Reservation, TagKey};
+use futures::future::BoxFuture;
 use secrecy::SecretString;
 
 use crate::Ctx;
@@ -27,12 +28,17 @@ pub(crate) enum Failure {
         reason: String,
         failure: ImportFailure,
     },
+    /// This attempt no longer owns the operation: it ends without writing anything more (the
+    /// lease lapses or has lapsed, and another attempt takes over).
+    Abandoned(String),
 }
 
 impl Failure {
-    pub(crate) fn into_failure(self) -> ImportFailure {
+    /// The error the operation ends with (`None`: it does not end here).
+    pub(crate) fn into_failure(self) -> Option<ImportFailure> {
         match self {
-            Failure::Final(f) | Failure::Retry { failure: f, .. } => f,
+            Failure::Final(f) | Failure::Retry { failure: f, .. } => Some(f),
+            Failure::Abandoned(_) => None,
         }
     }
 }
@@ -124,13 +130,26 @@ pub(crate) async fn execute(
         Reference::Digest(d) => d.to_string(),
         Reference::Tag(t) => t.to_string(),
     };
+    let force = spec.mode == acr_core::wire::ImportMode::Force;
+    let reserved = if force {
+        0
+    } else {
+        reserve_tags(ctx, op, &targets, &target_id, &prefix).await?
+    };
+    let gate = Arc::new(OperationGate {
+        ctx: ctx.clone(),
+        id: rec.id.clone(),
+        attempt: op.attempt(),
+        reserved,
+        progress: progress.clone(),
+    });
     let req = CopyRequest {
         source: source.client.clone(),
         source_repository: source.repository.clone(),
         reference: reference.clone(),
         target: ctx.backend.clone(),
         targets,
-        force: spec.mode == acr_core::wire::ImportMode::Force,
+        force,
         resumed: op.attempt() > 1,
         concurrency: ctx.config.copy_concurrency,
         max_manifests: ctx.config.max_manifests,
@@ -140,12 +159,15 @@ pub(crate) async fn execute(
             None
         },
         progress,
+        pinned: pinned_digest(op),
+        gate: Some(gate),
     };
     match copy_image(&req).await {
         Ok(report) => {
             tracing::info!(operation.id = %rec.id, digest = %report.root_digest, manifests = report.manifests, "copied");
             Ok(())
         }
+        Err(CopyError::Withdrawn(why)) => Err(Failure::Abandoned(why)),
         Err(e) => {
             let f = failure_for(
                 &e,
@@ -176,6 +198,143 @@ pub(crate) async fn execute(
                 Err(Failure::Final(f))
             }
         }
+    }
+}
+
+/// The source digest an earlier attempt resolved and recorded (see [`OperationGate::resolved`]).
+fn pinned_digest(op: &ClaimedOperation) -> Option<Digest> {
+    let progress = op.record.progress.as_ref()?;
+    let digest = progress.0.get("sourceDigest")?.as_str()?;
+    Digest::parse(digest).ok()
+}
+
+/// Reserves the target tags of a NoForce import in the store (all or none) before they are
+/// checked, so that among concurrent imports of one tag exactly one writes it. Returns how
+/// many tags are reserved.
+async fn reserve_tags(
+    ctx: &Ctx,
+    op: &ClaimedOperation,
+    targets: &[CopyTarget],
+    target_id: &RegistryId,
+    prefix: &str,
+) -> Result<usize, Failure> {
+    let tags: Vec<TagKey> = targets
+        .iter()
+        .flat_map(|t| {
+            t.tags.iter().map(|tag| TagKey {
+                repository: t.repository.as_str().to_owned(),
+                tag: tag.as_str().to_owned(),
+            })
+        })
+        .collect();
+    if tags.is_empty() {
+        return Ok(0);
+    }
+    let id = &op.record.id;
+    match ctx
+        .store
+        .reserve_tags(id, op.attempt(), &tags)
+        .await
+        .map_err(|e| retry_store(&e))?
+    {
+        Reservation::Reserved => Ok(acr_store::reservations::normalized(&tags).len()),
+        Reservation::Lost => Err(Failure::Abandoned(
+            "another attempt owns the operation".into(),
+        )),
+        Reservation::Held { tag, operation_id } => {
+            tracing::info!(operation.id = %id, repository = %tag.repository, tag = %tag.tag, held_by = %operation_id, "NoForce: the tag is being written by another import");
+            let repo =
+                Repository::parse(&tag.repository).map_err(|m| fail(FailureKind::Internal, m))?;
+            let tag = acr_core::reference::Tag::parse(&tag.tag)
+                .map_err(|m| fail(FailureKind::Internal, m))?;
+            // The same answer as a tag found in the registry (the source is not read).
+            let conflict = CopyError::TagExists {
+                repository: repo,
+                tag,
+            };
+            Err(Failure::Final(failure_for(
+                &conflict,
+                id,
+                &target_id.to_string(),
+                prefix,
+                "",
+                "",
+            )))
+        }
+    }
+}
+
+/// The store's side of a copy: records the resolved source digest at once (a re-run copies
+/// the same digest) and, for a NoForce import, confirms the tag reservations right before the
+/// tags are written.
+struct OperationGate {
+    ctx: Ctx,
+    id: String,
+    attempt: i32,
+    /// Tags reserved by this attempt (0: nothing to confirm).
+    reserved: usize,
+    progress: Arc<Progress>,
+}
+
+impl std::fmt::Debug for OperationGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationGate")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .field("reserved", &self.reserved)
+            .finish()
+    }
+}
+
+impl CopyGate for OperationGate {
+    fn resolved<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<(), CopyError>> {
+        Box::pin(async move {
+            let snapshot = serde_json::to_value(self.progress.snapshot()).ok();
+            match self
+                .ctx
+                .store
+                .heartbeat(
+                    &self.id,
+                    self.attempt,
+                    self.ctx.config.lease,
+                    snapshot.as_ref(),
+                    self.progress.percent(),
+                )
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CopyError::Withdrawn(
+                    "another attempt owns the operation".into(),
+                )),
+                // The heartbeat task records it later; a re-run before that resolves again.
+                Err(e) => {
+                    tracing::warn!(operation.id = %self.id, error = %e, "could not record the source digest");
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn before_tags(&self) -> BoxFuture<'_, Result<(), CopyError>> {
+        Box::pin(async move {
+            if self.reserved == 0 {
+                return Ok(());
+            }
+            match self
+                .ctx
+                .store
+                .confirm_tags(&self.id, self.attempt, self.ctx.config.lease, self.reserved)
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CopyError::Withdrawn(
+                    "the attempt lost its lease and with it the tag reservations".into(),
+                )),
+                Err(e) => Err(CopyError::Withdrawn(format!(
+                    "the tag reservations could not be confirmed: {e}"
+                ))),
+            }
+        })
     }
 }
 
@@ -375,6 +534,10 @@ pub fn failure_for(
         CopyError::Target(o) => ImportFailure::new(
             FailureKind::TargetRegistryError,
             format!("Writing to the target registry failed: {o}."),
+        ),
+        CopyError::Withdrawn(why) => ImportFailure::new(
+            FailureKind::Internal,
+            format!("Operation {op_id} was interrupted: {why}."),
         ),
     }
 }

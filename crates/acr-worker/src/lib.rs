@@ -239,6 +239,9 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
     let Some(result) = result else { return };
     let snapshot = serde_json::to_value(progress.snapshot()).ok();
     match result {
+        Err(execute::Failure::Abandoned(why)) => {
+            tracing::warn!(operation.id = %id, attempt, %why, "attempt abandoned: another attempt will finish the operation");
+        }
         Ok(()) => {
             tracing::info!(operation.id = %id, "import succeeded");
             finish(&ctx, &id, attempt, &Outcome::Succeeded, snapshot.as_ref()).await;
@@ -252,7 +255,7 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
             }
         }
         Err(f) => {
-            let fail = f.into_failure();
+            let Some(fail) = f.into_failure() else { return };
             tracing::info!(operation.id = %id, code = fail.kind.code(), message = %fail.message, "import failed");
             let outcome = Outcome::Failed {
                 code: fail.kind.code().to_owned(),
