@@ -70,6 +70,14 @@ pub trait Authenticator: Send + Sync + 'static {
         repository: Option<&'a str>,
         actions: &'a [Action],
     ) -> BoxFuture<'a, bool>;
+
+    /// Whether a token issued to `username` still counts (asked on every request that presents
+    /// one): the access it was granted may have been withdrawn since (a deleted registry, an
+    /// admin user turned off). Tokens always count unless the embedder says otherwise.
+    fn still_valid<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+        let _ = username;
+        Box::pin(async { true })
+    }
 }
 
 /// Who sent a request, from its `Authorization` header.

@@ -74,7 +74,9 @@
 //! leaves half a tag. Manifest and tag changes of one repository are serialised in-process.
 //! Upload sessions live in memory: a restart forgets them and [`Registry::open`] deletes
 //! `uploads/` and `tmp/`; a session idle for an hour is dropped. Deleting a blob or manifest
-//! removes it from the repository, not the content file (no garbage collection yet).
+//! removes it from the repository; [`Registry::collect_garbage`] deletes the content files no
+//! repository references any more (mark and sweep, safe while pushes run: see `gc.rs`).
+//! `DELETE /acr/v1/<name>` (ACR's repository delete) removes a whole repository at once.
 //!
 //! # No fsync
 //!
@@ -108,6 +110,7 @@
 mod auth;
 mod digest;
 mod error;
+mod gc;
 mod names;
 mod routes;
 mod storage;
@@ -122,6 +125,7 @@ use axum::Router;
 
 pub use auth::{Action, Authenticator};
 pub use error::RegistryError;
+pub use gc::{GcOptions, GcReport};
 
 use routes::Inner;
 
@@ -195,6 +199,7 @@ impl Registry {
                 repo_locks: (0..REPO_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                gc_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -206,6 +211,7 @@ impl Registry {
             .route("/v2", any(routes::v2))
             .route("/v2/", any(routes::v2))
             .route("/v2/{*rest}", any(routes::v2))
+            .route("/acr/v1/{*rest}", any(routes::acr_v1))
             .fallback(routes::not_found)
             .with_state(self.inner.clone())
     }

@@ -23,8 +23,18 @@ use tokio::fs;
 use crate::digest::{Algorithm, Digest};
 use crate::names;
 
+/// Stripes of the per-blob lock that makes "this blob is referenced" and "sweep this blob"
+/// exclusive (see `gc.rs`).
+const BLOB_LOCKS: usize = 64;
+
 pub(crate) struct Store {
     root: PathBuf,
+    /// Held while a blob gains a reference (commit + link, mount, manifest + revision) and
+    /// while the garbage collector decides on and deletes it.
+    blob_locks: Vec<tokio::sync::Mutex<()>>,
+    /// While a collection runs: every blob that gained a reference since it started (it is
+    /// kept whatever the mark found).
+    touched: std::sync::Mutex<Option<std::collections::HashSet<Digest>>>,
 }
 
 fn ignore_missing<T: Default>(r: io::Result<T>) -> io::Result<T> {
@@ -36,7 +46,58 @@ fn ignore_missing<T: Default>(r: io::Result<T>) -> io::Result<T> {
 
 impl Store {
     pub(crate) fn new(root: PathBuf) -> Store {
-        Store { root }
+        Store {
+            root,
+            blob_locks: (0..BLOB_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            touched: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The lock of blob `d`'s stripe.
+    pub(crate) fn blob_lock(&self, d: &Digest) -> &tokio::sync::Mutex<()> {
+        let i = d
+            .hex
+            .bytes()
+            .take(2)
+            .fold(0usize, |a, b| a * 31 + b as usize)
+            % BLOB_LOCKS;
+        &self.blob_locks[i]
+    }
+
+    /// Records that `d` gained a reference (only while a collection runs). Called with the
+    /// blob's lock held.
+    fn touch(&self, d: &Digest) {
+        let mut t = match self.touched.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(set) = t.as_mut() {
+            set.insert(d.clone());
+        }
+    }
+
+    /// Starts (`true`) or ends (`false`) recording touched blobs; ending returns them.
+    pub(crate) fn record_touches(&self, on: bool) -> std::collections::HashSet<Digest> {
+        let mut t = match self.touched.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        let before = t.take().unwrap_or_default();
+        if on {
+            *t = Some(Default::default());
+        }
+        before
+    }
+
+    /// Whether `d` gained a reference since the collection started. Called with its lock held.
+    pub(crate) fn was_touched(&self, d: &Digest) -> bool {
+        let t = match self.touched.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        t.as_ref().is_some_and(|set| set.contains(d))
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -139,17 +200,43 @@ impl Store {
         self.blob_size(d).await
     }
 
-    /// Moves a verified upload file into the content store. Another upload of the same content
-    /// may land first: renaming over it is harmless (same bytes), so concurrent pushes are safe.
-    pub(crate) async fn commit_blob(&self, file: &Path, d: &Digest) -> io::Result<()> {
+    /// Moves a verified upload file into the content store and links it to `repo`, as one
+    /// step for the garbage collector. Another upload of the same content may land first:
+    /// renaming over it is harmless (same bytes), so concurrent pushes are safe.
+    pub(crate) async fn commit_blob(&self, file: &Path, d: &Digest, repo: &str) -> io::Result<()> {
+        let _held = self.blob_lock(d).lock().await;
         let dest = self.blob_path(d);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).await?;
         }
-        fs::rename(file, &dest).await
+        fs::rename(file, &dest).await?;
+        self.link_blob(repo, d).await?;
+        self.touch(d);
+        Ok(())
     }
 
-    pub(crate) async fn link_blob(&self, repo: &str, d: &Digest) -> io::Result<()> {
+    /// Links stored blob `d` to `repo` when `from` holds it (a mount), or, with `from` `None`,
+    /// when its content is stored at all; one step for the garbage collector. Returns whether
+    /// it was linked.
+    pub(crate) async fn mount_blob(
+        &self,
+        repo: &str,
+        from: Option<&str>,
+        d: &Digest,
+    ) -> io::Result<bool> {
+        let _held = self.blob_lock(d).lock().await;
+        let present = match from {
+            Some(from) => self.linked_blob_size(from, d).await?.is_some(),
+            None => self.blob_size(d).await?.is_some(),
+        };
+        if present {
+            self.link_blob(repo, d).await?;
+            self.touch(d);
+        }
+        Ok(present)
+    }
+
+    async fn link_blob(&self, repo: &str, d: &Digest) -> io::Result<()> {
         let link = self.layer_link(repo, d);
         if let Some(parent) = link.parent() {
             fs::create_dir_all(parent).await?;
@@ -168,13 +255,24 @@ impl Store {
         remove(&self.layer_link(repo, d)).await
     }
 
-    /// Stores small content (a manifest) unless already there.
-    pub(crate) async fn put_blob_bytes(&self, d: &Digest, bytes: &[u8]) -> io::Result<()> {
+    /// Stores a manifest's bytes (unless already there) and its revision in `repo`, as one
+    /// step for the garbage collector.
+    pub(crate) async fn put_manifest(
+        &self,
+        repo: &str,
+        d: &Digest,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> io::Result<()> {
+        let _held = self.blob_lock(d).lock().await;
         let dest = self.blob_path(d);
-        if exists(&dest).await? {
-            return Ok(());
+        if !exists(&dest).await? {
+            self.write_atomic(&dest, bytes).await?;
         }
-        self.write_atomic(&dest, bytes).await
+        self.write_atomic(&self.revision_path(repo, d), media_type.as_bytes())
+            .await?;
+        self.touch(d);
+        Ok(())
     }
 
     pub(crate) async fn read_blob(&self, d: &Digest) -> io::Result<Option<Vec<u8>>> {
@@ -183,16 +281,6 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    pub(crate) async fn put_revision(
-        &self,
-        repo: &str,
-        d: &Digest,
-        media_type: &str,
-    ) -> io::Result<()> {
-        self.write_atomic(&self.revision_path(repo, d), media_type.as_bytes())
-            .await
     }
 
     /// The stored media type of the manifest when it belongs to `repo`.
@@ -319,6 +407,114 @@ impl Store {
         .await
         .map_err(io::Error::other)?
     }
+}
+
+impl Store {
+    /// Removes repository `repo` (its tags, manifests, blob links and referrers; not the
+    /// repositories nested under its name, nor the content files, which the garbage collector
+    /// frees once nothing references them). Returns the manifests and tags it had, or `None`
+    /// when there was no such repository. The caller holds the repository's lock.
+    pub(crate) async fn delete_repository(
+        &self,
+        repo: &str,
+    ) -> io::Result<Option<(Vec<Digest>, Vec<String>)>> {
+        if !self.repo_exists(repo).await? {
+            return Ok(None);
+        }
+        let tags = self.tags(repo).await?;
+        let dir = self.repo_dir(repo);
+        let root = self.root.join("repositories");
+        let manifests = tokio::task::spawn_blocking(move || -> io::Result<Vec<Digest>> {
+            let revisions = list_digests(&dir.join("_manifests/revisions"))?;
+            for sub in ["_manifests", "_layers", "_referrers"] {
+                match std::fs::remove_dir_all(dir.join(sub)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Empty directories up to the root go too (a nested repository keeps its parents).
+            let mut d = dir.as_path();
+            while d != root && std::fs::remove_dir(d).is_ok() {
+                match d.parent() {
+                    Some(p) => d = p,
+                    None => break,
+                }
+            }
+            Ok(revisions)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Some((manifests, tags)))
+    }
+
+    /// The blobs `repo` links and the manifests (revisions) it holds.
+    pub(crate) fn references_blocking(&self, repo: &str) -> io::Result<(Vec<Digest>, Vec<Digest>)> {
+        let dir = self.repo_dir(repo);
+        Ok((
+            list_digests(&dir.join("_layers"))?,
+            list_digests(&dir.join("_manifests/revisions"))?,
+        ))
+    }
+
+    /// Every stored content file: its digest, path and size.
+    pub(crate) fn all_blobs_blocking(&self) -> io::Result<Vec<(Digest, PathBuf, u64)>> {
+        let mut out = Vec::new();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let base = self.root.join("blobs").join(alg.as_str());
+            let shards = match std::fs::read_dir(&base) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for shard in shards {
+                let shard = shard?;
+                if !shard.file_type()?.is_dir() {
+                    continue;
+                }
+                for f in std::fs::read_dir(shard.path())? {
+                    let f = f?;
+                    let Some(name) = f.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    if let Ok(d) = Digest::parse(&format!("{}:{name}", alg.as_str())) {
+                        let len = f.metadata()?.len();
+                        out.push((d, f.path(), len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every repository, for a blocking caller (the garbage collector's mark).
+    pub(crate) fn catalog_blocking(&self) -> io::Result<Vec<String>> {
+        let mut out = BTreeSet::new();
+        walk_repositories(&self.root.join("repositories"), String::new(), &mut out)?;
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// The digests named by `<dir>/<alg>/<hex>` entries.
+fn list_digests(dir: &Path) -> io::Result<Vec<Digest>> {
+    let mut out = Vec::new();
+    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+        let rd = match std::fs::read_dir(dir.join(alg.as_str())) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let e = e?;
+            if let Some(name) = e.file_name().to_str() {
+                if let Ok(d) = Digest::parse(&format!("{}:{name}", alg.as_str())) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|d| d.to_string());
+    Ok(out)
 }
 
 fn walk_repositories(dir: &Path, prefix: String, out: &mut BTreeSet<String>) -> io::Result<()> {

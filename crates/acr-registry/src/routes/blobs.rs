@@ -253,26 +253,23 @@ pub(super) async fn upload_start(
     let store = &inner.store;
     if let Some(mount) = query.get("mount") {
         let d = parse_digest(mount)?;
-        let source = match query.get("from") {
+        let mounted = match query.get("from") {
             Some(from) => match ctx.repo(from) {
                 Ok(from) if inner.may(ctx, &from, Action::Pull).await => store
-                    .linked_blob_size(&from.full, &d)
+                    .mount_blob(&repo.full, Some(&from.full), &d)
                     .await
-                    .map_err(internal("check blob"))?,
-                _ => None,
+                    .map_err(internal("mount blob"))?,
+                _ => false,
             },
             // Without `from`, any stored copy will do, but only on an open registry: with auth we
             // could not tell whether the caller may read a repository that holds it.
-            None if inner.auth.is_none() => {
-                store.blob_size(&d).await.map_err(internal("check blob"))?
-            }
-            None => None,
-        };
-        if source.is_some() {
-            store
-                .link_blob(&repo.full, &d)
+            None if inner.auth.is_none() => store
+                .mount_blob(&repo.full, None, &d)
                 .await
-                .map_err(internal("link blob"))?;
+                .map_err(internal("mount blob"))?,
+            None => false,
+        };
+        if mounted {
             return Ok(blob_created(repo, &d));
         }
         // Not mountable: an ordinary upload session (202), as the spec asks.
@@ -341,14 +338,9 @@ async fn commit(
         .map_err(internal("finish upload"))?;
     inner
         .store
-        .commit_blob(&session.path, d)
+        .commit_blob(&session.path, d, &repo.full)
         .await
         .map_err(internal("commit blob"))?;
-    inner
-        .store
-        .link_blob(&repo.full, d)
-        .await
-        .map_err(internal("link blob"))?;
     Ok(blob_created(repo, d))
 }
 

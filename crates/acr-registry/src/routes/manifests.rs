@@ -249,11 +249,7 @@ pub(super) async fn manifest_put(
     let _guard = inner.repo_lock(&repo.full).lock().await;
     let store = &inner.store;
     store
-        .put_blob_bytes(&digest, &bytes)
-        .await
-        .map_err(internal("store manifest"))?;
-    store
-        .put_revision(&repo.full, &digest, &media_type)
+        .put_manifest(&repo.full, &digest, &bytes, &media_type)
         .await
         .map_err(internal("store manifest"))?;
     if let Some(subject) = &facts.subject {

@@ -5,8 +5,10 @@
 mod blobs;
 mod listing;
 mod manifests;
+mod repository;
 mod token;
 
+pub(crate) use repository::acr_v1;
 pub(crate) use token::token;
 
 use blobs::{
@@ -69,6 +71,8 @@ pub(crate) struct Inner {
     pub(crate) tokens: Tokens,
     /// Serialises manifest and tag changes per repository (hashed into a few stripes).
     pub(crate) repo_locks: Vec<tokio::sync::Mutex<()>>,
+    /// One garbage collection at a time.
+    pub(crate) gc_lock: tokio::sync::Mutex<()>,
 }
 
 /// A repository as the client names it (`visible`, relative to the login server of the Host)
@@ -226,6 +230,13 @@ impl Inner {
                 Some("invalid_token"),
                 "invalid or expired token",
             )),
+            Caller::Bearer(Some(claims)) if !authn.still_valid(&claims.sub).await => Err(self
+                .challenge(
+                    ctx,
+                    &scopes,
+                    Some("invalid_token"),
+                    "the token's access was withdrawn",
+                )),
             Caller::Bearer(Some(claims)) => {
                 let ok = match target {
                     Target::Login => true,
@@ -274,7 +285,10 @@ impl Inner {
             return true;
         };
         match &ctx.caller {
-            Caller::Bearer(Some(c)) => c.allows("repository", &repo.full, action.as_str()),
+            Caller::Bearer(Some(c)) => {
+                c.allows("repository", &repo.full, action.as_str())
+                    && authn.still_valid(&c.sub).await
+            }
             Caller::Basic { user, pass } => {
                 authn
                     .authorize(user, pass, Some(&repo.full), &[action])
