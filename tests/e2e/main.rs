@@ -28,6 +28,7 @@ mod missing_source;
 mod modes;
 mod rbac;
 mod registries;
+mod registry_deletion;
 mod resilience;
 mod resource_id;
 mod security;

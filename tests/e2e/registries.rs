@@ -79,10 +79,20 @@ async fn registry_crud_and_lists() {
     assert_eq!(empty.status.as_u16(), 200, "{empty}");
     assert!(names(&empty.json()).is_empty());
 
-    // DELETE → 200; then GET → 404 ResourceNotFound; DELETE again → 204.
+    // DELETE → 202 (a long-running deletion) that ends Succeeded; then GET → 404
+    // ResourceNotFound; DELETE again → 204.
     let deleted = arm.delete_registry(sub, rg, "MyRegistry1").await;
-    assert_eq!(deleted.status.as_u16(), 200, "{deleted}");
+    assert_eq!(deleted.status.as_u16(), 202, "{deleted}");
     assert!(deleted.header("x-ms-request-id").is_some(), "{deleted}");
+    let done = arm
+        .poll_until_done(
+            &deleted.async_operation(),
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let result = arm.get(&deleted.location()).await;
+    assert_eq!(result.status.as_u16(), 200, "{result}");
     let gone = arm.get_registry(sub, rg, "MyRegistry1").await;
     assert_eq!(gone.status.as_u16(), 404, "{gone}");
     assert_eq!(gone.assert_arm_error(), "ResourceNotFound");

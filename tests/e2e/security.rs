@@ -387,10 +387,13 @@ async fn queue_limits_answer_429() {
     env.arm
         .create_registry(&other_sub, &env.rg, "OtherSubReg")
         .await;
-    let body = uri_import(&host, "demo/app:v1", &["x:1"]);
+    // Distinct target tags: concurrent NoForce imports of one tag would end at once with a
+    // Conflict (one winner), and ended operations do not count against the limits.
+    let body_for = |i: usize| uri_import(&host, "demo/app:v1", &[&format!("x:{i}")]);
+    let body = body_for(0);
     let mut accepted = Vec::new();
-    for _ in 0..2 {
-        accepted.push(env.start_import(REG, &body).await);
+    for i in 1..=2 {
+        accepted.push(env.start_import(REG, &body_for(i)).await);
     }
     let limited = env.arm.import(&env.sub, &env.rg, REG, &body).await;
     assert_eq!(limited.status.as_u16(), 429, "{limited}");
@@ -402,7 +405,7 @@ async fn queue_limits_answer_429() {
     // The other subscription may add one more (3 in the queue), then the global bound answers.
     let r = env
         .arm
-        .import(&other_sub, &env.rg, "OtherSubReg", &body)
+        .import(&other_sub, &env.rg, "OtherSubReg", &body_for(3))
         .await;
     assert_eq!(r.status.as_u16(), 202, "{r}");
     accepted.push(r);

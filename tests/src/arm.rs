@@ -259,6 +259,17 @@ impl ArmClient {
         .await
     }
 
+    /// DELETEs a registry, asserts the 202 of a long-running deletion, and polls its
+    /// `Azure-AsyncOperation` to the end; returns the final status JSON.
+    pub async fn delete_registry_and_wait(&self, sub: &str, rg: &str, name: &str) -> Value {
+        let r = self.delete_registry(sub, rg, name).await;
+        assert_eq!(r.status.as_u16(), 202, "registry DELETE: {r}");
+        assert!(r.header("location").is_some(), "no Location: {r}");
+        assert!(r.retry_after().is_some(), "no Retry-After: {r}");
+        self.poll_until_done(&r.async_operation(), Duration::from_secs(60))
+            .await
+    }
+
     pub async fn list_registries_in_group(&self, sub: &str, rg: &str) -> ArmResponse {
         self.get(&self.url(&format!(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/{PROVIDER}/registries"

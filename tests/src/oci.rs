@@ -464,6 +464,39 @@ impl OciClient {
         Ok(req.send().await?)
     }
 
+    /// The repositories of the catalog (anonymous; every page), sorted.
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        let resp = self
+            .http
+            .get(format!("{}/v2/_catalog?n=100000", self.base))
+            .send()
+            .await?;
+        if resp.status() != StatusCode::OK {
+            bail!("_catalog: {}", resp.status());
+        }
+        let v: serde_json::Value = resp.json().await?;
+        let mut repos: Vec<String> = v["repositories"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        repos.sort();
+        Ok(repos)
+    }
+
+    /// The status of `GET /v2/<repo>/tags/list`.
+    pub async fn tags_list_status(&self, repo: &str) -> Result<StatusCode> {
+        Ok(self
+            .repo_request(Method::GET, repo, "tags/list", false)
+            .await?
+            .send()
+            .await?
+            .status())
+    }
+
     /// Tags of `repo` (empty when the repository does not exist).
     pub async fn tags_list(&self, repo: &str) -> Result<Vec<String>> {
         let resp = self

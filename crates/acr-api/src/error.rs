@@ -61,6 +61,18 @@ impl ApiError {
             .map_err(|e| Self::invalid("InvalidSubscriptionId", e))
     }
 
+    /// 409: the registry is being deleted (its DELETE is running); nothing else may be done
+    /// with it, and its name is not free until the deletion ends.
+    pub fn registry_deleting(name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "RegistryBeingDeleted",
+            format!(
+                "The registry '{name}' is being deleted. Retry after its deletion has finished."
+            ),
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -60,6 +60,9 @@ pub async fn import_image(
         .get_registry(&id.subscription, &id.resource_group, &id.name)
         .await?
         .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    if target.deleting() {
+        return Err(ApiError::registry_deleting(&target.name));
+    }
     let target_id = RegistryId {
         subscription: target.subscription_id.clone(),
         resource_group: target.resource_group.clone(),
@@ -95,7 +98,7 @@ pub async fn import_image(
         registry_name: target.name.clone(),
         location: target.location.clone(),
         api_version: api_version.to_owned(),
-        request: spec.to_stored(),
+        work: acr_store::Work::Import(spec.to_stored()),
         credentials,
     };
     let (rec, created) = match state
@@ -116,30 +119,36 @@ pub async fn import_image(
         tracing::info!(operation.id = %rec.id, "nothing to copy: answered synchronously");
         return Ok(StatusCode::OK.into_response());
     }
-    let base = public_base(&state, scheme.as_deref(), &headers)?;
-    let (location, async_op) = operation_urls(&base, &rec);
+    accepted(&state, scheme.as_deref(), &headers, &rec)
+}
+
+/// `202 Accepted` for a long-running operation: `Location`, `Azure-AsyncOperation` and
+/// `Retry-After`, no body.
+pub(crate) fn accepted(
+    state: &AppState,
+    scheme: Option<&ListenerScheme>,
+    headers: &HeaderMap,
+    rec: &OperationRecord,
+) -> Result<Response, ApiError> {
+    let base = public_base(state, scheme, headers)?;
+    let (location, async_op) = operation_urls(&base, rec);
     let mut resp = StatusCode::ACCEPTED.into_response();
     let h = resp.headers_mut();
-    for (k, v) in [
-        (header::LOCATION.as_str(), location),
-        ("azure-asyncoperation", async_op),
+    for (name, v) in [
+        (header::LOCATION, location),
         (
-            header::RETRY_AFTER.as_str(),
+            header::HeaderName::from_static("azure-asyncoperation"),
+            async_op,
+        ),
+        (
+            header::RETRY_AFTER,
             state.config.retry_after.max(1).to_string(),
         ),
     ] {
         let v = HeaderValue::from_str(&v).map_err(|_| ApiError::internal())?;
-        h.insert(header::HeaderName::from_static(k_static(k)), v);
+        h.insert(name, v);
     }
     Ok(resp)
-}
-
-fn k_static(k: &str) -> &'static str {
-    match k {
-        "location" => "location",
-        "azure-asyncoperation" => "azure-asyncoperation",
-        _ => "retry-after",
-    }
 }
 
 /// Waits up to `sync_wait` for a new import to finish without copying a byte (everything was
@@ -200,7 +209,7 @@ pub(crate) fn public_base(
     Ok(format!("{scheme}://{host}"))
 }
 
-fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
+pub(crate) fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
     let prefix = format!(
         "{base}/subscriptions/{}/providers/Microsoft.ContainerRegistry/locations/{}",
         rec.subscription_id, rec.location
@@ -294,7 +303,8 @@ pub async fn operation_result(
     ArmPath((sub, _location, op_id)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
 ) -> Result<Response, ApiError> {
-    version.check(ApiSurface::Import)?;
+    // Any api-version of the provider: deletions are polled here too.
+    version.check(ApiSurface::Registry)?;
     let rec = load_operation(&state, &sub, &op_id).await?;
     match rec.state()? {
         OperationState::Queued | OperationState::Running => {
@@ -323,7 +333,9 @@ pub async fn operation_result(
         OperationState::Canceled => Err(ApiError::new(
             StatusCode::CONFLICT,
             "OperationCanceled",
-            format!("Operation {} was canceled.", rec.id),
+            rec.error_message
+                .clone()
+                .unwrap_or_else(|| format!("Operation {} was canceled.", rec.id)),
         )),
     }
 }
@@ -339,10 +351,14 @@ pub async fn operation_status(
     ArmPath((sub, _location, op_id)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
 ) -> Result<Response, ApiError> {
-    version.check(ApiSurface::Import)?;
+    // Any api-version of the provider: deletions are polled here too.
+    version.check(ApiSurface::Registry)?;
     let rec = load_operation(&state, &sub, &op_id).await?;
     let st = rec.state()?;
-    let error = (st == OperationState::Failed).then(|| ErrorDetail {
+    // A cancelled operation says why when it knows (its registry was deleted).
+    let has_error = st == OperationState::Failed
+        || (st == OperationState::Canceled && rec.error_message.is_some());
+    let error = has_error.then(|| ErrorDetail {
         code: rec
             .error_code
             .clone()

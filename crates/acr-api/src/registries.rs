@@ -79,7 +79,12 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
         properties: RegistryProperties {
             login_server: format!("{}.{suffix}", r.name_lower),
             creation_date: r.created_at,
-            provisioning_state: "Succeeded".to_owned(),
+            provisioning_state: if r.deleting() {
+                "Deleting"
+            } else {
+                "Succeeded"
+            }
+            .to_owned(),
             admin_user_enabled: p.admin_user_enabled,
             network_rule_set: p.network_rule_set.clone(),
             public_network_access: p.public_network_access.clone(),
@@ -352,10 +357,13 @@ pub async fn put_registry(
         properties: DbJson(props),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
+        deleting_since: None,
+        deletion_operation_id: None,
     };
     let status = match state.store.upsert_registry(&record).await? {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
+        Upserted::Deleting => return Err(ApiError::registry_deleting(&id.name)),
         Upserted::NameTaken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -430,6 +438,9 @@ pub async fn list_credentials(
         .get_registry(&id.subscription, &id.resource_group, &id.name)
         .await?
         .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    if r.deleting() {
+        return Err(ApiError::registry_deleting(&r.name));
+    }
     if !r.properties.0.admin_user_enabled {
         return Err(ApiError::bad_request(
             "UnAuthorizedForCredentialOperations",
@@ -447,7 +458,7 @@ pub async fn list_credentials(
         )
     })?;
     let passwords = key
-        .passwords(&r.name)
+        .passwords(&r.name, &r.generation())
         .into_iter()
         .zip(acr_core::admin::PASSWORD_NAMES)
         .map(|(value, name)| RegistryPassword {
@@ -461,30 +472,76 @@ pub async fn list_credentials(
     }))
 }
 
-/// Delete a registry (200 when it existed, 204 when it did not).
+/// Delete a registry: a long-running operation. The registry turns `Deleting` at once (it
+/// serves nothing more, imports into it are cancelled, its name is not free), its content is
+/// removed from the backend, then the resource goes (404). 202 with the operation's URLs;
+/// 204 when it does not exist.
 #[utoipa::path(delete, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}",
     operation_id = "Registries_Delete", tag = "registries",
     params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("registryName" = String, Path), ("api-version" = String, Query)),
-    responses((status = 200, description = "Deleted"), (status = 204, description = "Did not exist"),
-              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
+    responses((status = 202, description = "Deleting; poll the Azure-AsyncOperation or Location URL",
+               headers(("Location" = String, description = "Operation result URL"),
+                       ("Azure-AsyncOperation" = String, description = "Operation status URL"),
+                       ("Retry-After" = u32, description = "Seconds to wait before polling"))),
+              (status = 204, description = "Did not exist"),
+              (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)),
+    extensions(("x-ms-long-running-operation" = json!(true)),
+               ("x-ms-long-running-operation-options" = json!({"final-state-via": "azure-async-operation"}))))]
 pub async fn delete_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
     caller: Option<Extension<Caller>>,
-) -> Result<StatusCode, ApiError> {
-    version.check(ApiSurface::Registry)?;
+    scheme: Option<Extension<crate::ListenerScheme>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let api_version = version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
     authorize(&state, &caller_of(caller), DELETE, &id.to_string())?;
-    if state
+    let Some(started) = start_deletion(&state, &id, api_version).await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    crate::imports::accepted(&state, scheme.as_deref(), &headers, &started)
+}
+
+/// Starts deleting registry `id` (or finds its running deletion); `None` when it does not
+/// exist.
+pub(crate) async fn start_deletion(
+    state: &AppState,
+    id: &RegistryId,
+    api_version: &str,
+) -> Result<Option<acr_store::OperationRecord>, ApiError> {
+    let Some(existing) = state
         .store
-        .delete_registry(&id.subscription, &id.resource_group, &id.name)
+        .get_registry(&id.subscription, &id.resource_group, &id.name)
         .await?
-    {
-        Ok(StatusCode::OK)
-    } else {
-        Ok(StatusCode::NO_CONTENT)
-    }
+    else {
+        return Ok(None);
+    };
+    let op = acr_store::NewOperation {
+        id: format!("registries-{}", uuid::Uuid::new_v4().hyphenated()),
+        subscription_id: existing.subscription_id.clone(),
+        resource_group: existing.resource_group.clone(),
+        registry_name: existing.name.clone(),
+        location: existing.location.clone(),
+        api_version: api_version.to_owned(),
+        work: acr_store::Work::DeleteRegistry,
+        credentials: None,
+    };
+    Ok(
+        match state
+            .store
+            .begin_registry_deletion(&id.subscription, &id.resource_group, &id.name, &op)
+            .await?
+        {
+            acr_store::DeletionStarted::NotFound => None,
+            acr_store::DeletionStarted::Started(rec) => {
+                tracing::info!(operation.id = %rec.id, registry = %existing.name, "registry deletion started");
+                Some(rec)
+            }
+            acr_store::DeletionStarted::AlreadyDeleting(rec) => Some(rec),
+        },
+    )
 }
 
 /// Registries of a resource group.
@@ -554,6 +611,9 @@ pub async fn update_registry(
         .get_registry(&id.subscription, &id.resource_group, &id.name)
         .await?
         .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    if existing.deleting() {
+        return Err(ApiError::registry_deleting(&existing.name));
+    }
     let sku = match &body.sku {
         Some(s) => parse_sku(&s.name)?.as_str().to_owned(),
         None => existing.sku.clone(),
@@ -573,6 +633,7 @@ pub async fn update_registry(
     };
     match state.store.upsert_registry(&record).await? {
         Upserted::Updated | Upserted::Created => {}
+        Upserted::Deleting => return Err(ApiError::registry_deleting(&id.name)),
         Upserted::NameTaken => return Err(ApiError::internal()),
     }
     let saved = state

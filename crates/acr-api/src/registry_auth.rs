@@ -53,8 +53,11 @@ impl AdminUserAuthenticator {
                 return false;
             }
         };
-        registry.properties.0.admin_user_enabled
-            && self.key.verify(&registry.name, username, password)
+        !registry.deleting()
+            && registry.properties.0.admin_user_enabled
+            && self
+                .key
+                .verify(&registry.name, &registry.generation(), username, password)
     }
 }
 
@@ -72,6 +75,24 @@ impl Authenticator for AdminUserAuthenticator {
                 return constant_time_eq(expected, password.as_bytes());
             }
             self.admin_may(username, password, repository).await
+        })
+    }
+
+    /// An admin user's token dies with its registry (deleted, being deleted) and with the
+    /// admin user (turned off); the workers' tokens always count.
+    fn still_valid<'a>(&'a self, username: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if username == INTERNAL_USER {
+                return true;
+            }
+            match self.store.get_registry_by_name(username).await {
+                Ok(Some(r)) => !r.deleting() && r.properties.0.admin_user_enabled,
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry auth: cannot read the registry");
+                    false
+                }
+            }
         })
     }
 }

@@ -70,6 +70,7 @@ pub async fn check_import(
                 .store
                 .get_registry(&src.subscription, &src.resource_group, &src.name)
                 .await?
+                .filter(|r| !r.deleting())
                 .ok_or_else(|| {
                     ApiError::resource_not_found(REGISTRY_TYPE, &src.name, &src.resource_group)
                         .with_target("source.resourceId")
@@ -108,6 +109,8 @@ pub async fn check_import(
         }
         SourceLocation::Address(addr) => match addr.emulated_name(suffix) {
             Some(n) => match state.store.get_registry_by_name(n).await? {
+                // A registry being deleted is gone for its readers.
+                Some(r) if r.deleting() => return Ok(None),
                 Some(r) => (r, false),
                 None => return Ok(None),
             },

@@ -1,10 +1,11 @@
 //! Admin-user credentials of emulated registries (ACR's `adminUserEnabled`, `listCredentials`).
 //!
 //! ACR gives every registry an admin user named after the registry with two passwords. Here
-//! the passwords are derived, not stored: HMAC-SHA256 over the registry's lower-case name under
-//! a key that belongs to the deployment (the binary keeps it in the data directory). So nothing
-//! secret is written to the database, every process with the key agrees on the passwords, and
-//! deleting and re-creating a registry of the same name gives the same passwords back.
+//! the passwords are derived, not stored: HMAC-SHA256 over the registry's lower-case name and
+//! its *generation* (the instant it was created) under a key that belongs to the deployment
+//! (the binary keeps it in the data directory). So nothing secret is written to the database,
+//! every process with the key agrees on the passwords, and a registry deleted and created
+//! again under the same name has new passwords: the old ones die with the old registry.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -39,15 +40,21 @@ impl AdminKey {
         name.to_owned()
     }
 
-    /// The two admin passwords of registry `name` (case-insensitive, as registry names are).
-    pub fn passwords(&self, name: &str) -> [String; 2] {
-        [self.password(name, 0), self.password(name, 1)]
+    /// The two admin passwords of registry `name` (case-insensitive, as registry names are)
+    /// of generation `generation` (what tells apart registries that had the same name).
+    pub fn passwords(&self, name: &str, generation: &str) -> [String; 2] {
+        [
+            self.password(name, generation, 0),
+            self.password(name, generation, 1),
+        ]
     }
 
-    fn password(&self, name: &str, which: u8) -> String {
+    fn password(&self, name: &str, generation: &str, which: u8) -> String {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(b"acr-import admin password v1\0");
+        mac.update(b"acr-import admin password v2\0");
         mac.update(name.to_ascii_lowercase().as_bytes());
+        mac.update(&[0]);
+        mac.update(generation.as_bytes());
         mac.update(&[0, which]);
         let tag = mac.finalize().into_bytes();
         // 32 bytes → 43 base64url characters, the length class of ACR's admin passwords.
@@ -56,12 +63,12 @@ impl AdminKey {
 
     /// Whether `username` / `password` are registry `name`'s admin credentials. The user name
     /// compares case-insensitively (registry names do); the password in constant time.
-    pub fn verify(&self, name: &str, username: &str, password: &str) -> bool {
+    pub fn verify(&self, name: &str, generation: &str, username: &str, password: &str) -> bool {
         if !username.eq_ignore_ascii_case(name) {
             return false;
         }
         let mut ok = false;
-        for expected in self.passwords(name) {
+        for expected in self.passwords(name, generation) {
             ok |= constant_time_eq(expected.as_bytes(), password.as_bytes());
         }
         ok
@@ -83,21 +90,26 @@ mod tests {
     #[test]
     fn passwords_are_stable_distinct_and_verify() {
         let k = AdminKey::new([7; KEY_LEN]);
-        let [p1, p2] = k.passwords("MyReg");
+        let g = "2026-12-06T00:00:00.000000Z";
+        let [p1, p2] = k.passwords("MyReg", g);
         assert_ne!(p1, p2);
         assert_eq!(p1.len(), 43);
-        assert_eq!(k.passwords("myreg"), [p1.clone(), p2.clone()]);
-        assert!(k.verify("MyReg", "myreg", &p1));
-        assert!(k.verify("myreg", "MyReg", &p2));
-        assert!(!k.verify("MyReg", "other", &p1));
-        assert!(!k.verify("MyReg", "MyReg", "wrong"));
+        assert_eq!(k.passwords("myreg", g), [p1.clone(), p2.clone()]);
+        assert!(k.verify("MyReg", g, "myreg", &p1));
+        assert!(k.verify("myreg", g, "MyReg", &p2));
+        assert!(!k.verify("MyReg", g, "other", &p1));
+        assert!(!k.verify("MyReg", g, "MyReg", "wrong"));
         assert!(
-            !k.verify("Other", "Other", &p1),
+            !k.verify("Other", g, "Other", &p1),
             "passwords are per registry"
+        );
+        assert!(
+            !k.verify("MyReg", "2026-12-06T00:00:01.000000Z", "MyReg", &p1),
+            "a registry created again under the name has other passwords"
         );
         let other_key = AdminKey::new([8; KEY_LEN]);
         assert!(
-            !other_key.verify("MyReg", "MyReg", &p1),
+            !other_key.verify("MyReg", g, "MyReg", &p1),
             "passwords are per key"
         );
     }

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// (listCredentials; adminUserEnabled must be true), through the Bearer token dance.
     #[arg(long, env = "ACR_IMPORT_REGISTRY_AUTH")]
     pub registry_auth: bool,
+    /// Seconds between garbage collections of the built-in registry (content no repository
+    /// references any more is deleted); 0: never.
+    #[arg(long, env = "ACR_IMPORT_GC_INTERVAL_SECONDS", default_value_t = 3600)]
+    pub gc_interval_seconds: u64,
+    /// Unreferenced content younger than this many seconds is kept by garbage collection.
+    #[arg(long, env = "ACR_IMPORT_GC_GRACE_SECONDS", default_value_t = 600)]
+    pub gc_grace_seconds: u64,
     /// Username for the backend registry.
     #[arg(long, env = "ACR_IMPORT_BACKEND_USERNAME")]
     pub backend_username: Option<String>,
@@ -294,6 +301,10 @@ pub struct BuiltinRegistrySettings {
     /// `--registry-auth`: admin users and the workers' own user, else anonymous.
     pub auth: bool,
     pub data_dir: PathBuf,
+    /// Between garbage collections; `None`: never.
+    pub gc_interval: Option<Duration>,
+    /// Unreferenced content younger than this is kept.
+    pub gc_grace: Duration,
 }
 
 /// The built-in registry's files in the data directory.
@@ -394,6 +405,9 @@ impl ServeArgs {
                     listen,
                     auth: self.registry_auth,
                     data_dir: self.storage.data_dir.join(REGISTRY_DIR),
+                    gc_interval: (self.gc_interval_seconds > 0)
+                        .then(|| Duration::from_secs(self.gc_interval_seconds)),
+                    gc_grace: Duration::from_secs(self.gc_grace_seconds),
                 };
                 (url, Some(builtin))
             }
@@ -528,6 +542,7 @@ impl ServeArgs {
         if self.token_lifetime_seconds < 600 {
             anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");
         }
+        let backend_repository_delete = builtin_registry.is_some();
         Ok(Settings {
             builtin_registry,
             api: acr_api::ApiConfig {
@@ -570,6 +585,7 @@ impl ServeArgs {
                 operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
                 login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+                backend_repository_delete,
             },
         })
     }
@@ -707,7 +723,7 @@ mod tests {
         let sub = dir.path().join("data");
         let k1 = load_or_create_admin_key(&sub).expect("create");
         let k2 = load_or_create_admin_key(&sub).expect("reuse");
-        assert_eq!(k1.passwords("r"), k2.passwords("r"));
+        assert_eq!(k1.passwords("r", "g"), k2.passwords("r", "g"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -333,6 +333,14 @@ async fn start_builtin_registry(
     settings.worker.backend_url =
         url::Url::parse(&format!("http://{}/", config::connect_addr(addr)))
             .context("the built-in registry's URL")?;
+    if let Some(every) = b.gc_interval {
+        tokio::spawn(collect_garbage_every(
+            registry.clone(),
+            every,
+            b.gc_grace,
+            stop.clone(),
+        ));
+    }
     let stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, registry.router())
@@ -340,6 +348,40 @@ async fn start_builtin_registry(
             .await
     });
     Ok((server, addr))
+}
+
+/// Collects the built-in registry's garbage every `every` until `stop`.
+async fn collect_garbage_every(
+    registry: acr_registry::Registry,
+    every: Duration,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let options = acr_registry::GcOptions {
+            grace,
+            dry_run: false,
+        };
+        match registry.collect_garbage(options).await {
+            Ok(r) if r.freed_blobs > 0 => tracing::info!(
+                freed_blobs = r.freed_blobs,
+                freed_bytes = r.freed_bytes,
+                kept_recent = r.kept_recent,
+                blobs = r.blobs,
+                "garbage collection freed unreferenced content"
+            ),
+            Ok(r) => tracing::debug!(
+                blobs = r.blobs,
+                kept_recent = r.kept_recent,
+                "garbage collection: nothing to free"
+            ),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "garbage collection failed"),
+        }
+    }
 }
 
 /// The backend must answer the distribution API; a wrong URL is a configuration error.

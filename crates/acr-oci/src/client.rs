@@ -195,6 +195,14 @@ impl Scopes {
         }
         Self(v)
     }
+    /// Delete in `repo` (tags, manifests, blobs).
+    pub fn delete(repo: &Repository) -> Self {
+        Self(vec![format!("repository:{repo}:pull,delete")])
+    }
+    /// List the catalog.
+    pub fn catalog() -> Self {
+        Self(vec!["registry:catalog:*".to_owned()])
+    }
     fn key(&self) -> String {
         self.0.join(" ")
     }
@@ -258,7 +266,7 @@ impl HostLimits {
 /// A client for one registry.
 #[derive(Debug)]
 pub struct RegistryClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// For streaming uploads (no read timeout); built on the first upload.
     upload_http: OnceLock<reqwest::Client>,
     config: ClientConfig,
@@ -355,7 +363,7 @@ impl RegistryClient {
         self.base == other.base
     }
 
-    fn url(&self, path: &str) -> Result<Url, OciError> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url, OciError> {
         self.base
             .join(path)
             .map_err(|e| self.invalid(format!("bad URL path: {e}")))
@@ -368,7 +376,7 @@ impl RegistryClient {
         }
     }
 
-    fn network(&self, e: reqwest::Error) -> OciError {
+    pub(crate) fn network(&self, e: reqwest::Error) -> OciError {
         if let Some(r) = find_refusal(&e) {
             return OciError::Refused {
                 registry: self.name.clone(),
@@ -575,7 +583,7 @@ impl RegistryClient {
 
     /// Sends a replayable request: authenticates on 401 (once), retries transient failures
     /// with jittered exponential backoff, honouring `Retry-After`.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         scopes: &Scopes,
         make: impl Fn() -> Result<RequestBuilder, OciError>,
@@ -614,7 +622,7 @@ impl RegistryClient {
     }
 
     /// Turns an unexpected response into an error, reading at most 4 KiB of its body.
-    async fn error_from(&self, method: &str, what: &str, resp: Response) -> OciError {
+    pub(crate) async fn error_from(&self, method: &str, what: &str, resp: Response) -> OciError {
         let status = resp.status().as_u16();
         let retry = retry_after(resp.headers());
         let body = tokio::time::timeout(Duration::from_secs(5), read_limited(resp, 4096))
@@ -1252,7 +1260,7 @@ fn parse_registry_error(body: &[u8]) -> (Option<String>, Option<String>) {
 }
 
 /// Reads a body up to `limit` bytes (one more byte tells the caller it was too long).
-async fn read_limited(resp: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+pub(crate) async fn read_limited(resp: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {

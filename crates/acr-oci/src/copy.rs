@@ -141,7 +141,26 @@ struct Node {
     bytes: Bytes,
     media_type: String,
     children: Vec<Digest>,
+    /// The index entries of an index (children with their platforms).
+    entries: Vec<Descriptor>,
+    /// An image manifest's config.
+    config: Option<Descriptor>,
     blobs: Vec<Descriptor>,
+}
+
+/// A manifest the copy wrote (or found) at the target, for the owner's records.
+#[derive(Debug, Clone)]
+pub struct CopiedManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    /// The manifest's own size.
+    pub size: u64,
+    /// An image manifest's config descriptor.
+    pub config: Option<Descriptor>,
+    /// The sizes of its blobs (config and layers; foreign layers not counted).
+    pub blob_bytes: u64,
+    /// An index's entries (children with their platforms).
+    pub entries: Vec<Descriptor>,
 }
 
 /// The manifests of an image in post-order (children first; the root last), deduplicated.
@@ -165,7 +184,8 @@ impl Graph {
 pub struct CopyReport {
     pub root_digest: Digest,
     pub media_type: String,
-    pub manifests: usize,
+    /// Every manifest of the image, children before parents, the root last.
+    pub manifests: Vec<CopiedManifest>,
 }
 
 /// Runs the copy.
@@ -254,7 +274,18 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
     Ok(CopyReport {
         root_digest: root.digest.clone(),
         media_type: root.media_type.clone(),
-        manifests: graph.nodes.len(),
+        manifests: graph
+            .nodes
+            .iter()
+            .map(|n| CopiedManifest {
+                digest: n.digest.clone(),
+                media_type: n.media_type.clone(),
+                size: n.bytes.len() as u64,
+                config: n.config.clone(),
+                blob_bytes: n.blobs.iter().map(|b| b.size.max(0) as u64).sum(),
+                entries: n.entries.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -299,6 +330,8 @@ async fn walk(
         bytes: m.bytes.clone(),
         media_type,
         children: Vec::new(),
+        entries: Vec::new(),
+        config: parts.config.clone(),
         blobs: Vec::new(),
     };
     match kind {
@@ -346,6 +379,7 @@ async fn walk(
                 Box::pin(walk(req, cm, depth + 1, graph)).await?;
             }
             node.children = digests;
+            node.entries = children;
         }
         ManifestKind::Image => {
             let mut all: Vec<Descriptor> = Vec::new();

@@ -14,10 +14,13 @@ pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod error;
+pub mod manage;
 pub mod media;
 pub mod netguard;
 
 pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
-pub use copy::{CopyError, CopyGate, CopyRequest, CopyTarget, Progress};
+pub use copy::{
+    CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget, Progress,
+};
 pub use error::OciError;
 pub use netguard::{AddressRefused, NetworkPolicy};

@@ -25,6 +25,20 @@ pub struct Descriptor {
     pub size: i64,
     #[serde(default)]
     pub urls: Option<Vec<String>>,
+    /// In an index: the platform of the manifest it points at.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// `platform` of an index entry (and the fields of an image config that say the same).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub variant: Option<String>,
 }
 
 impl Descriptor {

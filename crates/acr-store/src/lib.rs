@@ -22,6 +22,8 @@
 //! statement. NoForce imports reserve their target tags ([`reservations`]): one winner per tag
 //! across workers and processes. No transaction is ever held open while a copy runs.
 
+pub mod lifecycle;
+pub mod metadata;
 pub mod operations;
 pub mod registries;
 pub mod reservations;
@@ -37,9 +39,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
+pub use lifecycle::DeletionStarted;
 pub use operations::{
     ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,
-    StoredCredentials,
+    StoredCredentials, Work,
 };
 pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
 pub use reservations::{Reservation, TagKey};

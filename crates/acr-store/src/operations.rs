@@ -27,6 +27,45 @@ impl std::fmt::Debug for StoredCredentials {
     }
 }
 
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Import an image into the operation's registry.
+    Import(StoredImport),
+    /// Delete the operation's registry: its content in the backend, then the resource.
+    DeleteRegistry,
+}
+
+impl Work {
+    /// The `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Work::Import(_) => "import",
+            Work::DeleteRegistry => "deleteRegistry",
+        }
+    }
+
+    /// The `request` column.
+    pub(crate) fn request(&self) -> Result<serde_json::Value, StoreError> {
+        match self {
+            Work::Import(i) => {
+                serde_json::to_value(i).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            Work::DeleteRegistry => Ok(serde_json::json!({})),
+        }
+    }
+
+    pub(crate) fn parse(kind: &str, request: serde_json::Value) -> Result<Work, StoreError> {
+        match kind {
+            "import" => serde_json::from_value(request)
+                .map(Work::Import)
+                .map_err(|e| StoreError::Corrupt(format!("stored import request: {e}"))),
+            "deleteRegistry" => Ok(Work::DeleteRegistry),
+            other => Err(StoreError::Corrupt(format!("operation kind '{other}'"))),
+        }
+    }
+}
+
 /// An operation to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewOperation {
@@ -36,7 +75,7 @@ pub struct NewOperation {
     pub registry_name: String,
     pub location: String,
     pub api_version: String,
-    pub request: StoredImport,
+    pub work: Work,
     pub credentials: Option<StoredCredentials>,
 }
 
@@ -49,6 +88,8 @@ pub struct OperationRecord {
     pub registry_name: String,
     pub location: String,
     pub api_version: String,
+    /// `import` or `deleteRegistry` ([`Work::kind`]).
+    pub kind: String,
     pub state: String,
     pub attempt: i32,
     pub progress: Option<Json<serde_json::Value>>,
@@ -72,7 +113,7 @@ impl OperationRecord {
 #[derive(Debug, Clone)]
 pub struct ClaimedOperation {
     pub record: OperationRecord,
-    pub request: StoredImport,
+    pub work: Work,
     pub credentials: Option<StoredCredentials>,
     /// Why stored credentials could not be read (encrypted without a key, wrong key): the
     /// operation must fail rather than run without them.
@@ -136,7 +177,7 @@ pub enum Enqueued {
 }
 
 /// The columns of [`OperationRecord`], in the order both backends select them.
-pub(crate) const COLUMNS: &str = "id, subscription_id, resource_group, registry_name, location, api_version, state, attempt,
+pub(crate) const COLUMNS: &str = "id, subscription_id, resource_group, registry_name, location, api_version, kind, state, attempt,
     progress, percent_complete, error_code, error_message, error_status, created_at, started_at, ended_at";
 
 /// What a claim returns: the record, and the request and credentials the worker needs.
@@ -144,7 +185,7 @@ pub(crate) const COLUMNS: &str = "id, subscription_id, resource_group, registry_
 pub(crate) struct ClaimRow {
     #[sqlx(flatten)]
     pub record: OperationRecord,
-    pub request: Json<StoredImport>,
+    pub request: Json<serde_json::Value>,
     pub credentials: Option<Json<serde_json::Value>>,
 }
 
@@ -265,21 +306,20 @@ impl Store {
             Backend::Postgres(pool) => crate::pg::claim(pool, owner, lease).await?,
             Backend::Sqlite(db) => db.claim(owner, lease).await?,
         };
-        Ok(row.map(|r| {
-            let opened = r
-                .credentials
-                .map(|c| crate::secrets::open_stored(self.credentials_key(), &r.record.id, c.0));
-            let (credentials, credentials_error) = match opened {
-                None => (None, None),
-                Some(Ok(c)) => (Some(c), None),
-                Some(Err(e)) => (None, Some(e)),
-            };
-            ClaimedOperation {
-                record: r.record,
-                request: r.request.0,
-                credentials,
-                credentials_error,
-            }
+        let Some(r) = row else { return Ok(None) };
+        let opened = r
+            .credentials
+            .map(|c| crate::secrets::open_stored(self.credentials_key(), &r.record.id, c.0));
+        let (credentials, credentials_error) = match opened {
+            None => (None, None),
+            Some(Ok(c)) => (Some(c), None),
+            Some(Err(e)) => (None, Some(e)),
+        };
+        Ok(Some(ClaimedOperation {
+            work: Work::parse(&r.record.kind, r.request.0)?,
+            record: r.record,
+            credentials,
+            credentials_error,
         }))
     }
 

@@ -46,7 +46,7 @@ pub(crate) async fn enqueue(
         }
         let (in_sub, total): (i64, i64) = sqlx::query_as(
             "select count(*) filter (where subscription_id = $1), count(*)
-               from operations where state in ('Queued', 'Running')",
+               from operations where state in ('Queued', 'Running') and kind = 'import'",
         )
         .bind(&op.subscription_id)
         .fetch_one(&mut *tx)
@@ -54,8 +54,8 @@ pub(crate) async fn enqueue(
         check_limits(op, limits, in_sub, total)?;
     }
     let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
-        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)
+        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials, kind)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          on conflict (id) do nothing
          returning {COLUMNS}"
     ))
@@ -65,8 +65,9 @@ pub(crate) async fn enqueue(
     .bind(&op.registry_name)
     .bind(&op.location)
     .bind(&op.api_version)
-    .bind(Json(&op.request))
+    .bind(Json(op.work.request()?))
     .bind(credentials.map(Json))
+    .bind(op.work.kind())
     .fetch_optional(&mut *tx)
     .await?;
     let out = match inserted {
@@ -325,6 +326,7 @@ pub(crate) async fn upsert_registry(
                properties = excluded.properties, updated_at = now()
            where registries.subscription_id = excluded.subscription_id
              and lower(registries.resource_group) = lower(excluded.resource_group)
+             and registries.deleting_since is null
          returning (xmax = 0)",
     )
     .bind(&r.name)
@@ -340,7 +342,22 @@ pub(crate) async fn upsert_registry(
     Ok(match row {
         Some((true,)) => Upserted::Created,
         Some((false,)) => Upserted::Updated,
-        None => Upserted::NameTaken,
+        None => {
+            let deleting: Option<(bool,)> = sqlx::query_as(
+                "select deleting_since is not null from registries
+                  where name_lower = $1 and subscription_id = $2
+                    and lower(resource_group) = lower($3)",
+            )
+            .bind(&r.name_lower)
+            .bind(&r.subscription_id)
+            .bind(&r.resource_group)
+            .fetch_optional(pool)
+            .await?;
+            match deleting {
+                Some((true,)) => Upserted::Deleting,
+                _ => Upserted::NameTaken,
+            }
+        }
     })
 }
 

@@ -81,6 +81,24 @@ pub struct RegistryRecord {
     pub properties: Json<RegistryProps>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set while the registry is being deleted (provisioning state `Deleting`): it serves
+    /// nothing and its name is not free until its content is gone.
+    pub deleting_since: Option<DateTime<Utc>>,
+    /// The operation deleting it.
+    pub deletion_operation_id: Option<String>,
+}
+
+impl RegistryRecord {
+    /// Whether the registry is being deleted.
+    pub fn deleting(&self) -> bool {
+        self.deleting_since.is_some()
+    }
+
+    /// What tells this registry apart from others that had or will have its name: the instant
+    /// it was created (kept by updates), to the microsecond.
+    pub fn generation(&self) -> String {
+        self.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
 }
 
 /// What an upsert did.
@@ -90,10 +108,12 @@ pub enum Upserted {
     Updated,
     /// The name belongs to a registry in another subscription or resource group.
     NameTaken,
+    /// The registry is being deleted: it cannot be updated, and its name is not free yet.
+    Deleting,
 }
 
 /// The columns of [`RegistryRecord`], in the order both backends select them.
-pub(crate) const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at";
+pub(crate) const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at, deleting_since, deletion_operation_id";
 
 impl Store {
     /// Creates the registry or updates it in place (same subscription and resource group).

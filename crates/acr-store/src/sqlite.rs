@@ -154,7 +154,7 @@ impl SqliteStore {
     }
 
     /// Tells the wake-up subscribers an operation may be runnable (after the commit).
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -186,7 +186,7 @@ impl SqliteStore {
         if limits.any() {
             let (in_sub, total): (i64, i64) = sqlx::query_as(
                 "select count(*) filter (where subscription_id = ?1), count(*)
-                   from operations where state in ('Queued', 'Running')",
+                   from operations where state in ('Queued', 'Running') and kind = 'import'",
             )
             .bind(&op.subscription_id)
             .fetch_one(&mut *tx)
@@ -196,8 +196,8 @@ impl SqliteStore {
         let now = stamp(Utc::now());
         let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
             "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
-                                     request, credentials, run_at, created_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                                     request, credentials, run_at, created_at, kind)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
              returning {COLUMNS}"
         ))
         .bind(&op.id)
@@ -206,9 +206,10 @@ impl SqliteStore {
         .bind(&op.registry_name)
         .bind(&op.location)
         .bind(&op.api_version)
-        .bind(Json(&op.request))
+        .bind(Json(op.work.request()?))
         .bind(credentials.map(Json))
         .bind(&now)
+        .bind(op.work.kind())
         .fetch_all(&mut *tx)
         .await?;
         let rec = rows
@@ -432,8 +433,8 @@ impl SqliteStore {
     pub(crate) async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
         let rg_lower = r.resource_group.to_lowercase();
         let mut tx = self.begin_write().await?;
-        let owner: Option<(String, String)> = sqlx::query_as(
-            "select subscription_id, resource_group_lower from registries where name_lower = ?1",
+        let owner: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "select subscription_id, resource_group_lower, deleting_since from registries where name_lower = ?1",
         )
         .bind(&r.name_lower)
         .fetch_optional(&mut *tx)
@@ -460,7 +461,10 @@ impl SqliteStore {
                 .await?;
                 Upserted::Created
             }
-            Some((sub, rg)) if sub == r.subscription_id && rg == rg_lower => {
+            Some((sub, rg, Some(_))) if sub == r.subscription_id && rg == rg_lower => {
+                Upserted::Deleting
+            }
+            Some((sub, rg, None)) if sub == r.subscription_id && rg == rg_lower => {
                 sqlx::query(
                     "update registries
                         set location = ?2, sku = ?3, tags = ?4, properties = ?5, updated_at = ?6

@@ -352,9 +352,13 @@ async fn records_round_trip(t: &TestStore) {
     let near = |t: chrono::DateTime<chrono::Utc>| (t - before).num_milliseconds().abs() < 5_000;
     assert!(near(rec.created_at), "created_at {}", rec.created_at);
     let c = s.claim("w", LEASE).await.expect("claim").expect("claimed");
-    assert_eq!(c.request.source_image, "a/b:v1");
-    assert_eq!(c.request.target_tags, ["a/b:v1"]);
-    assert_eq!(c.request.registry_uri.as_deref(), Some("127.0.0.1:5000"));
+    assert_eq!(rec.kind, "import");
+    let acr_store::Work::Import(request) = &c.work else {
+        panic!("an import: {:?}", c.work)
+    };
+    assert_eq!(request.source_image, "a/b:v1");
+    assert_eq!(request.target_tags, ["a/b:v1"]);
+    assert_eq!(request.registry_uri.as_deref(), Some("127.0.0.1:5000"));
     assert_eq!(
         c.credentials.as_ref().and_then(|c| c.username.as_deref()),
         Some("user")
@@ -584,6 +588,8 @@ fn registry(rg: &str, name: &str) -> RegistryRecord {
         properties: Json(RegistryProps::default()),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
+        deleting_since: None,
+        deletion_operation_id: None,
     }
 }
 

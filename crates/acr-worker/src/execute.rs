@@ -63,7 +63,10 @@ pub(crate) async fn execute(
     progress: Arc<Progress>,
 ) -> Result<(), Failure> {
     let rec = &op.record;
-    let spec = ImportSpec::from_stored(&op.request).map_err(|e| {
+    let acr_store::Work::Import(stored) = &op.work else {
+        return Err(fail(FailureKind::Internal, "not an import operation"));
+    };
+    let spec = ImportSpec::from_stored(stored).map_err(|e| {
         fail(
             FailureKind::Internal,
             format!("the stored request is invalid: {}", e.message),
@@ -78,11 +81,12 @@ pub(crate) async fn execute(
         )
         .await
         .map_err(|e| retry_store(&e))?
+        .filter(|r| !r.deleting())
         .ok_or_else(|| {
             fail(
                 FailureKind::InvalidParameters,
                 format!(
-                    "The target registry '{}' no longer exists.",
+                    "The target registry '{}' no longer exists: it was deleted.",
                     rec.registry_name
                 ),
             )
@@ -164,7 +168,10 @@ pub(crate) async fn execute(
     };
     match copy_image(&req).await {
         Ok(report) => {
-            tracing::info!(operation.id = %rec.id, digest = %report.root_digest, manifests = report.manifests, "copied");
+            tracing::info!(operation.id = %rec.id, digest = %report.root_digest, manifests = report.manifests.len(), "copied");
+            crate::record::record_import(ctx, &prefix, &req.targets, &report)
+                .await
+                .map_err(|e| retry_store(&e))?;
             Ok(())
         }
         Err(CopyError::Withdrawn(why)) => Err(Failure::Abandoned(why)),
@@ -382,6 +389,7 @@ async fn resolve_source(
                 .get_registry(&id.subscription, &id.resource_group, &id.name)
                 .await
                 .map_err(|e| retry_store(&e))?
+                .filter(|r| !r.deleting())
                 .ok_or_else(|| {
                     fail(
                         FailureKind::SourceImageNotFound,
@@ -402,6 +410,15 @@ async fn resolve_source(
                     .await
                     .map_err(|e| retry_store(&e))?
                 {
+                    if found.deleting() {
+                        return Err(fail(
+                            FailureKind::SourceImageNotFound,
+                            format!(
+                                "The source registry '{}' was not found: it was deleted.",
+                                addr.authority()
+                            ),
+                        ));
+                    }
                     return emulated(&found.name_lower);
                 }
             }

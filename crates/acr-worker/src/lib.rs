@@ -10,13 +10,15 @@
 //! claimed, running copies get a grace period, then their leases are released so another
 //! process resumes them; every step of a copy is idempotent, so a re-run after a crash is safe.
 
+mod delete;
 mod execute;
+mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use acr_oci::{ClientConfig, Credentials, HostLimits, RegistryClient};
-use acr_store::{ClaimedOperation, Outcome, Store};
+use acr_store::{ClaimedOperation, Outcome, Store, Work};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,9 @@ pub struct WorkerConfig {
     pub login_server_suffix: String,
     /// How long running copies may go on after shutdown starts.
     pub shutdown_grace: Duration,
+    /// The backend serves ACR's `DELETE /acr/v1/<repo>` (the built-in registry): a registry
+    /// deletion removes whole repositories with it instead of manifest by manifest.
+    pub backend_repository_delete: bool,
 }
 
 /// The workers of one process.
@@ -209,8 +214,14 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         tokio::time::sleep(grace).await;
     };
     let timeout = ctx.config.operation_timeout;
+    let work = async {
+        match &op.work {
+            Work::Import(_) => execute::execute(&ctx, &op, progress.clone()).await,
+            Work::DeleteRegistry => delete::delete_content(&ctx, &op).await,
+        }
+    };
     let run = async {
-        match tokio::time::timeout(timeout, execute::execute(&ctx, &op, progress.clone())).await {
+        match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(execute::Failure::Final(acr_core::operation::ImportFailure::new(
                 acr_core::operation::FailureKind::TimedOut,
@@ -236,16 +247,39 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         }
     };
     beat.abort();
-    let Some(result) = result else { return };
+    let Some(result) = result else {
+        // The copy future is dropped: nothing more is written. Say so, in case the operation
+        // was ended from outside (a registry deletion waits for it).
+        acknowledge_stop(&ctx, &id, attempt).await;
+        return;
+    };
     let snapshot = serde_json::to_value(progress.snapshot()).ok();
     match result {
         Err(execute::Failure::Abandoned(why)) => {
             tracing::warn!(operation.id = %id, attempt, %why, "attempt abandoned: another attempt will finish the operation");
+            acknowledge_stop(&ctx, &id, attempt).await;
         }
-        Ok(()) => {
-            tracing::info!(operation.id = %id, "import succeeded");
-            finish(&ctx, &id, attempt, &Outcome::Succeeded, snapshot.as_ref()).await;
-        }
+        Ok(()) => match &op.work {
+            Work::Import(_) => {
+                tracing::info!(operation.id = %id, "import succeeded");
+                finish(&ctx, &id, attempt, &Outcome::Succeeded, snapshot.as_ref()).await;
+            }
+            Work::DeleteRegistry => {
+                let registry = &op.record.registry_name;
+                match ctx
+                    .store
+                    .complete_registry_deletion(&id, attempt, registry)
+                    .await
+                {
+                    Ok(true) => tracing::info!(operation.id = %id, %registry, "registry deleted"),
+                    Ok(false) => tracing::warn!(operation.id = %id, "deletion fenced out"),
+                    // The lease runs out and the (idempotent) deletion is redone.
+                    Err(e) => {
+                        tracing::warn!(operation.id = %id, error = %e, "could not complete the deletion")
+                    }
+                }
+            }
+        },
         Err(execute::Failure::Retry { delay, reason, .. })
             if attempt < ctx.config.max_transient_attempts =>
         {
@@ -281,7 +315,8 @@ async fn finish(
         match ctx.store.finish(id, attempt, outcome, progress).await {
             Ok(true) => return,
             Ok(false) => {
-                tracing::warn!(operation.id = %id, attempt, "finish refused: another attempt owns the operation");
+                tracing::warn!(operation.id = %id, attempt, "finish refused: the operation was ended elsewhere");
+                acknowledge_stop(ctx, id, attempt).await;
                 return;
             }
             Err(e) if tokio::time::Instant::now() < until => {
@@ -296,8 +331,23 @@ async fn finish(
     }
 }
 
-/// Renews the lease every third of its length and records progress; cancels `lost` when the
-/// store refuses (another attempt owns the operation) or cannot confirm the lease in time.
+/// Tells the store this attempt writes nothing more (best effort: otherwise its lease runs out).
+async fn acknowledge_stop(ctx: &Ctx, id: &str, attempt: i32) {
+    if let Err(e) = ctx.store.acknowledge_stop(id, attempt).await {
+        tracing::warn!(operation.id = %id, error = %e, "could not acknowledge the stop; the lease will run out");
+    }
+}
+
+/// How often a running operation renews its lease and records its progress: a third of the
+/// lease, at most a second (progress is live for pollers, and a cancelled operation stops
+/// within a second).
+fn heartbeat_interval(lease: Duration) -> Duration {
+    (lease / 3).min(Duration::from_secs(1))
+}
+
+/// Renews the lease and records progress (see [`heartbeat_interval`]); cancels `lost` when the
+/// store refuses (another attempt owns the operation, or it was cancelled) or cannot confirm
+/// the lease in time.
 async fn heartbeat(
     ctx: Ctx,
     id: String,
@@ -305,7 +355,7 @@ async fn heartbeat(
     progress: Arc<acr_oci::Progress>,
     lost: CancellationToken,
 ) {
-    let every = ctx.config.lease / 3;
+    let every = heartbeat_interval(ctx.config.lease);
     let mut last_ok = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use acr_core::import::StoredImport;
-use acr_store::{NewOperation, Outcome, Store, StoredCredentials};
+use acr_store::{NewOperation, Outcome, Store, StoredCredentials, Work};
 use sqlx::Connection;
 
 /// A fresh store of one backend, and what to remove afterwards.
@@ -185,14 +185,14 @@ pub fn new_op(id: &str) -> NewOperation {
         registry_name: "target01".into(),
         location: "eastus".into(),
         api_version: "2025-11-01".into(),
-        request: StoredImport {
+        work: Work::Import(StoredImport {
             resource_id: None,
             registry_uri: Some("127.0.0.1:5000".into()),
             source_image: "a/b:v1".into(),
             target_tags: vec!["a/b:v1".into()],
             untagged_target_repositories: vec![],
             force: false,
-        },
+        }),
         credentials: Some(StoredCredentials {
             username: Some("user".into()),
             password: "s3cret-password".into(),

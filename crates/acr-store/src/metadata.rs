@@ -1,0 +1,247 @@
+//! The data plane's metadata: what ACR's `/acr/v1` answers and the distribution API does not
+//! keep — created and last-updated times of repositories, manifests and tags, a manifest's
+//! size, platform and children, and the `changeableAttributes` — per registry (its lowercased
+//! name) and repository inside it (no registry prefix). Written by the workers for imports and
+//! by the login servers for pushes and deletes, so every replica answers alike.
+//!
+//! Both dialects are side by side (see `lifecycle`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+
+use crate::{Backend, Store, StoreError};
+
+/// A child of an index, with its platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildRef {
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+}
+
+/// What is known of a manifest when it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    pub digest: String,
+    pub media_type: String,
+    pub config_media_type: Option<String>,
+    /// The manifest, its config and its layers, in bytes.
+    pub image_size: i64,
+    pub architecture: Option<String>,
+    pub os: Option<String>,
+    /// An index's children.
+    pub refs: Option<Vec<ChildRef>>,
+}
+
+fn now_text(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+impl Store {
+    /// Records that `manifests` were written into `registry`/`repository` and that `tags`
+    /// (tag, digest) point at them now. New rows are created now; an existing manifest keeps
+    /// its creation time; a tag that moves gets a new last-update time.
+    pub async fn record_written(
+        &self,
+        registry: &str,
+        repository: &str,
+        manifests: &[ManifestInfo],
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let registry = registry.to_lowercase();
+        let now = Utc::now();
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "insert into repository_meta (registry, repository, created_at, updated_at)
+                     values ($1, $2, $3, $3)
+                     on conflict (registry, repository) do update set updated_at = excluded.updated_at",
+                )
+                .bind(&registry)
+                .bind(repository)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for m in manifests {
+                    sqlx::query(
+                        "insert into manifest_meta (registry, repository, digest, media_type,
+                             config_media_type, image_size, architecture, os, refs, created_at, updated_at)
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                         on conflict (registry, repository, digest) do update
+                            set media_type = excluded.media_type,
+                                config_media_type = excluded.config_media_type,
+                                image_size = excluded.image_size,
+                                architecture = coalesce(excluded.architecture, manifest_meta.architecture),
+                                os = coalesce(excluded.os, manifest_meta.os),
+                                refs = excluded.refs",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(&m.digest)
+                    .bind(&m.media_type)
+                    .bind(&m.config_media_type)
+                    .bind(m.image_size)
+                    .bind(&m.architecture)
+                    .bind(&m.os)
+                    .bind(m.refs.as_ref().map(Json))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (tag, digest) in tags {
+                    sqlx::query(
+                        "insert into tag_meta (registry, repository, tag, digest, created_at, updated_at)
+                         values ($1, $2, $3, $4, $5, $5)
+                         on conflict (registry, repository, tag) do update
+                            set digest = excluded.digest,
+                                updated_at = case when tag_meta.digest = excluded.digest
+                                                  then tag_meta.updated_at else excluded.updated_at end",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(tag)
+                    .bind(digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "update manifest_meta set updated_at = $4
+                          where registry = $1 and repository = $2 and digest = $3",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            Backend::Sqlite(db) => {
+                let now = now_text(now);
+                let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(
+                    "insert into repository_meta (registry, repository, created_at, updated_at)
+                     values (?1, ?2, ?3, ?3)
+                     on conflict (registry, repository) do update set updated_at = excluded.updated_at",
+                )
+                .bind(&registry)
+                .bind(repository)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+                for m in manifests {
+                    sqlx::query(
+                        "insert into manifest_meta (registry, repository, digest, media_type,
+                             config_media_type, image_size, architecture, os, refs, created_at, updated_at)
+                         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+                         on conflict (registry, repository, digest) do update
+                            set media_type = excluded.media_type,
+                                config_media_type = excluded.config_media_type,
+                                image_size = excluded.image_size,
+                                architecture = coalesce(excluded.architecture, manifest_meta.architecture),
+                                os = coalesce(excluded.os, manifest_meta.os),
+                                refs = excluded.refs",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(&m.digest)
+                    .bind(&m.media_type)
+                    .bind(&m.config_media_type)
+                    .bind(m.image_size)
+                    .bind(&m.architecture)
+                    .bind(&m.os)
+                    .bind(m.refs.as_ref().map(Json))
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (tag, digest) in tags {
+                    sqlx::query(
+                        "insert into tag_meta (registry, repository, tag, digest, created_at, updated_at)
+                         values (?1, ?2, ?3, ?4, ?5, ?5)
+                         on conflict (registry, repository, tag) do update
+                            set digest = excluded.digest,
+                                updated_at = case when tag_meta.digest = excluded.digest
+                                                  then tag_meta.updated_at else excluded.updated_at end",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(tag)
+                    .bind(digest)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "update manifest_meta set updated_at = ?4
+                          where registry = ?1 and repository = ?2 and digest = ?3",
+                    )
+                    .bind(&registry)
+                    .bind(repository)
+                    .bind(digest)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The repositories of `registry` that the metadata knows, sorted.
+    pub async fn known_repositories(&self, registry: &str) -> Result<Vec<String>, StoreError> {
+        let registry = registry.to_lowercase();
+        let rows: Vec<(String,)> = match self.backend() {
+            Backend::Postgres(pool) => sqlx::query_as(
+                "select repository from repository_meta where registry = $1 order by repository",
+            )
+            .bind(&registry)
+            .fetch_all(pool)
+            .await?,
+            Backend::Sqlite(db) => sqlx::query_as(
+                "select repository from repository_meta where registry = ?1 order by repository",
+            )
+            .bind(&registry)
+            .fetch_all(db.pool())
+            .await?,
+        };
+        Ok(rows.into_iter().map(|(r,)| r).collect())
+    }
+
+    /// The digests of the manifests of `registry`/`repository` the metadata knows, sorted.
+    pub async fn known_manifests(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let registry = registry.to_lowercase();
+        let rows: Vec<(String,)> = match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(
+                    "select digest from manifest_meta where registry = $1 and repository = $2
+                     order by digest",
+                )
+                .bind(&registry)
+                .bind(repository)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Sqlite(db) => {
+                sqlx::query_as(
+                    "select digest from manifest_meta where registry = ?1 and repository = ?2
+                     order by digest",
+                )
+                .bind(&registry)
+                .bind(repository)
+                .fetch_all(db.pool())
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(d,)| d).collect())
+    }
+}

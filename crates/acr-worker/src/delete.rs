@@ -1,0 +1,181 @@
+//! A registry deletion: cancel the imports into the registry, wait until their workers have
+//! stopped writing, remove its content from the backend, then end the operation and remove
+//! the registry (one store transaction, see `acr_store::lifecycle`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use acr_core::operation::{FailureKind, ImportFailure};
+use acr_core::reference::{Digest, Repository};
+use acr_oci::media::{classify, ManifestKind, ManifestParts};
+use acr_oci::OciError;
+use acr_store::ClaimedOperation;
+
+use crate::execute::Failure;
+use crate::Ctx;
+
+/// How often the deletion looks whether the cancelled imports' workers have stopped.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// Deletes the content of the operation's registry. `Ok`: the content is gone and the
+/// registry may be removed.
+pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(), Failure> {
+    let name = op.record.registry_name.to_lowercase();
+    let store = |e: acr_store::StoreError| Failure::Retry {
+        delay: Duration::from_secs(2),
+        reason: e.to_string(),
+        failure: ImportFailure::new(
+            FailureKind::Internal,
+            "The service could not read its database.",
+        ),
+    };
+    let cancelled = ctx
+        .store
+        .cancel_imports_into(
+            &name,
+            "OperationCanceled",
+            &format!(
+                "the target registry '{}' was deleted.",
+                op.record.registry_name
+            ),
+        )
+        .await
+        .map_err(store)?;
+    if cancelled > 0 {
+        tracing::info!(operation.id = %op.record.id, registry = %name, cancelled, "imports into the deleted registry cancelled");
+    }
+    // Their workers drop their copies at the next heartbeat and say so; a dead worker's
+    // lease runs out. Only then is nothing written into the registry any more.
+    let deadline = tokio::time::Instant::now() + ctx.config.lease * 2;
+    loop {
+        let writing = ctx
+            .store
+            .imports_still_writing(&name)
+            .await
+            .map_err(store)?;
+        if writing == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Failure::Retry {
+                delay: Duration::from_secs(1),
+                reason: format!("{writing} cancelled imports have not stopped yet"),
+                failure: ImportFailure::new(
+                    FailureKind::Internal,
+                    format!(
+                        "The registry '{}' could not be deleted: {writing} imports into it did not stop.",
+                        op.record.registry_name
+                    ),
+                ),
+            });
+        }
+        tokio::time::sleep(STOP_POLL).await;
+    }
+
+    let target = |e: OciError| {
+        let failure = ImportFailure::new(
+            FailureKind::TargetRegistryError,
+            format!(
+                "The content of registry '{}' could not be deleted from the backend registry: {e}.",
+                op.record.registry_name
+            ),
+        );
+        if e.is_transient() {
+            Failure::Retry {
+                delay: Duration::from_secs(2),
+                reason: e.to_string(),
+                failure,
+            }
+        } else {
+            Failure::Final(failure)
+        }
+    };
+    let prefix = format!("{name}/");
+    let mut repos: BTreeSet<String> = ctx
+        .backend
+        .catalog_with_prefix(&prefix)
+        .await
+        .map_err(target)?
+        .into_iter()
+        .collect();
+    for r in ctx.store.known_repositories(&name).await.map_err(store)? {
+        repos.insert(format!("{prefix}{r}"));
+    }
+    for full in &repos {
+        let Ok(repo) = Repository::parse(full) else {
+            tracing::warn!(repository = %full, "not a repository name: skipped");
+            continue;
+        };
+        if ctx.config.backend_repository_delete {
+            ctx.backend.delete_repository(&repo).await.map_err(target)?;
+        } else {
+            let inner = full.strip_prefix(&prefix).unwrap_or(full);
+            let known = ctx
+                .store
+                .known_manifests(&name, inner)
+                .await
+                .map_err(store)?;
+            delete_through_distribution(ctx, &repo, &known)
+                .await
+                .map_err(target)?;
+        }
+        tracing::info!(operation.id = %op.record.id, repository = %full, "repository deleted");
+    }
+    Ok(())
+}
+
+/// Deletes what the distribution API lets us find of `repo`: every tagged manifest, every
+/// manifest the metadata knows (untagged ones included), their children, and the blobs they
+/// reference (unlinked from the repository; the backend's own garbage collection frees them).
+async fn delete_through_distribution(
+    ctx: &Ctx,
+    repo: &Repository,
+    known: &[String],
+) -> Result<(), OciError> {
+    let backend = &ctx.backend;
+    let mut pending: Vec<String> = known.to_vec();
+    for tag in backend.tags(repo).await? {
+        pending.push(tag);
+    }
+    let mut manifests: BTreeSet<Digest> = BTreeSet::new();
+    let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+    while let Some(reference) = pending.pop() {
+        let m = match backend.get_manifest(repo, &reference).await {
+            Ok(m) => m,
+            Err(OciError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if !manifests.insert(m.digest.clone()) {
+            continue;
+        }
+        let Ok(parts) = serde_json::from_slice::<ManifestParts>(&m.bytes) else {
+            continue;
+        };
+        match classify(m.content_type.as_deref(), &parts) {
+            ManifestKind::Index => {
+                for c in parts.manifests.unwrap_or_default() {
+                    pending.push(c.digest);
+                }
+            }
+            _ => {
+                let descriptors = parts
+                    .config
+                    .into_iter()
+                    .chain(parts.layers.unwrap_or_default())
+                    .chain(parts.blobs.unwrap_or_default());
+                for d in descriptors {
+                    if let Ok(d) = Digest::parse(&d.digest) {
+                        blobs.insert(d);
+                    }
+                }
+            }
+        }
+    }
+    for d in &manifests {
+        backend.delete_manifest(repo, d).await?;
+    }
+    for d in &blobs {
+        backend.delete_blob(repo, d).await?;
+    }
+    Ok(())
+}
