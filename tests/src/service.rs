@@ -23,7 +23,9 @@ pub struct ServiceConfig {
     /// e.g. `http://127.0.0.1:5000`; `None`: the built-in registry on `registry_port`
     /// (see [`ServiceConfig::builtin_registry`]).
     pub backend_registry: Option<String>,
-    /// `--registry-listen 127.0.0.1:<port>` of the built-in registry.
+    /// `--registry-listen 127.0.0.1:<port>`: the login servers' plain listener (which serves
+    /// the built-in registry's content when there is no external backend); `None`: a free
+    /// port chosen at each start.
     pub registry_port: Option<u16>,
     pub workers: u32,
     pub retry_after: u32,
@@ -120,6 +122,8 @@ pub struct TestService {
     child: Option<Child>,
     pid: u32,
     port: u16,
+    /// The login servers' plain port.
+    registry_port: u16,
     log_path: PathBuf,
     config: ServiceConfig,
     _dir: tempfile::TempDir,
@@ -146,13 +150,11 @@ impl TestService {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--workers", &config.workers.to_string()])
             .args(["--retry-after", &config.retry_after.to_string()]);
-        match (&config.backend_registry, config.registry_port) {
-            (Some(b), _) => cmd.args(["--backend-registry", b]),
-            (None, port) => cmd.args([
-                "--registry-listen",
-                &format!("127.0.0.1:{}", port.unwrap_or(5000)),
-            ]),
-        };
+        if let Some(b) = &config.backend_registry {
+            cmd.args(["--backend-registry", b]);
+        }
+        let registry_port = config.registry_port.unwrap_or_else(free_port);
+        cmd.args(["--registry-listen", &format!("127.0.0.1:{registry_port}")]);
         match &config.database_url {
             Some(url) => cmd.args(["--database-url", url]),
             None => cmd.env_remove("DATABASE_URL"),
@@ -188,6 +190,7 @@ impl TestService {
             child: Some(child),
             pid,
             port,
+            registry_port,
             log_path,
             config,
             _dir: dir,
@@ -230,11 +233,17 @@ impl TestService {
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-    /// Where the emulated registries' content is: the external backend or the built-in one.
+    /// The login servers' plain listener (`http://127.0.0.1:<port>`).
+    pub fn login_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry_port)
+    }
+
+    /// Where the emulated registries' content is read: the external backend, or the login
+    /// servers in front of the built-in one.
     pub fn registry_url(&self) -> String {
-        match (&self.config.backend_registry, self.config.registry_port) {
-            (Some(b), _) => b.trim_end_matches('/').to_string(),
-            (None, port) => format!("http://127.0.0.1:{}", port.unwrap_or(5000)),
+        match &self.config.backend_registry {
+            Some(b) => b.trim_end_matches('/').to_string(),
+            None => self.login_url(),
         }
     }
     pub fn port(&self) -> u16 {

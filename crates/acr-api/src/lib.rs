@@ -16,7 +16,6 @@ pub mod extract;
 pub mod imports;
 pub mod openapi;
 pub mod registries;
-pub mod registry_auth;
 pub mod rules;
 
 use std::time::Duration;

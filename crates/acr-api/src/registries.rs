@@ -92,6 +92,7 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
             anonymous_pull_enabled: p.anonymous_pull_enabled,
             data_endpoint_enabled: p.data_endpoint_enabled,
             data_endpoint_host_names: Vec::new(),
+            role_assignment_mode: p.role_assignment_mode.clone(),
             zone_redundancy: p.zone_redundancy.clone(),
             policies: serde_json::json!({
                 "quarantinePolicy": {"status": "disabled"},
@@ -190,6 +191,12 @@ fn props_from(
     }
     if let Some(b) = get_bool("dataEndpointEnabled")? {
         p.data_endpoint_enabled = b;
+    }
+    if let Some(s) = get_enum(
+        "roleAssignmentMode",
+        &["LegacyRegistryPermissions", "AbacRepositoryPermissions"],
+    )? {
+        p.role_assignment_mode = s;
     }
     match obj.get("networkRuleSet") {
         None | Some(serde_json::Value::Null) => {}

@@ -102,7 +102,7 @@ pub const LINKED_AUTHORIZATION_FAILED: &str = "LinkedAuthorizationFailed";
 // Built-in roles
 // ---------------------------------------------------------------------------------------------
 
-/// A built-in role as published by Azure (actions only; data actions are not modelled).
+/// A built-in role as published by Azure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltInRole {
     pub name: &'static str,
@@ -110,6 +110,8 @@ pub struct BuiltInRole {
     pub id: &'static str,
     pub actions: &'static [&'static str],
     pub not_actions: &'static [&'static str],
+    /// Data actions (the registries' repository permissions of ABAC mode).
+    pub data_actions: &'static [&'static str],
 }
 
 /// The built-in roles this emulator knows, with their real action lists.
@@ -119,6 +121,7 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
         id: "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
         actions: &["*"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "Contributor",
@@ -137,18 +140,21 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.Subscription/cancel/action",
             "Microsoft.Subscription/enable/action",
         ],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "Reader",
         id: "acdd72a7-3385-48ef-bd42-f606fba81ae7",
         actions: &["*/read"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrPull",
         id: "7f951dda-4ed3-4680-a7ca-43fe172d538d",
         actions: &["Microsoft.ContainerRegistry/registries/pull/read"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrPush",
@@ -158,24 +164,28 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.ContainerRegistry/registries/push/write",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrDelete",
         id: "c2f4ef07-c644-48eb-af81-4b1b4947fb11",
         actions: &["Microsoft.ContainerRegistry/registries/artifacts/delete"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrImageSigner",
         id: "6cef56e8-d556-48e5-a04f-b8e64114680f",
         actions: &["Microsoft.ContainerRegistry/registries/sign/write"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrQuarantineReader",
         id: "cdda3590-29a3-44f6-95f2-9f980659eb04",
         actions: &["Microsoft.ContainerRegistry/registries/quarantine/read"],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "AcrQuarantineWriter",
@@ -185,6 +195,7 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.ContainerRegistry/registries/quarantine/write",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "Container Registry Data Importer and Data Reader",
@@ -195,6 +206,11 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.ContainerRegistry/registries/pull/read",
         ],
         not_actions: &[],
+        data_actions: &[
+            "Microsoft.ContainerRegistry/registries/repositories/content/read",
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/read",
+            "Microsoft.ContainerRegistry/registries/catalog/read",
+        ],
     },
     BuiltInRole {
         name: "Container Registry Configuration Reader and Data Access Configuration Reader",
@@ -229,6 +245,7 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.Insights/AlertRules/Incidents/Read",
         ],
         not_actions: &[],
+        data_actions: &[],
     },
     BuiltInRole {
         name: "Container Registry Contributor and Data Access Configuration Administrator",
@@ -291,6 +308,51 @@ pub const BUILT_IN_ROLES: &[BuiltInRole] = &[
             "Microsoft.Network/privateEndpoints/privateLinkServiceProxies/write",
         ],
         not_actions: &[],
+        data_actions: &[],
+    },
+    // The repository roles of registries in `AbacRepositoryPermissions` mode (data actions only).
+    BuiltInRole {
+        name: "Container Registry Repository Reader",
+        id: "b93aa761-3e63-49ed-ac28-beffa264f7ac",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/read",
+            "Microsoft.ContainerRegistry/registries/repositories/content/read",
+        ],
+    },
+    BuiltInRole {
+        name: "Container Registry Repository Writer",
+        id: "2a1e307c-b015-4ebd-883e-5b7698a07328",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/read",
+            "Microsoft.ContainerRegistry/registries/repositories/content/read",
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/write",
+            "Microsoft.ContainerRegistry/registries/repositories/content/write",
+        ],
+    },
+    BuiltInRole {
+        name: "Container Registry Repository Contributor",
+        id: "2efddaa5-3f1f-4df3-97df-af3f13818f4c",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &[
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/read",
+            "Microsoft.ContainerRegistry/registries/repositories/content/read",
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/write",
+            "Microsoft.ContainerRegistry/registries/repositories/content/write",
+            "Microsoft.ContainerRegistry/registries/repositories/metadata/delete",
+            "Microsoft.ContainerRegistry/registries/repositories/content/delete",
+        ],
+    },
+    BuiltInRole {
+        name: "Container Registry Repository Catalog Lister",
+        id: "bfdb9389-c9a5-478a-bb2f-ba9ca092c3c7",
+        actions: &[],
+        not_actions: &[],
+        data_actions: &["Microsoft.ContainerRegistry/registries/catalog/read"],
     },
 ];
 
@@ -366,6 +428,8 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
 pub struct Permission {
     pub actions: Vec<String>,
     pub not_actions: Vec<String>,
+    pub data_actions: Vec<String>,
+    pub not_data_actions: Vec<String>,
 }
 
 impl Permission {
@@ -373,6 +437,16 @@ impl Permission {
     pub fn permits(&self, action: &str) -> bool {
         self.actions.iter().any(|p| action_matches(p, action))
             && !self.not_actions.iter().any(|p| action_matches(p, action))
+    }
+
+    /// Whether this block grants data action `action` (`dataActions` minus `notDataActions`;
+    /// `actions` never grant data actions, as in Azure).
+    pub fn permits_data(&self, action: &str) -> bool {
+        self.data_actions.iter().any(|p| action_matches(p, action))
+            && !self
+                .not_data_actions
+                .iter()
+                .any(|p| action_matches(p, action))
     }
 }
 
@@ -391,6 +465,11 @@ impl RoleDefinition {
     pub fn permits(&self, action: &str) -> bool {
         self.permissions.iter().any(|p| p.permits(action))
     }
+
+    /// Whether any permission block of the role grants data action `action`.
+    pub fn permits_data(&self, action: &str) -> bool {
+        self.permissions.iter().any(|p| p.permits_data(action))
+    }
 }
 
 impl From<&BuiltInRole> for RoleDefinition {
@@ -402,6 +481,8 @@ impl From<&BuiltInRole> for RoleDefinition {
             permissions: vec![Permission {
                 actions: r.actions.iter().map(|s| (*s).to_owned()).collect(),
                 not_actions: r.not_actions.iter().map(|s| (*s).to_owned()).collect(),
+                data_actions: r.data_actions.iter().map(|s| (*s).to_owned()).collect(),
+                not_data_actions: Vec::new(),
             }],
         }
     }
@@ -564,6 +645,10 @@ pub struct RoleDefinitionSpec {
     pub actions: Vec<String>,
     #[serde(default)]
     pub not_actions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_actions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_data_actions: Vec<String>,
     /// Azure's own shape; each block is evaluated on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<PermissionSpec>,
@@ -577,6 +662,10 @@ pub struct PermissionSpec {
     pub actions: Vec<String>,
     #[serde(default)]
     pub not_actions: Vec<String>,
+    #[serde(default)]
+    pub data_actions: Vec<String>,
+    #[serde(default)]
+    pub not_data_actions: Vec<String>,
 }
 
 /// Why a configuration was rejected.
@@ -705,12 +794,18 @@ impl RbacConfig {
             }
         };
         let mut blocks = Vec::new();
-        if !spec.actions.is_empty() || !spec.not_actions.is_empty() {
+        if !spec.actions.is_empty()
+            || !spec.not_actions.is_empty()
+            || !spec.data_actions.is_empty()
+            || !spec.not_data_actions.is_empty()
+        {
             blocks.push((
                 String::new(),
                 PermissionSpec {
                     actions: spec.actions,
                     not_actions: spec.not_actions,
+                    data_actions: spec.data_actions,
+                    not_data_actions: spec.not_data_actions,
                 },
             ));
         }
@@ -725,6 +820,8 @@ impl RbacConfig {
             for (field, list) in [
                 ("actions", &block.actions),
                 ("notActions", &block.not_actions),
+                ("dataActions", &block.data_actions),
+                ("notDataActions", &block.not_data_actions),
             ] {
                 for (k, pattern) in list.iter().enumerate() {
                     check_pattern(pattern).map_err(|m| {
@@ -735,9 +832,14 @@ impl RbacConfig {
             permissions.push(Permission {
                 actions: block.actions,
                 not_actions: block.not_actions,
+                data_actions: block.data_actions,
+                not_data_actions: block.not_data_actions,
             });
         }
-        if !permissions.iter().any(|p| !p.actions.is_empty()) {
+        if !permissions
+            .iter()
+            .any(|p| !p.actions.is_empty() || !p.data_actions.is_empty())
+        {
             return Err(RbacConfigError::invalid(
                 at("actions"),
                 format!("role '{name}' grants no action"),
@@ -864,6 +966,17 @@ impl RbacConfig {
         let oid = principal_oid.trim().to_lowercase();
         self.assignments.iter().any(|a| {
             a.principal_id == oid && a.scope.contains(scope) && self.roles[a.role].permits(action)
+        })
+    }
+
+    /// Whether the principal may perform data action `action` on `scope` (from the roles'
+    /// `dataActions` only).
+    pub fn is_data_allowed(&self, principal_oid: &str, action: &str, scope: &str) -> bool {
+        let oid = principal_oid.trim().to_lowercase();
+        self.assignments.iter().any(|a| {
+            a.principal_id == oid
+                && a.scope.contains(scope)
+                && self.roles[a.role].permits_data(action)
         })
     }
 }

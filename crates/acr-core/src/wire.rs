@@ -196,6 +196,8 @@ pub struct RegistryProperties {
     pub anonymous_pull_enabled: bool,
     pub data_endpoint_enabled: bool,
     pub data_endpoint_host_names: Vec<String>,
+    /// `LegacyRegistryPermissions` or `AbacRepositoryPermissions`: which roles give data access.
+    pub role_assignment_mode: String,
     /// `Enabled` or `Disabled`.
     pub zone_redundancy: String,
     #[schema(value_type = Object)]

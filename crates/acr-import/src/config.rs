@@ -50,17 +50,43 @@ pub struct ServeArgs {
     /// http://registry:5000). Default: the built-in registry on --registry-listen.
     #[arg(long, env = "ACR_IMPORT_BACKEND_REGISTRY")]
     pub backend_registry: Option<String>,
-    /// Address of the built-in registry (when no --backend-registry is given).
+    /// Address of the login servers' plain-HTTP listener (every emulated registry, whatever
+    /// the backend): `Host: <name>.<suffix>` is registry <name>, any other host sees
+    /// `<name>/<repo>` paths.
     #[arg(
         long,
         env = "ACR_IMPORT_REGISTRY_LISTEN",
         default_value = "127.0.0.1:5000"
     )]
     pub registry_listen: String,
-    /// The built-in registry asks for credentials: each emulated registry's admin user
-    /// (listCredentials; adminUserEnabled must be true), through the Bearer token dance.
+    /// The plain listener asks for credentials too, as ACR does (the HTTPS one always does):
+    /// admin users, refresh tokens, Entra tokens, through the Bearer token dance.
     #[arg(long, env = "ACR_IMPORT_REGISTRY_AUTH")]
     pub registry_auth: bool,
+    /// Address of the login servers' HTTPS listener (default 127.0.0.1:5443 when the ARM API
+    /// has TLS). Its certificate covers *.<suffix>, <suffix>, localhost, 127.0.0.1 and ::1,
+    /// from the local CA of --tls-dir, unless --registry-tls-cert/--registry-tls-key are given.
+    #[arg(long, env = "ACR_IMPORT_REGISTRY_LISTEN_TLS")]
+    pub registry_listen_tls: Option<String>,
+    /// PEM certificate chain of the login servers' HTTPS listener.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_REGISTRY_TLS_CERT",
+        requires = "registry_tls_key"
+    )]
+    pub registry_tls_cert: Option<PathBuf>,
+    /// PEM private key of the login servers' HTTPS listener.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_REGISTRY_TLS_KEY",
+        requires = "registry_tls_cert"
+    )]
+    pub registry_tls_key: Option<PathBuf>,
+    /// Address of a forward proxy that tunnels `CONNECT <name>.<suffix>:<port>` to the
+    /// login servers' HTTPS listener (and refuses everything else): set
+    /// HTTPS_PROXY=http://<this address> to reach login servers without DNS. Off by default.
+    #[arg(long, env = "ACR_IMPORT_PROXY_LISTEN")]
+    pub proxy_listen: Option<String>,
     /// Seconds between garbage collections of the built-in registry (content no repository
     /// references any more is deleted); 0: never.
     #[arg(long, env = "ACR_IMPORT_GC_INTERVAL_SECONDS", default_value_t = 3600)]
@@ -294,12 +320,21 @@ pub struct TlsSettings {
     pub ca_out: Option<PathBuf>,
 }
 
-/// The built-in registry (no --backend-registry).
+/// The login servers' listeners.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub listen: std::net::SocketAddr,
+    /// The HTTPS listener and its certificate.
+    pub tls: Option<(String, crate::tls::TlsSource)>,
+    /// The CONNECT proxy.
+    pub proxy: Option<std::net::SocketAddr>,
+    pub front: acr_frontdoor::FrontDoorConfig,
+}
+
+/// The built-in registry (no --backend-registry): served to the workers on a loopback port of
+/// its own with their credential, and to clients through the login servers.
 #[derive(Debug, Clone)]
 pub struct BuiltinRegistrySettings {
-    pub listen: std::net::SocketAddr,
-    /// `--registry-auth`: admin users and the workers' own user, else anonymous.
-    pub auth: bool,
     pub data_dir: PathBuf,
     /// Between garbage collections; `None`: never.
     pub gc_interval: Option<Duration>,
@@ -371,6 +406,7 @@ pub struct Settings {
     pub credentials_key: Option<acr_store::CredentialsKey>,
     pub worker: acr_worker::WorkerConfig,
     pub tls: Option<TlsSettings>,
+    pub login: LoginSettings,
 }
 
 impl ServeArgs {
@@ -381,29 +417,18 @@ impl ServeArgs {
                 if url.path() != "/" {
                     anyhow::bail!("--backend-registry must be a registry root such as http://127.0.0.1:5000, without a path");
                 }
-                if self.registry_auth {
-                    anyhow::bail!("--registry-auth is for the built-in registry; the external --backend-registry has its own");
-                }
                 (url, None)
             }
             None => {
-                let listen: std::net::SocketAddr = self.registry_listen.parse().map_err(|_| {
-                    anyhow::anyhow!(
-                        "--registry-listen '{}' must be an IP address and port such as 127.0.0.1:5000",
-                        self.registry_listen
-                    )
-                })?;
                 if self.backend_username.is_some()
                     || std::env::var_os("ACR_IMPORT_BACKEND_PASSWORD").is_some()
                 {
                     anyhow::bail!("ACR_IMPORT_BACKEND_USERNAME / ACR_IMPORT_BACKEND_PASSWORD need --backend-registry (the built-in registry uses its own credentials)");
                 }
-                // Replaced by the bound address once the listener is up (port 0 allowed).
-                let url = Url::parse(&format!("http://{}/", connect_addr(listen)))
-                    .map_err(|e| anyhow::anyhow!("--registry-listen: {e}"))?;
+                // Replaced by the internal listener's address once it is bound.
+                let url = Url::parse("http://127.0.0.1:0/")
+                    .map_err(|e| anyhow::anyhow!("the built-in registry's URL: {e}"))?;
                 let builtin = BuiltinRegistrySettings {
-                    listen,
-                    auth: self.registry_auth,
                     data_dir: self.storage.data_dir.join(REGISTRY_DIR),
                     gc_interval: (self.gc_interval_seconds > 0)
                         .then(|| Duration::from_secs(self.gc_interval_seconds)),
@@ -543,8 +568,10 @@ impl ServeArgs {
             anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");
         }
         let backend_repository_delete = builtin_registry.is_some();
+        let login = self.login_settings(tls.as_ref())?;
         Ok(Settings {
             builtin_registry,
+            login,
             api: acr_api::ApiConfig {
                 retry_after: self.retry_after.max(1),
                 login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
@@ -592,6 +619,75 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    fn login_settings(&self, arm_tls: Option<&TlsSettings>) -> anyhow::Result<LoginSettings> {
+        let addr = |flag: &str, v: &str| -> anyhow::Result<std::net::SocketAddr> {
+            v.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{flag} '{v}' must be an IP address and port such as 127.0.0.1:5000"
+                )
+            })
+        };
+        let listen = addr("--registry-listen", &self.registry_listen)?;
+        let suffix = self
+            .login_server_suffix
+            .trim()
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        let tls_listen = match (&self.registry_listen_tls, arm_tls) {
+            (Some(l), _) => Some(l.clone()),
+            (None, Some(_)) => Some("127.0.0.1:5443".to_owned()),
+            (None, None) => None,
+        };
+        let tls = match tls_listen {
+            None => {
+                if self.registry_tls_cert.is_some() {
+                    anyhow::bail!(
+                        "--registry-tls-cert needs --registry-listen-tls (or --listen-tls)"
+                    );
+                }
+                None
+            }
+            Some(l) => {
+                addr("--registry-listen-tls", &l)?;
+                let source = match (&self.registry_tls_cert, &self.registry_tls_key) {
+                    (Some(cert), Some(key)) => crate::tls::TlsSource::Files {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    },
+                    _ => crate::tls::TlsSource::SelfSigned {
+                        dir: self.tls_dir.clone(),
+                        hosts: vec![
+                            format!("*.{suffix}"),
+                            suffix.clone(),
+                            "localhost".into(),
+                            "127.0.0.1".into(),
+                            "::1".into(),
+                        ],
+                    },
+                };
+                Some((l, source))
+            }
+        };
+        let proxy = match &self.proxy_listen {
+            Some(p) => {
+                if tls.is_none() {
+                    anyhow::bail!("--proxy-listen tunnels to the login servers' HTTPS listener: set --registry-listen-tls (or --listen-tls)");
+                }
+                Some(addr("--proxy-listen", p)?)
+            }
+            None => None,
+        };
+        Ok(LoginSettings {
+            listen,
+            tls,
+            proxy,
+            front: acr_frontdoor::FrontDoorConfig {
+                login_server_suffix: suffix,
+                plain_auth: self.registry_auth,
+            },
+        })
+    }
+
     fn tls_settings(&self) -> anyhow::Result<Option<TlsSettings>> {
         let source = match (&self.tls_cert, &self.tls_key, self.tls_self_signed) {
             (Some(cert), Some(key), _) => crate::tls::TlsSource::Files {
@@ -738,21 +834,50 @@ mod tests {
         assert!(err.to_string().contains("must hold 32 bytes"), "{err}");
     }
 
-    #[test]
-    fn registry_auth_needs_the_built_in_registry() {
-        let cli = Cli::try_parse_from([
-            "acr-import",
-            "serve",
-            "--backend-registry",
-            "http://127.0.0.1:5000",
-            "--registry-auth",
-        ])
-        .expect("parses");
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["acr-import", "serve"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).expect("parses");
         let Command::Serve(args) = cli.command else {
             panic!("serve")
         };
-        let err = args.settings().expect_err("refused");
-        assert!(err.to_string().contains("--registry-auth"), "{err}");
+        *args
+    }
+
+    #[test]
+    fn login_servers_have_a_tls_listener_when_the_api_has_one() {
+        let plain = serve_args(&[]).settings().expect("settings");
+        assert!(plain.login.tls.is_none());
+        assert_eq!(plain.login.listen.to_string(), "127.0.0.1:5000");
+        let tls = serve_args(&[
+            "--tls-self-signed",
+            "--login-server-suffix",
+            ".Example.TEST",
+        ])
+        .settings()
+        .expect("settings");
+        let (listen, source) = tls.login.tls.expect("a TLS listener");
+        assert_eq!(listen, "127.0.0.1:5443");
+        let crate::tls::TlsSource::SelfSigned { hosts, .. } = source else {
+            panic!("self-signed")
+        };
+        assert_eq!(
+            hosts[..2],
+            ["*.example.test".to_owned(), "example.test".to_owned()]
+        );
+        // The proxy tunnels to the TLS listener: without one it is refused.
+        let err = serve_args(&["--proxy-listen", "127.0.0.1:3128"])
+            .settings()
+            .expect_err("refused");
+        assert!(err.to_string().contains("--proxy-listen"), "{err}");
+        // --registry-auth works with an external backend too (the login servers check).
+        serve_args(&[
+            "--backend-registry",
+            "http://127.0.0.1:5001",
+            "--registry-auth",
+        ])
+        .settings()
+        .expect("accepted");
     }
 
     fn location(url: Option<&str>) -> anyhow::Result<StoreLocation> {

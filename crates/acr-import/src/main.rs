@@ -1,7 +1,9 @@
 //! `acr-import`: parses configuration, starts telemetry, wires the API and the workers, and
 //! waits for shutdown. Nothing else lives here.
 
+mod builtin;
 mod config;
+mod login;
 mod tls;
 
 use std::process::ExitCode;
@@ -108,7 +110,7 @@ async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<acr_store::
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -135,28 +137,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_key = config::load_or_create_admin_key(&args.storage.data_dir)?;
     settings.api.admin_key = Some(admin_key.clone());
 
-    // The built-in registry: served before the workers start (they write into it) and
-    // stopped only after they have (a copy in its shutdown grace still writes).
+    // The built-in registry and the login servers: served before the workers start (they
+    // write into the registry) and stopped only after they have (a copy in its shutdown grace
+    // still writes).
     let registry_stop = CancellationToken::new();
-    let registry_server = match settings.builtin_registry.clone() {
+    let builtin = match settings.builtin_registry.clone() {
         None => None,
         Some(b) => {
-            let (server, addr) =
-                start_builtin_registry(&b, &mut settings, &store, admin_key, &registry_stop)
-                    .await?;
+            let started = builtin::start(&b, &mut settings, &registry_stop).await?;
             tracing::info!(
-                listen = %addr,
+                internal = %started.addr,
                 data_dir = %b.data_dir.display(),
-                auth = if b.auth { "admin users" } else { "anonymous" },
-                "built-in registry serving the OCI distribution API on http://{addr}"
+                "built-in registry serving the workers on http://{}",
+                started.addr
             );
-            Some(server)
+            Some(started)
         }
     };
 
     let pool = acr_worker::WorkerPool::new(store.clone(), settings.worker.clone())
         .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
     check_backend(&settings.worker).await?;
+    let backend = match &builtin {
+        Some(b) => acr_frontdoor::Backend::in_process(
+            pool.backend().clone(),
+            b.registry.router(),
+            b.authorization.clone(),
+        ),
+        None => acr_frontdoor::Backend::http(pool.backend().clone(), false),
+    };
+    let front = login::front_door(&settings, &store, admin_key, backend).await?;
+    let pool = pool.with_source_auth(std::sync::Arc::new(login::SourceCredentials(front.clone())));
+    let login_servers = login::start(&settings.login, front, store.clone(), &registry_stop).await?;
+    tracing::info!(
+        listen = %login_servers.plain,
+        auth = settings.login.front.plain_auth,
+        "login servers on http://{} (Host <name>.{} is registry <name>; other hosts see <name>/<repo>)",
+        login_servers.plain,
+        settings.login.front.login_server_suffix
+    );
+    if let Some(addr) = login_servers.tls {
+        tracing::info!(listen_tls = %addr, "login servers on https://{addr}");
+    }
+    if let Some(addr) = login_servers.proxy {
+        tracing::info!(proxy = %addr, "login-server proxy on http://{addr} (HTTPS_PROXY=http://{addr})");
+    }
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -258,10 +283,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("workers did not stop in time; their leases will expire");
     }
-    if let Some(server) = registry_server {
-        registry_stop.cancel();
+    registry_stop.cancel();
+    login_servers.join().await;
+    if let Some(b) = builtin {
         // Open pulls get a moment to finish; the process does not wait on a slow client.
-        match tokio::time::timeout(Duration::from_secs(10), server).await {
+        match tokio::time::timeout(Duration::from_secs(10), b.server).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "built-in registry ended with an error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "built-in registry task failed"),
             Err(_) => tracing::warn!("built-in registry connections still open at exit"),
@@ -278,110 +304,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
-
-/// Opens the built-in registry in the data directory, binds `--registry-listen`, points the
-/// workers at the bound address (with their own credentials under `--registry-auth`) and
-/// serves it until `stop`.
-async fn start_builtin_registry(
-    b: &config::BuiltinRegistrySettings,
-    settings: &mut config::Settings,
-    store: &acr_store::Store,
-    admin_key: acr_core::admin::AdminKey,
-    stop: &CancellationToken,
-) -> anyhow::Result<(ServerTask, std::net::SocketAddr)> {
-    let auth: Option<std::sync::Arc<dyn acr_registry::Authenticator>> = if b.auth {
-        use rand::RngCore as _;
-        let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
-        let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        let password = secrecy::SecretString::from(password);
-        settings.worker.backend_credentials = acr_oci::Credentials::Basic {
-            username: acr_api::registry_auth::INTERNAL_USER.to_string(),
-            password: password.clone(),
-        };
-        Some(acr_api::registry_auth::AdminUserAuthenticator::new(
-            store.clone(),
-            admin_key,
-            password,
-        ))
-    } else {
-        None
-    };
-    let registry = acr_registry::Registry::open(acr_registry::RegistryConfig {
-        data_dir: b.data_dir.clone(),
-        login_server_suffix: Some(settings.api.login_server_suffix.clone()),
-        auth,
-        token_lifetime: Duration::from_secs(3600),
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("opening the built-in registry: {}", error_chain(&e)))?;
-    let listener = tokio::net::TcpListener::bind(b.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} for the built-in registry (choose another --registry-listen, \
-             or use an external registry with --backend-registry)",
-                b.listen
-            )
-        })?;
-    let addr = listener
-        .local_addr()
-        .context("reading the registry's address")?;
-    settings.worker.backend_url =
-        url::Url::parse(&format!("http://{}/", config::connect_addr(addr)))
-            .context("the built-in registry's URL")?;
-    if let Some(every) = b.gc_interval {
-        tokio::spawn(collect_garbage_every(
-            registry.clone(),
-            every,
-            b.gc_grace,
-            stop.clone(),
-        ));
-    }
-    let stop = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, registry.router())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
-    Ok((server, addr))
-}
-
-/// Collects the built-in registry's garbage every `every` until `stop`.
-async fn collect_garbage_every(
-    registry: acr_registry::Registry,
-    every: Duration,
-    grace: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let options = acr_registry::GcOptions {
-            grace,
-            dry_run: false,
-        };
-        match registry.collect_garbage(options).await {
-            Ok(r) if r.freed_blobs > 0 => tracing::info!(
-                freed_blobs = r.freed_blobs,
-                freed_bytes = r.freed_bytes,
-                kept_recent = r.kept_recent,
-                blobs = r.blobs,
-                "garbage collection freed unreferenced content"
-            ),
-            Ok(r) => tracing::debug!(
-                blobs = r.blobs,
-                kept_recent = r.kept_recent,
-                "garbage collection: nothing to free"
-            ),
-            Err(e) => tracing::warn!(error = %error_chain(&e), "garbage collection failed"),
-        }
-    }
 }
 
 /// The backend must answer the distribution API; a wrong URL is a configuration error.

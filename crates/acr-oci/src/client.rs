@@ -203,7 +203,11 @@ impl Scopes {
     pub fn catalog() -> Self {
         Self(vec!["registry:catalog:*".to_owned()])
     }
-    fn key(&self) -> String {
+    /// Exactly these scope strings (e.g. from a request's route).
+    pub fn of(scopes: Vec<String>) -> Self {
+        Self(scopes)
+    }
+    pub(crate) fn key(&self) -> String {
         self.0.join(" ")
     }
 }
@@ -328,7 +332,7 @@ impl RegistryClient {
 
     /// The client for streaming uploads. Should building it fail (it has the settings of the
     /// shared client, which was built), the shared client serves.
-    fn upload_http(&self) -> &reqwest::Client {
+    pub(crate) fn upload_http(&self) -> &reqwest::Client {
         self.upload_http
             .get_or_init(|| match self.config.build_upload_http() {
                 Ok(c) => c,
@@ -389,7 +393,7 @@ impl RegistryClient {
         }
     }
 
-    fn authorize(&self, rb: RequestBuilder, scopes: &Scopes) -> RequestBuilder {
+    pub(crate) fn authorize(&self, rb: RequestBuilder, scopes: &Scopes) -> RequestBuilder {
         let state = match self.auth.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -413,6 +417,23 @@ impl RegistryClient {
             }
             (_, Credentials::Token(t)) => rb.bearer_auth(t.expose_secret()),
             _ => rb,
+        }
+    }
+
+    /// Whether a request for `scopes` would go out authorized without a 401 round trip: the
+    /// registry's challenge is known and, for a token registry, a live token is cached.
+    pub(crate) fn auth_ready(&self, scopes: &Scopes) -> bool {
+        let state = match self.auth.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        match &state.challenge {
+            None => matches!(self.credentials, Credentials::Anonymous),
+            Some(Challenge::Basic) => true,
+            Some(Challenge::Bearer { .. }) => state
+                .tokens
+                .get(&scopes.key())
+                .is_some_and(|t| t.expires > Instant::now()),
         }
     }
 

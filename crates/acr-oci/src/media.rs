@@ -121,3 +121,36 @@ pub fn push_media_type(
         },
     }
 }
+
+/// What the data plane reports of a manifest, read from its bytes: media types, the sizes of
+/// what it references, an index's children with their platforms.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestSummary {
+    pub media_type: String,
+    pub config: Option<Descriptor>,
+    /// Config and layers (foreign layers included), in bytes.
+    pub blob_bytes: u64,
+    /// An index's entries.
+    pub entries: Vec<Descriptor>,
+    pub kind: Option<ManifestKind>,
+}
+
+/// Summarizes manifest `bytes` sent with `content_type`; `None` when they are not a manifest.
+pub fn summarize(bytes: &[u8], content_type: Option<&str>) -> Option<ManifestSummary> {
+    let parts: ManifestParts = serde_json::from_slice(bytes).ok()?;
+    let kind = classify(content_type, &parts);
+    let media_type = push_media_type(content_type, &parts, kind);
+    let blobs: Vec<&Descriptor> = parts
+        .config
+        .iter()
+        .chain(parts.layers.iter().flatten())
+        .chain(parts.blobs.iter().flatten())
+        .collect();
+    Some(ManifestSummary {
+        media_type,
+        config: parts.config.clone(),
+        blob_bytes: blobs.iter().map(|d| d.size.max(0) as u64).sum(),
+        entries: parts.manifests.clone().unwrap_or_default(),
+        kind: Some(kind),
+    })
+}

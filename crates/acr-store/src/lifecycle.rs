@@ -373,3 +373,35 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// The shared secret `name`: `candidate` if no process stored one before, else the stored
+    /// one (every replica ends with the same bytes).
+    pub async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let sql = "insert into service_secrets (name, value) values ($1, $2)
+                   on conflict (name) do nothing";
+        let read = "select value from service_secrets where name = $1";
+        let value: String = match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(name)
+                    .bind(hex::encode(candidate))
+                    .execute(pool)
+                    .await?;
+                sqlx::query_scalar(read).bind(name).fetch_one(pool).await?
+            }
+            Backend::Sqlite(db) => {
+                sqlx::query(&crate::metadata::for_sqlite(sql))
+                    .bind(name)
+                    .bind(hex::encode(candidate))
+                    .execute(db.pool())
+                    .await?;
+                sqlx::query_scalar(&crate::metadata::for_sqlite(read))
+                    .bind(name)
+                    .fetch_one(db.pool())
+                    .await?
+            }
+        };
+        hex::decode(value).map_err(|e| StoreError::Corrupt(format!("secret {name}: {e}")))
+    }
+}

@@ -22,6 +22,9 @@ pub struct RegistryProps {
     pub network_rule_set: NetworkRuleSet,
     pub zone_redundancy: String,
     pub data_endpoint_enabled: bool,
+    /// `LegacyRegistryPermissions` (AcrPull, AcrPush, … and Owner/Contributor/Reader decide
+    /// data access) or `AbacRepositoryPermissions` (the repository roles' data actions do).
+    pub role_assignment_mode: String,
     /// `systemData`: the principal (token `oid`, or `acr-import` without a token) and its kind.
     pub created_by: String,
     pub created_by_type: String,
@@ -39,6 +42,7 @@ impl Default for RegistryProps {
             network_rule_set: NetworkRuleSet::default(),
             zone_redundancy: "Disabled".into(),
             data_endpoint_enabled: false,
+            role_assignment_mode: "LegacyRegistryPermissions".into(),
             created_by: String::new(),
             created_by_type: String::new(),
             last_modified_by: String::new(),
@@ -65,6 +69,12 @@ impl RegistryProps {
 
     pub fn bypasses_for_azure_services(&self) -> bool {
         self.network_rule_bypass_options == "AzureServices"
+    }
+
+    /// Whether data access follows the repository roles (ABAC) rather than the legacy roles.
+    pub fn abac(&self) -> bool {
+        self.role_assignment_mode
+            .eq_ignore_ascii_case("AbacRepositoryPermissions")
     }
 }
 

@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use acr_core::operation::{FailureKind, ImportFailure};
-use acr_core::reference::{Digest, Repository};
-use acr_oci::media::{classify, ManifestKind, ManifestParts};
+use acr_core::reference::Repository;
 use acr_oci::OciError;
 use acr_store::ClaimedOperation;
 
@@ -115,67 +114,12 @@ pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
                 .known_manifests(&name, inner)
                 .await
                 .map_err(store)?;
-            delete_through_distribution(ctx, &repo, &known)
+            ctx.backend
+                .delete_repository_content(&repo, &known)
                 .await
                 .map_err(target)?;
         }
         tracing::info!(operation.id = %op.record.id, repository = %full, "repository deleted");
-    }
-    Ok(())
-}
-
-/// Deletes what the distribution API lets us find of `repo`: every tagged manifest, every
-/// manifest the metadata knows (untagged ones included), their children, and the blobs they
-/// reference (unlinked from the repository; the backend's own garbage collection frees them).
-async fn delete_through_distribution(
-    ctx: &Ctx,
-    repo: &Repository,
-    known: &[String],
-) -> Result<(), OciError> {
-    let backend = &ctx.backend;
-    let mut pending: Vec<String> = known.to_vec();
-    for tag in backend.tags(repo).await? {
-        pending.push(tag);
-    }
-    let mut manifests: BTreeSet<Digest> = BTreeSet::new();
-    let mut blobs: BTreeSet<Digest> = BTreeSet::new();
-    while let Some(reference) = pending.pop() {
-        let m = match backend.get_manifest(repo, &reference).await {
-            Ok(m) => m,
-            Err(OciError::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        if !manifests.insert(m.digest.clone()) {
-            continue;
-        }
-        let Ok(parts) = serde_json::from_slice::<ManifestParts>(&m.bytes) else {
-            continue;
-        };
-        match classify(m.content_type.as_deref(), &parts) {
-            ManifestKind::Index => {
-                for c in parts.manifests.unwrap_or_default() {
-                    pending.push(c.digest);
-                }
-            }
-            _ => {
-                let descriptors = parts
-                    .config
-                    .into_iter()
-                    .chain(parts.layers.unwrap_or_default())
-                    .chain(parts.blobs.unwrap_or_default());
-                for d in descriptors {
-                    if let Ok(d) = Digest::parse(&d.digest) {
-                        blobs.insert(d);
-                    }
-                }
-            }
-        }
-    }
-    for d in &manifests {
-        backend.delete_manifest(repo, d).await?;
-    }
-    for d in &blobs {
-        backend.delete_blob(repo, d).await?;
     }
     Ok(())
 }

@@ -419,6 +419,34 @@ async fn resolve_source(
                             ),
                         ));
                     }
+                    // Explicit credentials are checked as the login server would check them
+                    // (a wrong password fails the import, nothing copied); without them the
+                    // caller's identity, checked when the import was accepted, reads it.
+                    if let Some(e) = &op.credentials_error {
+                        return Err(fail(
+                            FailureKind::Internal,
+                            format!("Operation {} failed: {e}.", op.record.id),
+                        ));
+                    }
+                    if let Some(c) = &op.credentials {
+                        let allowed = match &ctx.source_auth {
+                            Some(auth) => {
+                                auth.may_pull(&found, c.username.as_deref(), &c.password)
+                                    .await
+                            }
+                            None => false,
+                        };
+                        if !allowed {
+                            return Err(fail(
+                                FailureKind::SourceUnauthorized,
+                                format!(
+                                    "Access to the source registry {} was denied for {}: authentication required: the credentials were refused. Check source.credentials.",
+                                    addr.authority(),
+                                    spec.source_image
+                                ),
+                            ));
+                        }
+                    }
                     return emulated(&found.name_lower);
                 }
             }

@@ -55,6 +55,19 @@ pub struct WorkerConfig {
     pub backend_repository_delete: bool,
 }
 
+/// Checks the credentials an import gives for an emulated source named by its login server,
+/// as that login server would: exactly those credentials are used (the login servers own the
+/// check; the copy then reads the backend).
+pub trait EmulatedSourceAuth: Send + Sync {
+    /// Whether `username`/`password` may pull from `registry`.
+    fn may_pull<'a>(
+        &'a self,
+        registry: &'a acr_store::RegistryRecord,
+        username: Option<&'a str>,
+        password: &'a str,
+    ) -> futures::future::BoxFuture<'a, bool>;
+}
+
 /// The workers of one process.
 pub struct WorkerPool {
     store: Store,
@@ -63,6 +76,7 @@ pub struct WorkerPool {
     backend: Arc<RegistryClient>,
     limits: Arc<HostLimits>,
     owner: String,
+    source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
 }
 
 impl WorkerPool {
@@ -94,7 +108,15 @@ impl WorkerPool {
             backend,
             limits,
             owner,
+            source_auth: None,
         })
+    }
+
+    /// Checks credentials given for emulated sources with `auth` (without it they are
+    /// refused: nothing can vouch for them).
+    pub fn with_source_auth(mut self, auth: Arc<dyn EmulatedSourceAuth>) -> Self {
+        self.source_auth = Some(auth);
+        self
     }
 
     /// The backend registry client (shared by all operations).
@@ -163,6 +185,7 @@ impl WorkerPool {
             http: self.http.clone(),
             backend: self.backend.clone(),
             limits: self.limits.clone(),
+            source_auth: self.source_auth.clone(),
         }
     }
 }
@@ -175,6 +198,7 @@ pub(crate) struct Ctx {
     pub http: reqwest::Client,
     pub backend: Arc<RegistryClient>,
     pub limits: Arc<HostLimits>,
+    pub source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
 }
 
 /// Drives one claimed operation to an end (or gives it back).

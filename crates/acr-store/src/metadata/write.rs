@@ -1,44 +1,10 @@
-//! The data plane's metadata: what ACR's `/acr/v1` answers and the distribution API does not
-//! keep — created and last-updated times of repositories, manifests and tags, a manifest's
-//! size, platform and children, and the `changeableAttributes` — per registry (its lowercased
-//! name) and repository inside it (no registry prefix). Written by the workers for imports and
-//! by the login servers for pushes and deletes, so every replica answers alike.
-//!
-//! Both dialects are side by side (see `lifecycle`).
+//! Writes of the data-plane metadata: what imports and pushes wrote.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use sqlx::types::Json;
 
+use super::{now_text, ManifestInfo};
 use crate::{Backend, Store, StoreError};
-
-/// A child of an index, with its platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildRef {
-    pub digest: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os: Option<String>,
-}
-
-/// What is known of a manifest when it is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestInfo {
-    pub digest: String,
-    pub media_type: String,
-    pub config_media_type: Option<String>,
-    /// The manifest, its config and its layers, in bytes.
-    pub image_size: i64,
-    pub architecture: Option<String>,
-    pub os: Option<String>,
-    /// An index's children.
-    pub refs: Option<Vec<ChildRef>>,
-}
-
-fn now_text(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
 
 impl Store {
     /// Records that `manifests` were written into `registry`/`repository` and that `tags`

@@ -1,0 +1,142 @@
+//! The built-in registry: opened in the data directory, served on a loopback port of its own
+//! to the workers (who present a per-process credential), reached by the login servers
+//! in-process, and collected of its garbage every `--gc-interval-seconds`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+
+/// The user the workers and the login servers present to the built-in registry.
+pub const INTERNAL_USER: &str = "acr-import-internal";
+
+/// Lets exactly the internal user in (clients reach the registry through the login servers,
+/// which decide their rights).
+struct InternalOnly {
+    password: SecretString,
+}
+
+impl acr_registry::Authenticator for InternalOnly {
+    fn authorize<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+        _repository: Option<&'a str>,
+        _actions: &'a [acr_registry::Action],
+    ) -> BoxFuture<'a, bool> {
+        let ok = username == INTERNAL_USER
+            && acr_core::admin::constant_time_eq(
+                self.password.expose_secret().as_bytes(),
+                password.as_bytes(),
+            );
+        Box::pin(async move { ok })
+    }
+}
+
+/// What the rest of the process needs of the running built-in registry.
+pub struct Builtin {
+    pub registry: acr_registry::Registry,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub addr: std::net::SocketAddr,
+    /// `Authorization` of the internal user.
+    pub authorization: axum::http::HeaderValue,
+}
+
+/// Opens the registry, binds its internal listener, points the workers at it with the
+/// internal credential, and serves it until `stop`.
+pub async fn start(
+    b: &config::BuiltinRegistrySettings,
+    settings: &mut config::Settings,
+    stop: &CancellationToken,
+) -> anyhow::Result<Builtin> {
+    use rand::RngCore as _;
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{INTERNAL_USER}:{password}"));
+    let authorization = axum::http::HeaderValue::from_str(&format!("Basic {basic}"))
+        .context("the internal credential")?;
+    let password = SecretString::from(password);
+    settings.worker.backend_credentials = acr_oci::Credentials::Basic {
+        username: INTERNAL_USER.to_string(),
+        password: password.clone(),
+    };
+    let registry = acr_registry::Registry::open(acr_registry::RegistryConfig {
+        data_dir: b.data_dir.clone(),
+        login_server_suffix: None,
+        auth: Some(Arc::new(InternalOnly { password })),
+        token_lifetime: Duration::from_secs(3600),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("opening the built-in registry: {}", crate::error_chain(&e)))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the built-in registry's internal listener")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the registry's address")?;
+    settings.worker.backend_url =
+        url::Url::parse(&format!("http://{addr}/")).context("the built-in registry's URL")?;
+    if let Some(every) = b.gc_interval {
+        tokio::spawn(collect_garbage_every(
+            registry.clone(),
+            every,
+            b.gc_grace,
+            stop.clone(),
+        ));
+    }
+    let stop = stop.clone();
+    let router = registry.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    Ok(Builtin {
+        registry,
+        server,
+        addr,
+        authorization,
+    })
+}
+
+/// Collects the built-in registry's garbage every `every` until `stop`.
+async fn collect_garbage_every(
+    registry: acr_registry::Registry,
+    every: Duration,
+    grace: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let options = acr_registry::GcOptions {
+            grace,
+            dry_run: false,
+        };
+        match registry.collect_garbage(options).await {
+            Ok(r) if r.freed_blobs > 0 => tracing::info!(
+                freed_blobs = r.freed_blobs,
+                freed_bytes = r.freed_bytes,
+                kept_recent = r.kept_recent,
+                blobs = r.blobs,
+                "garbage collection freed unreferenced content"
+            ),
+            Ok(r) => tracing::debug!(
+                blobs = r.blobs,
+                kept_recent = r.kept_recent,
+                "garbage collection: nothing to free"
+            ),
+            Err(e) => tracing::warn!(error = %crate::error_chain(&e), "garbage collection failed"),
+        }
+    }
+}
