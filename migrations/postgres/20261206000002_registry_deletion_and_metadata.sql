@@ -5,7 +5,7 @@ alter table registries add column deletion_operation_id text;
 
 -- Operations are imports or registry deletions; `request` holds the import (`{}` otherwise).
 alter table operations add column kind text not null default 'import'
-    check (kind in ('import', 'deleteRegistry'));
+    check (kind in ('import', 'deleteRegistry', 'deleteResourceGroup'));
 -- Cancelling the imports into a registry and waiting for their workers to stop.
 create index operations_by_registry on operations (lower(registry_name), state);
 
@@ -57,3 +57,17 @@ create table tag_meta (
 );
 create index tag_meta_by_time on tag_meta (registry, repository, updated_at);
 create index tag_meta_by_digest on tag_meta (registry, repository, digest);
+
+-- Resource groups created with PUT (a registry may still live in a group never created; such
+-- a group exists while it holds registries). A group being deleted keeps its row until its
+-- registries are gone.
+create table resource_groups (
+    subscription_id text not null,
+    name            text not null,
+    name_lower      text not null,
+    location        text not null,
+    tags            jsonb,
+    created_at      timestamptz not null default now(),
+    deleting_since  timestamptz,
+    primary key (subscription_id, name_lower)
+);

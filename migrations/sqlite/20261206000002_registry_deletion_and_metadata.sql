@@ -4,7 +4,7 @@ alter table registries add column deleting_since text
 alter table registries add column deletion_operation_id text;
 
 alter table operations add column kind text not null default 'import'
-    check (kind in ('import', 'deleteRegistry'));
+    check (kind in ('import', 'deleteRegistry', 'deleteResourceGroup'));
 create index operations_by_registry on operations (lower(registry_name), state);
 
 create table repository_meta (
@@ -52,3 +52,14 @@ create table tag_meta (
 ) strict;
 create index tag_meta_by_time on tag_meta (registry, repository, updated_at);
 create index tag_meta_by_digest on tag_meta (registry, repository, digest);
+
+create table resource_groups (
+    subscription_id text not null,
+    name            text not null,
+    name_lower      text not null,
+    location        text not null,
+    tags            text check (tags is null or json_valid(tags)),
+    created_at      text not null,
+    deleting_since  text,
+    primary key (subscription_id, name_lower)
+) strict;

@@ -22,6 +22,7 @@ mod import_basic;
 mod import_rules;
 mod large;
 mod limits;
+mod login_servers;
 mod lro;
 mod malformed;
 mod missing_source;

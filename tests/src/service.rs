@@ -124,6 +124,8 @@ pub struct TestService {
     port: u16,
     /// The login servers' plain port.
     registry_port: u16,
+    /// The login servers' HTTPS port, when they have one.
+    registry_tls_port: Option<u16>,
     log_path: PathBuf,
     config: ServiceConfig,
     _dir: tempfile::TempDir,
@@ -155,6 +157,27 @@ impl TestService {
         }
         let registry_port = config.registry_port.unwrap_or_else(free_port);
         cmd.args(["--registry-listen", &format!("127.0.0.1:{registry_port}")]);
+        // With TLS on the ARM API the login servers get an HTTPS listener too (default
+        // 127.0.0.1:5443): each service gets its own port.
+        let has = |flag: &str| config.extra_args.iter().any(|a| a == flag);
+        let registry_tls_port = if has("--registry-listen-tls") {
+            let i = config
+                .extra_args
+                .iter()
+                .position(|a| a == "--registry-listen-tls")
+                .unwrap_or_default();
+            config
+                .extra_args
+                .get(i + 1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+        } else if has("--listen-tls") || has("--tls-self-signed") || has("--tls-cert") {
+            let p = free_port();
+            cmd.args(["--registry-listen-tls", &format!("127.0.0.1:{p}")]);
+            Some(p)
+        } else {
+            None
+        };
         match &config.database_url {
             Some(url) => cmd.args(["--database-url", url]),
             None => cmd.env_remove("DATABASE_URL"),
@@ -191,6 +214,7 @@ impl TestService {
             pid,
             port,
             registry_port,
+            registry_tls_port,
             log_path,
             config,
             _dir: dir,
@@ -236,6 +260,12 @@ impl TestService {
     /// The login servers' plain listener (`http://127.0.0.1:<port>`).
     pub fn login_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.registry_port)
+    }
+
+    /// The login servers' HTTPS address (`127.0.0.1:<port>`), when they have one.
+    pub fn login_tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.registry_tls_port
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)))
     }
 
     /// Where the emulated registries' content is read: the external backend, or the login

@@ -274,32 +274,6 @@ pub async fn get_subscription(
     Ok(Json(subscription_json(&state, &sub)))
 }
 
-/// `GET /subscriptions/{sub}/resourcegroups/{rg}`: resource groups exist implicitly in the
-/// emulator; one answers with the region of its first registry, or the default region.
-#[utoipa::path(get, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}", tag = "cloud",
-    params(("subscriptionId" = String, Path), ("resourceGroupName" = String, Path), ("api-version" = Option<String>, Query)),
-    responses((status = 200, description = "The resource group", body = Object)))]
-pub async fn get_resource_group(
-    State(state): State<AppState>,
-    ArmPath((sub, rg)): ArmPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let sub = ApiError::subscription(&sub)?;
-    acr_core::arm::validate_resource_group(&rg)
-        .map_err(|e| ApiError::invalid("InvalidResourceGroupName", e))?;
-    let (name, location) = state
-        .store
-        .resource_group(&sub, &rg)
-        .await?
-        .unwrap_or_else(|| (rg.clone(), "eastus".to_owned()));
-    Ok(Json(json!({
-        "id": format!("/subscriptions/{sub}/resourceGroups/{name}"),
-        "name": name,
-        "type": "Microsoft.Resources/resourceGroups",
-        "location": location,
-        "properties": {"provisioningState": "Succeeded"}
-    })))
-}
-
 /// Query of "Resources - List".
 #[derive(Debug, Deserialize)]
 pub struct ResourcesQuery {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cloud;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod imports;
 pub mod openapi;
 pub mod registries;
@@ -96,7 +97,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/subscriptions/{subscription_id}/resourceGroups/{resource_group}",
-            get(cloud::get_resource_group),
+            get(groups::get_group)
+                .head(groups::get_group)
+                .put(groups::put_group)
+                .delete(groups::delete_group),
+        )
+        .route(
+            "/subscriptions/{subscription_id}/resourceGroups",
+            get(groups::list_groups),
         )
         .route(
             "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/checkNameAvailability",

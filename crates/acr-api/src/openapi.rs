@@ -26,7 +26,10 @@ use utoipa::OpenApi;
         crate::cloud::identity_token,
         crate::cloud::list_subscriptions,
         crate::cloud::get_subscription,
-        crate::cloud::get_resource_group,
+        crate::groups::get_group,
+        crate::groups::put_group,
+        crate::groups::delete_group,
+        crate::groups::list_groups,
         crate::cloud::list_resources,
     ),
     components(schemas(

@@ -84,6 +84,13 @@ pub enum CopyError {
         size: u64,
         limit: u64,
     },
+    /// A target tag (or its whole repository, `tag` `None`) is locked against writes
+    /// (`changeableAttributes.writeEnabled: false`) and the copy would move it.
+    #[error("{repository}{} is locked against writes", tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default())]
+    Locked {
+        repository: Repository,
+        tag: Option<Tag>,
+    },
     /// The owner withdrew this copy (its attempt no longer owns the operation): nothing more
     /// may be written.
     #[error("the copy was withdrawn: {0}")]

@@ -22,6 +22,7 @@
 //! statement. NoForce imports reserve their target tags ([`reservations`]): one winner per tag
 //! across workers and processes. No transaction is ever held open while a copy runs.
 
+pub mod groups;
 pub mod lifecycle;
 pub mod metadata;
 pub mod operations;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
+pub use groups::{GroupPut, ResourceGroup};
 pub use lifecycle::DeletionStarted;
 pub use operations::{
     ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,

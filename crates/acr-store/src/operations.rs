@@ -34,6 +34,9 @@ pub enum Work {
     Import(StoredImport),
     /// Delete the operation's registry: its content in the backend, then the resource.
     DeleteRegistry,
+    /// Delete the operation's resource group: its registries (each its own deletion), then
+    /// the group.
+    DeleteResourceGroup,
 }
 
 impl Work {
@@ -42,6 +45,7 @@ impl Work {
         match self {
             Work::Import(_) => "import",
             Work::DeleteRegistry => "deleteRegistry",
+            Work::DeleteResourceGroup => "deleteResourceGroup",
         }
     }
 
@@ -51,7 +55,7 @@ impl Work {
             Work::Import(i) => {
                 serde_json::to_value(i).map_err(|e| StoreError::Corrupt(e.to_string()))
             }
-            Work::DeleteRegistry => Ok(serde_json::json!({})),
+            Work::DeleteRegistry | Work::DeleteResourceGroup => Ok(serde_json::json!({})),
         }
     }
 
@@ -61,6 +65,7 @@ impl Work {
                 .map(Work::Import)
                 .map_err(|e| StoreError::Corrupt(format!("stored import request: {e}"))),
             "deleteRegistry" => Ok(Work::DeleteRegistry),
+            "deleteResourceGroup" => Ok(Work::DeleteResourceGroup),
             other => Err(StoreError::Corrupt(format!("operation kind '{other}'"))),
         }
     }

@@ -123,3 +123,46 @@ pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
     }
     Ok(())
 }
+
+/// A resource group deletion: its registries are being deleted by their own operations
+/// (started with it); this one waits until none is left. `Ok`: the group may go.
+pub(crate) async fn wait_for_group(ctx: &Ctx, op: &ClaimedOperation) -> Result<(), Failure> {
+    let rec = &op.record;
+    loop {
+        let left = ctx
+            .store
+            .list_registries(&rec.subscription_id, Some(&rec.resource_group))
+            .await
+            .map_err(|e| Failure::Retry {
+                delay: Duration::from_secs(2),
+                reason: e.to_string(),
+                failure: ImportFailure::new(
+                    FailureKind::Internal,
+                    "The service could not read its database.",
+                ),
+            })?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        // A registry whose deletion ended without deleting it (failed) keeps the group.
+        for r in &left {
+            let failed = match &r.deletion_operation_id {
+                None => true,
+                Some(id) => matches!(
+                    ctx.store.get_operation(id).await,
+                    Ok(Some(o)) if o.state != "Queued" && o.state != "Running"
+                ),
+            };
+            if failed {
+                return Err(Failure::Final(ImportFailure::new(
+                    FailureKind::Internal,
+                    format!(
+                        "The resource group '{}' could not be deleted: its registry '{}' was not deleted.",
+                        rec.resource_group, r.name
+                    ),
+                )));
+            }
+        }
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}

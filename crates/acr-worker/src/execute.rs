@@ -146,6 +146,8 @@ pub(crate) async fn execute(
         attempt: op.attempt(),
         reserved,
         progress: progress.clone(),
+        registry: prefix.clone(),
+        targets: targets.clone(),
     });
     let req = CopyRequest {
         source: source.client.clone(),
@@ -281,6 +283,56 @@ struct OperationGate {
     /// Tags reserved by this attempt (0: nothing to confirm).
     reserved: usize,
     progress: Arc<Progress>,
+    /// The target registry (lowercase) and what the copy writes there.
+    registry: String,
+    targets: Vec<CopyTarget>,
+}
+
+impl OperationGate {
+    /// Refuses a copy that would move a locked tag or write into a locked repository
+    /// (`changeableAttributes.writeEnabled: false`, as ACR enforces it for imports too).
+    async fn check_locks(&self, digest: Option<&Digest>) -> Result<(), CopyError> {
+        let prefix = format!("{}/", self.registry);
+        for t in &self.targets {
+            let inner = t
+                .repository
+                .as_str()
+                .strip_prefix(&prefix)
+                .unwrap_or(t.repository.as_str());
+            let locks = self
+                .ctx
+                .store
+                .locks(&self.registry, inner, None, None)
+                .await
+                .map_err(|e| CopyError::Withdrawn(format!("the locks could not be read: {e}")))?;
+            if locks.repository.is_some_and(|a| !a.write_enabled) {
+                return Err(CopyError::Locked {
+                    repository: t.repository.clone(),
+                    tag: None,
+                });
+            }
+            for tag in &t.tags {
+                let locks = self
+                    .ctx
+                    .store
+                    .locks(&self.registry, inner, Some(tag.as_str()), None)
+                    .await
+                    .map_err(|e| {
+                        CopyError::Withdrawn(format!("the locks could not be read: {e}"))
+                    })?;
+                if let Some((attrs, current)) = &locks.tag {
+                    let moves = digest.is_none_or(|d| d.to_string() != *current);
+                    if !attrs.write_enabled && moves {
+                        return Err(CopyError::Locked {
+                            repository: t.repository.clone(),
+                            tag: Some(tag.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for OperationGate {
@@ -294,8 +346,9 @@ impl std::fmt::Debug for OperationGate {
 }
 
 impl CopyGate for OperationGate {
-    fn resolved<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<(), CopyError>> {
+    fn resolved<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
+            self.check_locks(Some(digest)).await?;
             let snapshot = serde_json::to_value(self.progress.snapshot()).ok();
             match self
                 .ctx
@@ -324,6 +377,8 @@ impl CopyGate for OperationGate {
 
     fn before_tags(&self) -> BoxFuture<'_, Result<(), CopyError>> {
         Box::pin(async move {
+            let digest = self.progress.source_digest.get().cloned();
+            self.check_locks(digest.as_ref()).await?;
             if self.reserved == 0 {
                 return Ok(());
             }
@@ -580,6 +635,16 @@ pub fn failure_for(
             FailureKind::TargetRegistryError,
             format!("Writing to the target registry failed: {o}."),
         ),
+        CopyError::Locked { repository, tag } => {
+            let what = match tag {
+                Some(t) => format!("Tag {}:{t}", unprefix(repository)),
+                None => format!("Repository {}", unprefix(repository)),
+            };
+            ImportFailure::new(
+                FailureKind::TagConflict,
+                format!("Operation {op_id} failed. Resource {target_id} {what} is locked (changeableAttributes.writeEnabled is false) in target registry; the import would move it."),
+            )
+        }
         CopyError::Withdrawn(why) => ImportFailure::new(
             FailureKind::Internal,
             format!("Operation {op_id} was interrupted: {why}."),

@@ -242,6 +242,7 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         match &op.work {
             Work::Import(_) => execute::execute(&ctx, &op, progress.clone()).await,
             Work::DeleteRegistry => delete::delete_content(&ctx, &op).await,
+            Work::DeleteResourceGroup => delete::wait_for_group(&ctx, &op).await,
         }
     };
     let run = async {
@@ -298,6 +299,26 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
                     Ok(true) => tracing::info!(operation.id = %id, %registry, "registry deleted"),
                     Ok(false) => tracing::warn!(operation.id = %id, "deletion fenced out"),
                     // The lease runs out and the (idempotent) deletion is redone.
+                    Err(e) => {
+                        tracing::warn!(operation.id = %id, error = %e, "could not complete the deletion")
+                    }
+                }
+            }
+            Work::DeleteResourceGroup => {
+                let rec = &op.record;
+                match ctx
+                    .store
+                    .complete_group_deletion(
+                        &id,
+                        attempt,
+                        &rec.subscription_id,
+                        &rec.resource_group,
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(operation.id = %id, group = %rec.resource_group, "resource group deleted")
+                    }
                     Err(e) => {
                         tracing::warn!(operation.id = %id, error = %e, "could not complete the deletion")
                     }
