@@ -688,6 +688,20 @@ async fn the_proxy_only_tunnels_to_login_servers() {
         w.svc.log().contains("proxy: refused"),
         "refusals are logged"
     );
+    // The other way without DNS: `acr-import hosts` prints the /etc/hosts lines.
+    let out = Command::new(acr_import_tests::service::service_bin())
+        .args(["hosts", "--endpoint", &w.svc.base_url()])
+        .output()
+        .expect("acr-import hosts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "127.0.0.1 myregistry.azurecr.io\n"
+    );
     // Through it, a client reaches the login server with its name only.
     let r = get(&w.https(), &url(LS, "/v2/"), None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -939,4 +953,151 @@ async fn skopeo_pushes_and_pulls_through_the_proxy_with_a_refresh_token() {
         .output()
         .expect("skopeo");
     assert!(!o.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_assignments_decide_data_access_per_role_assignment_mode() {
+    const OWNER: &str = "11111111-1111-4111-8111-111111111111";
+    const PULLER: &str = "22222222-2222-4222-8222-222222222222";
+    const PUSHER: &str = "33333333-3333-4333-8333-333333333333";
+    const READER: &str = "44444444-4444-4444-8444-444444444444";
+    const NOBODY: &str = "55555555-5555-4555-8555-555555555555";
+    const REPO_READER: &str = "66666666-6666-4666-8666-666666666666";
+    let image = TestImage::single(9701, Format::Oci, &[10_000]);
+    let src = anonymous_source("demo/app", "v1", &image).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sub = uuid::Uuid::new_v4().to_string();
+    let reg = |n: &str| {
+        format!("/subscriptions/{sub}/resourceGroups/{RG}/providers/Microsoft.ContainerRegistry/registries/{n}")
+    };
+    let config = json!({"roleAssignments": [
+        {"principalId": OWNER, "roleDefinitionName": "Contributor", "scope": format!("/subscriptions/{sub}")},
+        {"principalId": PULLER, "roleDefinitionName": "AcrPull", "scope": reg("legacyreg")},
+        {"principalId": PULLER, "roleDefinitionName": "AcrPull", "scope": reg("abacreg")},
+        {"principalId": PUSHER, "roleDefinitionName": "AcrPush", "scope": reg("legacyreg")},
+        {"principalId": READER, "roleDefinitionName": "Reader", "scope": format!("/subscriptions/{sub}")},
+        {"principalId": REPO_READER, "roleDefinitionName": "Container Registry Repository Reader", "scope": reg("abacreg")},
+    ]});
+    let rbac_path = dir.path().join("rbac.json");
+    std::fs::write(&rbac_path, config.to_string()).expect("rbac.json");
+    let key_path = dir.path().join("token.key");
+    std::fs::write(&key_path, b"a-test-signing-key-of-32-bytes!!").expect("key");
+    let mut w = World::start(|c| {
+        c.flag("--auth", "arm-rbac")
+            .flag("--rbac-config", rbac_path.display())
+            .flag("--token-key-file", key_path.display())
+    })
+    .await;
+    w.sub = sub.clone();
+    let base = w.svc.base_url();
+    let mi = |oid: &'static str| {
+        let arm = ArmClient::new(&base);
+        async move {
+            let r = arm
+                .send(
+                    Method::GET,
+                    &arm.url(&format!(
+                        "/metadata/identity/oauth2/token?api-version=2019-08-01&resource=https://management.azure.com/&object_id={oid}"
+                    )),
+                    &[("X-IDENTITY-HEADER", "x")],
+                    None,
+                    None,
+                )
+                .await;
+            let token: String = r.json()["access_token"].as_str().expect("token").to_owned();
+            token
+        }
+    };
+    let owner: String = mi(OWNER).await;
+    w.arm = ArmClient::new(&base).with_bearer(&owner);
+    w.registry("legacyreg", json!({})).await;
+    w.registry(
+        "abacreg",
+        json!({"roleAssignmentMode": "AbacRepositoryPermissions"}),
+    )
+    .await;
+    for r in ["legacyreg", "abacreg"] {
+        let s = w
+            .import(r, &uri_import(&src.host(), "demo/app:v1", &["app:v1"]))
+            .await;
+        assert_eq!(s["status"], "Succeeded", "{s}");
+    }
+    let c = w.https();
+    // What each principal may do: (pull, push) per registry.
+    let may = |oid: &'static str, registry: &'static str| {
+        let c = c.clone();
+        let aad = mi(oid);
+        async move {
+            let ls = format!("{registry}.azurecr.io");
+            let aad: String = aad.await;
+            let r = exchange(&c, &ls, &aad).await;
+            assert_eq!(r.status(), StatusCode::OK, "{oid} exchange");
+            let refresh = json_of(r).await["refresh_token"]
+                .as_str()
+                .expect("refresh")
+                .to_owned();
+            let r = token(
+                &c,
+                &ls,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("service", &ls),
+                    ("refresh_token", &refresh),
+                    ("scope", "repository:app:pull,push"),
+                ],
+            )
+            .await;
+            let t = json_of(r).await["access_token"]
+                .as_str()
+                .expect("token")
+                .to_owned();
+            let pull = get(&c, &url(&ls, "/v2/app/manifests/v1"), Some(&t))
+                .await
+                .status()
+                == StatusCode::OK;
+            let push = c
+                .post(url(&ls, "/v2/app/blobs/uploads/"))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .expect("upload")
+                .status()
+                == StatusCode::ACCEPTED;
+            (pull, push)
+        }
+    };
+    assert_eq!(may(OWNER, "legacyreg").await, (true, true), "Contributor");
+    assert_eq!(may(PULLER, "legacyreg").await, (true, false), "AcrPull");
+    assert_eq!(may(PUSHER, "legacyreg").await, (true, true), "AcrPush");
+    assert_eq!(
+        may(READER, "legacyreg").await,
+        (true, false),
+        "Reader pulls (ACR's table)"
+    );
+    assert_eq!(may(NOBODY, "legacyreg").await, (false, false), "no role");
+    // ABAC registries: the repository roles' data actions decide; AcrPull and Contributor
+    // alone give no data access.
+    assert_eq!(
+        may(REPO_READER, "abacreg").await,
+        (true, false),
+        "Repository Reader"
+    );
+    assert_eq!(
+        may(PULLER, "abacreg").await,
+        (false, false),
+        "AcrPull on ABAC"
+    );
+    assert_eq!(
+        may(OWNER, "abacreg").await,
+        (false, false),
+        "Contributor on ABAC"
+    );
+    // A token not signed by the service is refused at the exchange.
+    let r = exchange(
+        &c,
+        "legacyreg.azurecr.io",
+        "eyJhbGciOiJIUzI1NiJ9.eyJvaWQiOiJ4IiwidGlkIjoieSIsImV4cCI6NDAwMDAwMDAwMH0.c2ln",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

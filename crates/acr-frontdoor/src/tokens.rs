@@ -235,16 +235,9 @@ mod tests {
             let t = k.refresh_token(&p, "myregistry.azurecr.io");
             let payload = t.split('.').nth(1).expect("payload");
             assert!(!payload.contains(['-', '_']), "{payload}");
-            // What the Python SDK does (with its over-padding).
-            let mut v = payload.to_owned();
-            let pad = v.len() % 4;
-            v.push_str(&"=".repeat(pad));
-            let decoded = STANDARD
-                .decode(
-                    v.trim_end_matches('=').to_owned()
-                        + &"=".repeat((4 - v.trim_end_matches('=').len() % 4) % 4),
-                )
-                .expect("standard base64");
+            // What the Python SDK does: the standard alphabet (padded).
+            let padded = format!("{payload}{}", "=".repeat((4 - payload.len() % 4) % 4));
+            let decoded = STANDARD.decode(padded).expect("standard base64");
             let json: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
             assert!(json["exp"].as_i64().is_some());
             assert_eq!(

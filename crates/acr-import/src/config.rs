@@ -28,6 +28,24 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Print /etc/hosts lines mapping every registry's login server to an address (asks a
+    /// running service's ARM API), so that clients reach https://<name>.<suffix> without DNS.
+    Hosts(HostsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    /// The running service's ARM API.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub endpoint: String,
+    /// The address the login servers are reached on (their HTTPS listener must be on port 443
+    /// of it for https://<name>.<suffix> to work unchanged).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(*args).await,
+        Command::Hosts(args) => hosts(&args).await,
     }
 }
 
@@ -108,6 +109,57 @@ async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<acr_store::
             Ok(store)
         }
     }
+}
+
+/// `acr-import hosts`: one `/etc/hosts` line per registry of every subscription the service
+/// lists.
+async fn hosts(args: &config::HostsArgs) -> anyhow::Result<()> {
+    let address: std::net::IpAddr = args
+        .address
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--address '{}' is not an IP address", args.address))?;
+    let base = args.endpoint.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("HTTP client")?;
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .get(&url)
+                .bearer_auth("acr-import-hosts")
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            if !resp.status().is_success() {
+                anyhow::bail!("{url} answered {}", resp.status());
+            }
+            resp.json::<serde_json::Value>()
+                .await
+                .with_context(|| format!("{url}: not JSON"))
+        }
+    };
+    let subs = get(format!("{base}/subscriptions?api-version=2022-12-01")).await?;
+    let mut lines = std::collections::BTreeSet::new();
+    for s in subs["value"].as_array().into_iter().flatten() {
+        let Some(id) = s["subscriptionId"].as_str() else {
+            continue;
+        };
+        let regs = get(format!(
+            "{base}/subscriptions/{id}/providers/Microsoft.ContainerRegistry/registries?api-version=2025-11-01"
+        ))
+        .await?;
+        for r in regs["value"].as_array().into_iter().flatten() {
+            if let Some(ls) = r["properties"]["loginServer"].as_str() {
+                lines.insert(format!("{address} {ls}"));
+            }
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
