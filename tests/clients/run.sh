@@ -6,11 +6,23 @@
 #   AZ_SUBSCRIPTION   subscription id              AZ_RESOURCE_GROUP (default clients-rg)
 #   SRC_HOST SRC_USER SRC_PASS    htpasswd source registry   SRC_ANON_HOST  anonymous source
 #   SRC_SINGLE SRC_SINGLE_DIGEST SRC_MULTI SRC_MULTI_DIGEST  images present in both sources
+# For the dataplane suite (azure-containerregistry against a login server, over HTTPS through the
+# emulator's CONNECT proxy; the runner prepares the registry through ARM beforehand):
+#   PROXY_URL         http://127.0.0.1:PORT, the service's --proxy-listen (CONNECT <name>.azurecr.io:443)
+#   DP_REGISTRY       the registry's name             LOGIN_SERVER  its login server (<name>.azurecr.io)
+#   DP_REPO           repository holding the 3-platform index SRC_MULTI under every tag of DP_TAGS
+#   DP_TAGS           those tags, comma-separated, oldest first (imported one after the other)
+#   DP_INDEX_DIGEST   the index's digest            DP_CHILD_DIGESTS  its children's, comma-separated
+#   DP_PLATFORMS      os/arch[/variant] of each child, in the same order
+#   DP_BLOB_DIGESTS   every config and layer digest of the image, comma-separated
+#   DP_DELETE_REPO    a second repository (tag v1 of the same index) that the suite deletes
+#   DP_BIG_REPO DP_BIG_DIGEST   a repository whose v1 (that digest) has a layer over 4 MiB
 # Optional:
 #   BACKEND_URL       the service's backend registry: the suites check imported digests there
 #   IDENTITY_ENDPOINT managed-identity token URL (default ${ARM_ENDPOINT}metadata/identity/oauth2/token)
 #   ACR_CLIENTS_RUN   suffix of the registry names each suite creates (default: random)
-#   ACR_CLIENTS_SUITES  which suites: "python js cli" (default "python js", plus cli when ACR_TEST_AZ_CLI=1)
+#   ACR_CLIENTS_SUITES  which suites: "python js dataplane cli" (default "python js dataplane", plus cli
+#                     when ACR_TEST_AZ_CLI=1)
 #   ACR_CLIENTS_LOG_DIR where each suite's full output goes (default: a temp dir, printed)
 #   ACR_CLIENTS_DEBUG=1 client HTTP logging (az --debug, azure-core DEBUG log, JS AZURE_LOG_LEVEL=verbose)
 #
@@ -27,12 +39,13 @@ export IDENTITY_ENDPOINT="${IDENTITY_ENDPOINT:-${ARM_ENDPOINT}metadata/identity/
 export IDENTITY_HEADER="${IDENTITY_HEADER:-acr-import-tests}"
 unset IDENTITY_SERVER_THUMBPRINT MSI_ENDPOINT MSI_SECRET IMDS_ENDPOINT
 
-SUITES="${ACR_CLIENTS_SUITES:-python js$([ "${ACR_TEST_AZ_CLI:-0}" = 1 ] && echo " cli")}"
+SUITES="${ACR_CLIENTS_SUITES:-python js dataplane$([ "${ACR_TEST_AZ_CLI:-0}" = 1 ] && echo " cli")}"
 LOGS="${ACR_CLIENTS_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/acr-clients-logs.XXXXXX")}"
 mkdir -p "$LOGS"
 export ACR_CLIENTS_LOG_DIR="$LOGS"
 
-# Nothing may leave the machine: a dead proxy for everything but loopback.
+# Nothing may leave the machine: a dead proxy for everything but loopback (the dataplane suite
+# swaps in the emulator's proxy for HTTPS, which tunnels only to its own login servers).
 export HTTPS_PROXY="http://127.0.0.1:9" HTTP_PROXY="http://127.0.0.1:9"
 export https_proxy="$HTTPS_PROXY" http_proxy="$HTTP_PROXY"
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
@@ -63,6 +76,11 @@ for suite in $SUITES; do
   case "$suite" in
     python)
       (cd "$HERE/python" && "$HERE/.venv-sdk/bin/python" -m pytest -p no:cacheprovider -v -rA "${PYTEST_DEBUG[@]}" test_sdk.py) >"$log" 2>&1 ;;
+    dataplane)
+      (: "${PROXY_URL:?the dataplane suite needs PROXY_URL (the --proxy-listen of the service)}"
+       cd "$HERE/python" && HTTPS_PROXY="$PROXY_URL" https_proxy="$PROXY_URL" \
+        NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost" \
+        "$HERE/.venv-sdk/bin/python" -m pytest -p no:cacheprovider -v -rA "${PYTEST_DEBUG[@]}" test_dataplane.py) >"$log" 2>&1 ;;
     js)
       (cd "$HERE/js" && AZURE_LOG_LEVEL="$JS_LOG_LEVEL" node --test --test-reporter=spec import.mjs) >"$log" 2>&1 ;;
     cli)

@@ -3,7 +3,7 @@
 # tests/clients/ (ignored by git). Idempotent: a second run with everything in place takes well
 # under a second (stamp files record what was installed).
 #
-#   tests/clients/setup.sh          # Python SDK venv + JS SDK (always needed)
+#   tests/clients/setup.sh          # Python SDKs venv (ARM + data plane) + JS SDK (always needed)
 #   tests/clients/setup.sh --cli    # also the Azure CLI in its own venv (~70-150 s the first time)
 #
 # Needs python3 (with venv) and node/npm (Node 20). Only PyPI and npm are contacted.
@@ -22,7 +22,7 @@ done
 
 # Pinned so that FINDINGS.md (read from these versions' source) stays true; bump deliberately.
 # (The CLI pins its own azure-core and azure-mgmt-containerregistry: it gets its own venv.)
-SDK_PKGS="azure-mgmt-containerregistry==15.0.0 azure-identity==1.27.0 pytest==9.2.0"
+SDK_PKGS="azure-mgmt-containerregistry==15.0.0 azure-containerregistry==1.2.0 azure-identity==1.27.0 pytest==9.2.0"
 CLI_PKGS="azure-cli==2.91.0"
 # JS versions are pinned in js/package.json (and js/package-lock.json).
 

@@ -22,34 +22,49 @@ use serde_json::{json, Value};
 
 use crate::common::{anonymous_source, uri_import};
 
-const RG: &str = "login-rg";
-const LS: &str = "myregistry.azurecr.io";
-const ZERO_USER: &str = "00000000-0000-0000-0000-000000000000";
+pub(crate) const RG: &str = "login-rg";
+pub(crate) const LS: &str = "myregistry.azurecr.io";
+pub(crate) const ZERO_USER: &str = "00000000-0000-0000-0000-000000000000";
 
-/// A service on SQLite with the built-in registry, TLS login servers and the proxy.
-struct World {
-    svc: TestService,
-    arm: ArmClient,
-    sub: String,
-    ca: PathBuf,
-    proxy: u16,
-    _dir: tempfile::TempDir,
+/// A service with TLS login servers and the proxy (on SQLite with the built-in registry by
+/// default).
+pub(crate) struct World {
+    pub(crate) svc: TestService,
+    pub(crate) arm: ArmClient,
+    pub(crate) sub: String,
+    pub(crate) ca: PathBuf,
+    pub(crate) proxy: u16,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl World {
+    /// The zero-setup default (SQLite, the built-in registry) with TLS login servers.
+    pub(crate) async fn start_default() -> World {
+        World::start(|c| c).await
+    }
+
     async fn start(configure: impl FnOnce(ServiceConfig) -> ServiceConfig) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ca = dir.path().join("ca.pem");
+        let config =
+            ServiceConfig::sqlite(&dir.path().join("data"), "unused").builtin_registry(false);
+        let tls = dir.path().join("tls");
+        let mut w = World::start_on(configure(config), &tls).await;
+        w._dir = Some(dir);
+        w
+    }
+
+    /// `config` with TLS login servers whose CA lives in `tls_dir` (replicas share it) and
+    /// a proxy.
+    pub(crate) async fn start_on(config: ServiceConfig, tls_dir: &std::path::Path) -> World {
+        let ca = tls_dir.join("ca.pem");
         let proxy = free_port();
-        let config = ServiceConfig::sqlite(&dir.path().join("data"), "unused")
-            .builtin_registry(false)
+        let config = config
             .flag("--listen-tls", format!("127.0.0.1:{}", free_port()))
             .arg("--tls-self-signed")
-            .flag("--tls-dir", dir.path().join("tls").display())
-            .flag("--tls-ca-out", ca.display())
+            .flag("--tls-dir", tls_dir.display())
             .flag("--proxy-listen", format!("127.0.0.1:{proxy}"))
             .flag("--sync-wait-ms", 0);
-        let svc = TestService::start(configure(config)).await;
+        let svc = TestService::start(config).await;
         let arm = ArmClient::new(&svc.base_url());
         World {
             svc,
@@ -57,12 +72,12 @@ impl World {
             sub: uuid::Uuid::new_v4().to_string(),
             ca,
             proxy,
-            _dir: dir,
+            _dir: None,
         }
     }
 
     /// A client that reaches `https://*.azurecr.io` through the proxy, trusting the CA.
-    fn https(&self) -> reqwest::Client {
+    pub(crate) fn https(&self) -> reqwest::Client {
         let pem = std::fs::read(&self.ca).expect("CA");
         reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA pem"))
@@ -74,7 +89,7 @@ impl World {
             .expect("client")
     }
 
-    async fn registry(&self, name: &str, properties: Value) {
+    pub(crate) async fn registry(&self, name: &str, properties: Value) {
         let r = self
             .arm
             .send_json(
@@ -86,7 +101,7 @@ impl World {
         assert!(matches!(r.status.as_u16(), 200 | 201), "{r}");
     }
 
-    async fn import(&self, registry: &str, body: &Value) -> Value {
+    pub(crate) async fn import(&self, registry: &str, body: &Value) -> Value {
         let r = self.arm.import(&self.sub, RG, registry, body).await;
         assert!(matches!(r.status.as_u16(), 200 | 202), "{r}");
         if r.status.as_u16() == 200 {
@@ -97,7 +112,7 @@ impl World {
             .await
     }
 
-    async fn mi_token(&self) -> String {
+    pub(crate) async fn mi_token(&self) -> String {
         let r = self
             .arm
             .send(
@@ -114,7 +129,7 @@ impl World {
         r.json()["access_token"].as_str().expect("token").to_owned()
     }
 
-    async fn list_credentials(&self, name: &str) -> String {
+    pub(crate) async fn list_credentials(&self, name: &str) -> String {
         let r = self
             .arm
             .send_json(
@@ -134,11 +149,11 @@ impl World {
     }
 }
 
-fn url(ls: &str, path: &str) -> String {
+pub(crate) fn url(ls: &str, path: &str) -> String {
     format!("https://{ls}{path}")
 }
 
-async fn exchange(c: &reqwest::Client, ls: &str, aad: &str) -> reqwest::Response {
+pub(crate) async fn exchange(c: &reqwest::Client, ls: &str, aad: &str) -> reqwest::Response {
     c.post(url(ls, "/oauth2/exchange?api-version=2021-07-01"))
         .form(&[
             ("grant_type", "access_token"),
@@ -151,7 +166,11 @@ async fn exchange(c: &reqwest::Client, ls: &str, aad: &str) -> reqwest::Response
         .expect("exchange")
 }
 
-async fn token(c: &reqwest::Client, ls: &str, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token(
+    c: &reqwest::Client,
+    ls: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     c.post(url(ls, "/oauth2/token"))
         .form(form)
         .send()
@@ -159,14 +178,19 @@ async fn token(c: &reqwest::Client, ls: &str, form: &[(&str, &str)]) -> reqwest:
         .expect("token")
 }
 
-async fn json_of(r: reqwest::Response) -> Value {
+pub(crate) async fn json_of(r: reqwest::Response) -> Value {
     let status = r.status();
     let text = r.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"))
 }
 
 /// A refresh token for the managed identity, then an access token for `scopes`.
-async fn access_token(w: &World, c: &reqwest::Client, ls: &str, scopes: &[&str]) -> String {
+pub(crate) async fn access_token(
+    w: &World,
+    c: &reqwest::Client,
+    ls: &str,
+    scopes: &[&str],
+) -> String {
     let aad = w.mi_token().await;
     let r = exchange(c, ls, &aad).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -190,7 +214,7 @@ async fn access_token(w: &World, c: &reqwest::Client, ls: &str, scopes: &[&str])
         .to_owned()
 }
 
-async fn get(c: &reqwest::Client, u: &str, bearer: Option<&str>) -> reqwest::Response {
+pub(crate) async fn get(c: &reqwest::Client, u: &str, bearer: Option<&str>) -> reqwest::Response {
     let mut rb = c
         .get(u)
         .header("Accept", acr_import_tests::image::ALL_MANIFEST_TYPES);

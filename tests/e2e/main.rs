@@ -30,6 +30,7 @@ mod modes;
 mod rbac;
 mod registries;
 mod registry_deletion;
+mod replicas;
 mod resilience;
 mod resource_id;
 mod security;
