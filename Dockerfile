@@ -8,7 +8,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home-dir /var/lib/acr-import --create-home acr-import
+ && useradd --system --home-dir /var/lib/acr-import --create-home acr-import \
+ && install -d -o acr-import -g acr-import /var/lib/acr-import/tls
 COPY --from=build /src/target/release/acr-import /usr/local/bin/acr-import
 USER acr-import
 WORKDIR /var/lib/acr-import

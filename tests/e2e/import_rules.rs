@@ -158,7 +158,10 @@ async fn network_rules_of_source_and_target() {
         "SourceRegistryNetworkRestricted",
     )
     .await;
-    assert!(m.contains("cross-tenant"), "{m}");
+    assert!(
+        m.contains("Cross-tenant import over public access disabled registry is not supported."),
+        "{m}"
+    );
     // ...but by resourceId with the trusted-services bypass (the default).
     let status = env
         .import_ok(

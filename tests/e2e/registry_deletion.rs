@@ -458,4 +458,28 @@ async fn admin_credentials_and_tokens_die_with_the_registry() {
         },
         "the old password still works"
     );
+    // Nor does the old token, even once the new registry enables its admin user: the token
+    // names the registry instance it was minted for.
+    let r = arm
+        .send_json(
+            reqwest::Method::PATCH,
+            &arm.registry_url(&sub, RG, DELREG),
+            &json!({"properties": {"adminUserEnabled": true}}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{r}");
+    let upload = http_client()
+        .post(format!(
+            "{}/v2/{DELREG}/app/blobs/uploads/",
+            svc.registry_url()
+        ))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        upload.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token of the deleted registry's admin user opens the new one"
+    );
 }

@@ -136,7 +136,7 @@ pub async fn check_import(
     if sp.public_access_disabled() && !by_resource_id {
         let message = if has_credentials {
             format!(
-                "The source registry '{server}' has public network access disabled. Import with credentials (cross-tenant import) from a registry with public network access disabled is not supported; import it by source.resourceId from the same tenant."
+                "The source registry '{server}' has public network access disabled. Cross-tenant import over public access disabled registry is not supported. Import it by source.resourceId from the same tenant."
             )
         } else {
             format!(

@@ -234,6 +234,7 @@ impl Authority {
                 .verify(&r.name, &r.generation(), user, password);
         ok.then(|| Principal::Admin {
             registry: r.name_lower.clone(),
+            generation: r.generation(),
         })
     }
 
@@ -245,8 +246,13 @@ impl Authority {
         }
         let props = &registry.properties.0;
         match principal {
-            Principal::Admin { registry: r } => {
-                *r == registry.name_lower && props.admin_user_enabled
+            Principal::Admin {
+                registry: r,
+                generation,
+            } => {
+                *r == registry.name_lower
+                    && *generation == registry.generation()
+                    && props.admin_user_enabled
             }
             Principal::Anonymous => props.anonymous_pull_enabled && action == Action::Pull,
             Principal::Entra { oid, .. } => match &self.entra {

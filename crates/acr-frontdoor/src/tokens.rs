@@ -21,8 +21,14 @@ use serde::{Deserialize, Serialize};
 pub enum Principal {
     /// An Entra identity (from an access token given to `/oauth2/exchange` or as a password).
     Entra { oid: String, tid: String },
-    /// A registry's admin user.
-    Admin { registry: String },
+    /// A registry's admin user; `generation` names the registry instance (its creation
+    /// instant), so that a token minted before a registry was deleted and created again
+    /// under the same name is worthless on the new one.
+    Admin {
+        registry: String,
+        #[serde(default)]
+        generation: String,
+    },
     /// Nobody (anonymous pull).
     Anonymous,
 }
@@ -109,7 +115,7 @@ fn secs(d: Duration) -> i64 {
 fn subject(p: &Principal) -> String {
     match p {
         Principal::Entra { oid, .. } => oid.clone(),
-        Principal::Admin { registry } => registry.clone(),
+        Principal::Admin { registry, .. } => registry.clone(),
         Principal::Anonymous => "anonymous".into(),
     }
 }
@@ -261,6 +267,7 @@ mod tests {
         let (t, ttl) = k.access_token(
             &Principal::Admin {
                 registry: "myreg".into(),
+                generation: "2026-12-06T00:00:00.000000Z".into(),
             },
             "myreg.azurecr.io",
             vec![Grant {
