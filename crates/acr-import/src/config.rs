@@ -819,6 +819,23 @@ mod tests {
             assert!(compose.contains(&format!("\n  {service}")), "{service}");
         }
         assert_eq!(compose.matches("healthcheck:").count(), 3);
+        // Content is reached through the front door only: the login servers are published
+        // (plain, HTTPS on 443 for network aliases, the proxy), the backend is not.
+        for line in [
+            "ACR_IMPORT_REGISTRY_LISTEN: 0.0.0.0:5000",
+            "ACR_IMPORT_REGISTRY_LISTEN_TLS: 0.0.0.0:443",
+            "ACR_IMPORT_PROXY_LISTEN: 0.0.0.0:3128",
+            "- \"127.0.0.1:5443:443\"",
+            "- myregistry.azurecr.io",
+        ] {
+            assert!(compose.contains(line), "{line}");
+        }
+        let registry = compose
+            .split("\n  registry:")
+            .nth(1)
+            .and_then(|s| s.split("\n  acr-import:").next())
+            .expect("registry service");
+        assert!(!registry.contains("ports:"), "the backend is published");
     }
 
     #[test]
