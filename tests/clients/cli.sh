@@ -3,7 +3,14 @@
 #
 # Run through run.sh (same environment as python/test_sdk.py, plus IDENTITY_ENDPOINT /
 # IDENTITY_HEADER for the managed-identity login and REQUESTS_CA_BUNDLE pointing at a bundle
-# that holds the emulator's CA). Every step prints "ok - …" or "not ok - …" with its duration;
+# that holds the emulator's CA; like the dataplane suite, HTTPS_PROXY=$PROXY_URL with
+# NO_PROXY=127.0.0.1,localhost, so that https://<name>.azurecr.io reaches the login servers
+# through the service's CONNECT proxy). ARM: cloud register, login --identity, acr create /
+# update / check-name, every form of acr import; data plane (cli/dp): acr login --expose-token
+# (+ skopeo with that token), repository list / show-tags / show / untag / delete, manifest
+# list-metadata / show / show-metadata; imports from an emulated login server with admin
+# credentials or an Entra token; resource groups (create / show / exists / delete with a
+# registry in it). Every step prints "ok - …" or "not ok - …" with its duration;
 # the script ends with "N passed, N failed" and exits non-zero on any failure.
 # ACR_CLIENTS_DEBUG=1 adds --debug to every az call (the HTTP exchanges, Authorization redacted);
 # the full stdout/stderr of every call goes to $ACR_CLIENTS_LOG_DIR/cli.log.
@@ -14,10 +21,15 @@ AZ="$HERE/.venv-cli/bin/az"
 
 : "${ARM_ENDPOINT:?}" "${AZ_SUBSCRIPTION:?}" "${SRC_HOST:?}" "${SRC_ANON_HOST:?}" "${SRC_USER:?}" "${SRC_PASS:?}"
 : "${SRC_SINGLE:?}" "${SRC_SINGLE_DIGEST:?}" "${SRC_MULTI:?}" "${SRC_MULTI_DIGEST:?}" "${IDENTITY_ENDPOINT:?}"
+# The data-plane steps: the CA (skopeo's --cert-dir), the proxy run.sh puts in HTTPS_PROXY, and the
+# children of SRC_MULTI's index (digests, os/arch[/variant]) in the index's order.
+: "${ARM_CA:?}" "${PROXY_URL:?}" "${DP_CHILD_DIGESTS:?}" "${DP_PLATFORMS:?}"
 RUN="${ACR_CLIENTS_RUN:-0}"
 RG="${AZ_RESOURCE_GROUP:-clients-rg}"
 TARGET="clitarget$RUN"
 SECOND="clisecond$RUN"
+LOGIN_SERVER="" # $TARGET's, from az acr show
+export TARGET SECOND LOGIN_SERVER
 # Import steps of these small images must finish in well under the SDK's 30 s fallback poll
 # interval; a step slower than this fails (it means a poll response lacked Retry-After).
 SLOW="${ACR_CLIENTS_SLOW_IMPORT_SECS:-20}"
@@ -76,6 +88,17 @@ expect_fail() {
   return 1
 }
 
+# check_json NAME PYTHON : runs the Python statements with `d` = json.loads($OUT) and `E` =
+# os.environ; ok (with what they print) when they raise nothing, else not ok with the assertion.
+check_json() {
+  local name="$1" code="$2" msg
+  if msg="$(OUT_JSON="$OUT" python3 -c "import json, os
+E = os.environ
+d = json.loads(E['OUT_JSON'])
+$code" 2>&1)"; then ok "$name${msg:+: $msg}"
+  else notok "$name: $(echo "$msg" | tail -n 2 | tr '\n' ' ') | output: $(echo "$OUT" | tr -d '\n' | cut -c1-400)"; fi
+}
+
 # backend_digest REGISTRY REPO REF -> digest ("" when absent, "unchecked" without BACKEND_URL)
 backend_digest() {
   [ -n "${BACKEND_URL:-}" ] || { echo unchecked; return; }
@@ -121,7 +144,6 @@ fi
 # 3. Registries (PUT, LRO) and reads.
 expect "acr create $TARGET (Premium)" acr create -n "$TARGET" -g "$RG" -l eastus --sku Premium -o json
 expect "acr create $SECOND (Basic)" acr create -n "$SECOND" -g "$RG" -l eastus --sku Basic -o json
-LOGIN_SERVER=""
 if expect "acr show" acr show -n "$TARGET" -g "$RG" -o json; then
   LOGIN_SERVER="$(echo "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["loginServer"])')"
   echo "  loginServer $LOGIN_SERVER"
@@ -204,6 +226,246 @@ expect_fail "import with a wrong password" "SourceRegistryUnauthorized|denied|na
   acr import -n "$TARGET" -g "$RG" --source "$SRC_HOST/$SRC_SINGLE" -u "$SRC_USER" -p wrong-password -t cli/denied:v1
 expect_fail "import into a missing registry" "ResourceNotFound|could not be found|was not found" \
   acr import -n "nosuch$RUN" -g "$RG" --source "$SRC_ANON_HOST/$SRC_SINGLE"
+
+# 5. The data plane: https://<loginServer> through the emulator's CONNECT proxy (run.sh sets
+#    HTTPS_PROXY=$PROXY_URL, NO_PROXY=127.0.0.1,localhost and the CA bundle, as for the dataplane
+#    suite). cli/multi:v1 was moved to the single image above: a fresh repository cli/dp gets the
+#    3-platform index as v1, then (a second import, so a newer tag) as v2.
+DP=cli/dp
+expect_import "import $DP:v1 (3-platform index)" \
+  acr import -n "$TARGET" -g "$RG" --source "$SRC_ANON_HOST/$SRC_MULTI" -t "$DP:v1"
+sleep 1 # distinct lastUpdateTime values, whatever the clock's resolution
+expect_import "import $DP:v2 (same index, later)" \
+  acr import -n "$TARGET" -g "$RG" --source "$SRC_ANON_HOST/$SRC_MULTI" -t "$DP:v2"
+
+# 5a. az acr login --expose-token: GET /v2/ (challenge) + POST /oauth2/exchange; prints the
+#     refresh token (accessToken == refreshToken) without Docker. skopeo then uses it as the
+#     password of 00000000-0000-0000-0000-000000000000 (GET /oauth2/token, Basic).
+ACR_TOKEN=""
+if expect "acr login --expose-token" acr login -n "$TARGET" --expose-token -o json; then
+  check_json "  loginServer and a refresh-token JWT for it" '
+import base64, time
+assert d["loginServer"] == E["LOGIN_SERVER"], d
+assert d["username"] == "00000000-0000-0000-0000-000000000000", d
+assert d["accessToken"] == d["refreshToken"], "accessToken != refreshToken"
+parts = d["accessToken"].split(".")
+assert len(parts) == 3, "not a JWT"
+c = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+assert c.get("grant_type") == "refresh_token", c
+assert c.get("aud") == E["LOGIN_SERVER"], c
+assert c["exp"] > time.time() + 600, c
+print("grant_type", c["grant_type"], "aud", c["aud"])'
+  ACR_TOKEN="$(echo "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')"
+fi
+CERTS="$CFG/certs"; mkdir -p "$CERTS"; cp "$ARM_CA" "$CERTS/ca.crt"
+command -v skopeo >/dev/null || notok "  skopeo is not installed (apt-get install -y skopeo): the token checks below fail"
+if skopeo inspect --raw --cert-dir "$CERTS" --creds "00000000-0000-0000-0000-000000000000:$ACR_TOKEN" \
+     "docker://$LOGIN_SERVER/$DP:v1" >"$CFG/raw" 2>"$CFG/raw.err"; then
+  got="sha256:$(sha256sum <"$CFG/raw" | cut -d' ' -f1)"
+  if [ "$got" = "$SRC_MULTI_DIGEST" ]; then ok "  skopeo inspect --raw with the exposed token: the index $got"
+  else notok "  skopeo inspect --raw: digest $got, expected $SRC_MULTI_DIGEST"; fi
+else
+  notok "  skopeo inspect --raw with the exposed token: $(tail -n 3 "$CFG/raw.err")"
+fi
+{ echo "=== skopeo inspect --raw docker://$LOGIN_SERVER/$DP:v1"; cat "$CFG/raw" "$CFG/raw.err"; echo; } >>"$LOG"
+if skopeo inspect --raw --cert-dir "$CERTS" --creds "00000000-0000-0000-0000-000000000000:not-a-token" \
+     "docker://$LOGIN_SERVER/$DP:v1" >/dev/null 2>"$CFG/raw.err"; then
+  notok "  skopeo with a bogus refresh token succeeded"
+elif grep -Eqi 'unauthorized|authentication required|401' "$CFG/raw.err"; then
+  ok "  a bogus refresh token is refused: $(tail -n 1 "$CFG/raw.err" | cut -c1-160)"
+else notok "  skopeo with a bogus refresh token: $(tail -n 2 "$CFG/raw.err")"; fi
+
+# 5b. az acr repository list: GET /v2/_catalog?n=100.
+if expect "acr repository list" acr repository list -n "$TARGET" -o json; then
+  check_json "  every imported repository, sorted" '
+want = {"cli/dp", "cli/multi", "cli/nogroup", "cli/nowait", "cli/untagged", E["SRC_SINGLE"].split(":")[0]}
+assert want <= set(d), sorted(want - set(d))
+assert d == sorted(d), d
+print(len(d), "repositories")'
+fi
+
+# 5c. az acr repository show-tags: GET /acr/v1/{repo}/_tags?n=100[&orderby=timedesc].
+if expect "acr repository show-tags --detail --orderby time_desc" \
+     acr repository show-tags -n "$TARGET" --repository "$DP" --detail --orderby time_desc -o json; then
+  check_json "  v2 before v1, both on the index, with times and attributes" '
+assert [t["name"] for t in d] == ["v2", "v1"], [t["name"] for t in d]
+for t in d:
+    assert t["digest"] == E["SRC_MULTI_DIGEST"], t
+    assert t["createdTime"] <= t["lastUpdateTime"], t
+    a = t["changeableAttributes"]
+    assert (a["deleteEnabled"], a["writeEnabled"], a["readEnabled"], a["listEnabled"]) == (True,) * 4, t
+assert d[0]["lastUpdateTime"] > d[1]["lastUpdateTime"], d'
+fi
+if expect "acr repository show-tags --orderby time_asc" \
+     acr repository show-tags -n "$TARGET" --repository "$DP" --orderby time_asc -o json; then
+  check_json "  names only, v1 before v2" 'assert d == ["v1", "v2"], d'
+fi
+if expect "acr repository show-tags" acr repository show-tags -n "$TARGET" --repository "$DP" -o json; then
+  check_json "  names only: v1, v2" 'assert sorted(d) == ["v1", "v2"], d'
+fi
+if expect "acr repository show-tags --top 1 --orderby time_desc" \
+     acr repository show-tags -n "$TARGET" --repository "$DP" --top 1 --orderby time_desc -o json; then
+  check_json "  only the newest" 'assert d == ["v2"], d'
+fi
+
+# 5d. az acr repository show: GET /acr/v1/{repo} and GET /acr/v1/{repo}/_tags/{tag}.
+if expect "acr repository show --repository" acr repository show -n "$TARGET" --repository "$DP" -o json; then
+  check_json "  tagCount 2, manifestCount 1 + one per platform" '
+n = len(E["DP_CHILD_DIGESTS"].split(","))
+assert d["imageName"] == "cli/dp", d
+assert d["registry"] == E["LOGIN_SERVER"], d
+assert d["tagCount"] == 2, d
+assert d["manifestCount"] == 1 + n, (d["manifestCount"], n)
+print("manifestCount", d["manifestCount"])'
+fi
+if expect "acr repository show --image $DP:v1" acr repository show -n "$TARGET" --image "$DP:v1" -o json; then
+  check_json "  the tag v1 on the index" '
+assert d["name"] == "v1" and d["digest"] == E["SRC_MULTI_DIGEST"], d
+assert d["changeableAttributes"]["writeEnabled"] is True, d'
+fi
+expect_fail "acr repository show --image $DP:nosuch (404)" "not found|does not exist|TAG_UNKNOWN|MANIFEST_UNKNOWN|NAME_UNKNOWN" \
+  acr repository show -n "$TARGET" --image "$DP:nosuch"
+
+# 5e. Manifests: GET /acr/v1/{repo}/_manifests (list-metadata; show-manifests is hidden and
+#     deprecated in 2.91 but still there), GET /v2/{repo}/manifests/{ref} (manifest show).
+MANIFESTS_CHECK='
+children = E["DP_CHILD_DIGESTS"].split(",")
+platforms = [p.split("/") for p in E["DP_PLATFORMS"].split(",")]
+by = {m["digest"]: m for m in d}
+assert set(by) == {E["SRC_MULTI_DIGEST"], *children}, sorted(by)
+for digest, p in zip(children, platforms):
+    m = by[digest]
+    assert (m.get("os"), m.get("architecture")) == (p[0], p[1]), (digest, m, p)
+    assert m.get("imageSize", 0) > 0, m
+    assert not m.get("tags"), m
+index = by[E["SRC_MULTI_DIGEST"]]
+assert sorted(index["tags"]) == ["v1", "v2"], index
+assert index["mediaType"] in ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"), index
+assert [r["digest"] for r in index.get("references", [])] == children, index.get("references")
+print(", ".join("/".join(p) for p in platforms), "+ the index")'
+if expect "acr manifest list-metadata" acr manifest list-metadata -r "$TARGET" -n "$DP" -o json; then
+  check_json "  every platform (os/architecture) and the index with v1, v2" "$MANIFESTS_CHECK"
+fi
+if expect "acr repository show-manifests --detail (deprecated)" \
+     acr repository show-manifests -n "$TARGET" --repository "$DP" --detail -o json; then
+  check_json "  every platform and the index" "$MANIFESTS_CHECK"
+fi
+if expect "acr repository show-manifests" acr repository show-manifests -n "$TARGET" --repository "$DP" -o json; then
+  check_json "  digests, tags and timestamps" '
+by = {m["digest"]: m for m in d}
+assert set(by) == {E["SRC_MULTI_DIGEST"], *E["DP_CHILD_DIGESTS"].split(",")}, sorted(by)
+assert sorted(by[E["SRC_MULTI_DIGEST"]]["tags"]) == ["v1", "v2"], by[E["SRC_MULTI_DIGEST"]]
+assert all(m["timestamp"] for m in d), d'
+fi
+if expect "acr manifest show $DP:v1" acr manifest show -r "$TARGET" -n "$DP:v1" -o json; then
+  check_json "  the index, its children in order" '
+assert [m["digest"] for m in d["manifests"]] == E["DP_CHILD_DIGESTS"].split(","), d
+assert [m["platform"]["architecture"] for m in d["manifests"]] == [p.split("/")[1] for p in E["DP_PLATFORMS"].split(",")], d'
+fi
+CHILD1="${DP_CHILD_DIGESTS%%,*}" PLATFORM1="${DP_PLATFORMS%%,*}"
+if expect "acr manifest show-metadata $DP@<child>" acr manifest show-metadata -r "$TARGET" -n "$DP@$CHILD1" -o json; then
+  PLATFORM1="$PLATFORM1" CHILD1="$CHILD1" check_json "  $PLATFORM1" '
+assert d["digest"] == E["CHILD1"], d
+assert "/".join([d["os"], d["architecture"]]) == "/".join(E["PLATFORM1"].split("/")[:2]), d'
+fi
+
+# 5f. Deletes: untag (DELETE /acr/v1/{repo}/_tags/{tag}), delete --image (GET the tag, list the
+#     tags, DELETE /v2/{repo}/manifests/{digest}), delete --repository (DELETE /acr/v1/{repo}).
+expect "acr repository untag $DP:v2" acr repository untag -n "$TARGET" --image "$DP:v2"
+if expect "acr repository show-tags after untag" acr repository show-tags -n "$TARGET" --repository "$DP" -o json; then
+  check_json "  only v1 left" 'assert d == ["v1"], d'
+fi
+check_backend "  backend: $DP:v2 is gone" "$TARGET" "$DP" v2 ""
+check_backend "  backend: $DP:v1 still on the index" "$TARGET" "$DP" v1 "$SRC_MULTI_DIGEST"
+expect "acr repository delete --image $DP:v1 --yes (the index manifest)" \
+  acr repository delete -n "$TARGET" --image "$DP:v1" --yes
+if [ $RC = 0 ]; then
+  echo "$ERR" | grep -q "$SRC_MULTI_DIGEST" && ok "  it named the index it deleted" \
+    || notok "  delete --image did not name $SRC_MULTI_DIGEST: $(errtail 2)"
+fi
+if expect "acr manifest list-metadata after the delete" acr manifest list-metadata -r "$TARGET" -n "$DP" -o json; then
+  check_json "  the index is gone (and with it v1)" '
+assert E["SRC_MULTI_DIGEST"] not in {m["digest"] for m in d}, d
+assert not any(m.get("tags") for m in d), d'
+fi
+check_backend "  backend: the index is gone from $DP" "$TARGET" "$DP" "$SRC_MULTI_DIGEST" ""
+expect "acr repository delete --repository $DP --yes" acr repository delete -n "$TARGET" --repository "$DP" --yes
+if expect "acr repository list after the delete" acr repository list -n "$TARGET" -o json; then
+  check_json "  $DP is gone, the others stay" '
+assert "cli/dp" not in d, d
+assert {"cli/multi", "cli/nogroup"} <= set(d), d'
+fi
+expect_fail "acr repository show --repository $DP after the delete (404)" "not known to registry|NAME_UNKNOWN|not found|does not exist" \
+  acr repository show -n "$TARGET" --repository "$DP"
+for c in ${DP_CHILD_DIGESTS//,/ }; do
+  check_backend "  backend: $DP@${c:7:12} is gone" "$TARGET" "$DP" "$c" ""
+done
+
+# 6. Imports from an emulated login server by registryUri with explicit credentials (no lookup:
+#    with -p the CLI sends {registryUri, sourceImage, credentials{username, password}},
+#    acr/import.py l.76-81). The source is cli/nogroup:v1 (the index) of $TARGET.
+expect "acr update --admin-enabled true" acr update -n "$TARGET" -g "$RG" --admin-enabled true -o json
+if [ $RC = 0 ]; then check_json "  adminUserEnabled" 'assert d["adminUserEnabled"] is True, d'; fi
+ADMIN_USER="" ADMIN_PASS=""
+if expect "acr credential show" acr credential show -n "$TARGET" -g "$RG" -o json; then
+  check_json "  username $TARGET and two passwords" '
+assert d["username"] == E["TARGET"], d["username"]
+assert [p["name"] for p in d["passwords"]] == ["password", "password2"], d["passwords"]
+assert all(len(p["value"]) >= 16 for p in d["passwords"])
+assert d["passwords"][0]["value"] != d["passwords"][1]["value"]'
+  ADMIN_USER="$(echo "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["username"])')"
+  ADMIN_PASS="$(echo "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["passwords"][0]["value"])')"
+fi
+expect_import "import --source <login server>/repo:tag -u admin -p password" \
+  acr import -n "$SECOND" -g "$RG" --source "$LOGIN_SERVER/cli/nogroup:v1" -u "$ADMIN_USER" -p "$ADMIN_PASS" -t cred/ok:v1
+check_backend "  content cred/ok:v1" "$SECOND" cred/ok v1 "$SRC_MULTI_DIGEST"
+expect_fail "import --source <login server>/… with a wrong admin password fails (SourceRegistryUnauthorized)" \
+  "SourceRegistryUnauthorized" \
+  acr import -n "$SECOND" -g "$RG" --source "$LOGIN_SERVER/cli/nogroup:v1" -u "$ADMIN_USER" -p "wrong-$ADMIN_PASS" -t cred/bad:v1
+if [ $RC != 0 ]; then
+  echo "$ERR" | grep -qi "unauthorized" && ok "  the error says unauthorized" || notok "  the error does not say unauthorized: $(errtail 3)"
+fi
+check_backend "  nothing copied: no cred/bad:v1" "$SECOND" cred/bad v1 ""
+# --password alone (an Entra access token, the cross-tenant way): credentials{password} with no
+# username (import.py l.80); the service exchanges it at the source's /oauth2/exchange.
+ARM_TOKEN=""
+if expect "account get-access-token" account get-access-token --query accessToken -o tsv; then ARM_TOKEN="$OUT"; fi
+expect_import "import --source <login server>/repo:tag --password <Entra access token>" \
+  acr import -n "$SECOND" -g "$RG" --source "$LOGIN_SERVER/cli/nogroup:v1" --password "$ARM_TOKEN" -t cred/token:v1
+check_backend "  content cred/token:v1" "$SECOND" cred/token v1 "$SRC_MULTI_DIGEST"
+expect_fail "import --password <not a token> fails (SourceRegistryUnauthorized)" "SourceRegistryUnauthorized" \
+  acr import -n "$SECOND" -g "$RG" --source "$LOGIN_SERVER/cli/nogroup:v1" --password "not-a-token" -t cred/badtoken:v1
+check_backend "  nothing copied: no cred/badtoken:v1" "$SECOND" cred/badtoken v1 ""
+
+# 7. Resource groups: PUT/GET/HEAD, a registry in one, DELETE (a long-running operation that
+#    deletes the group's registries and their content).
+GROUP="clirg$RUN" GREG="cligroup$RUN"
+if expect "group create $GROUP" group create -n "$GROUP" -l eastus -o json; then
+  GROUP="$GROUP" check_json "  Succeeded in eastus" '
+assert d["name"] == E["GROUP"] and d["location"] == "eastus", d
+assert d["properties"]["provisioningState"] == "Succeeded", d'
+fi
+if expect "group show $GROUP" group show -n "$GROUP" -o json; then
+  GROUP="$GROUP" check_json "  provisioningState Succeeded" '
+assert d["id"].endswith("/resourceGroups/" + E["GROUP"]), d
+assert d["properties"]["provisioningState"] == "Succeeded", d'
+fi
+if expect "group exists $GROUP" group exists -n "$GROUP" -o json; then
+  [ "$OUT" = true ] && ok "  true" || notok "  group exists printed '$OUT'"
+fi
+expect "acr create $GREG in $GROUP" acr create -n "$GREG" -g "$GROUP" --sku Basic -o json
+expect_import "import into $GREG" \
+  acr import -n "$GREG" -g "$GROUP" --source "$SRC_ANON_HOST/$SRC_SINGLE" -t grp/single:v1
+check_backend "  content grp/single:v1" "$GREG" grp/single v1 "$SRC_SINGLE_DIGEST"
+expect "group delete $GROUP --yes" group delete -n "$GROUP" --yes
+if expect "group exists $GROUP after the delete" group exists -n "$GROUP" -o json; then
+  [ "$OUT" = false ] && ok "  false" || notok "  group exists printed '$OUT'"
+fi
+expect_fail "acr show $GREG after the group delete (not found)" "could not be found|ResourceNotFound|ResourceGroupNotFound|was not found" \
+  acr show -n "$GREG" -o json
+expect_fail "acr show $GREG -g $GROUP after the group delete (not found)" "could not be found|ResourceNotFound|ResourceGroupNotFound|was not found" \
+  acr show -n "$GREG" -g "$GROUP" -o json
+check_backend "  backend: grp/single:v1 of $GREG is gone" "$GREG" grp/single v1 ""
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

@@ -7,7 +7,9 @@
 #   SRC_HOST SRC_USER SRC_PASS    htpasswd source registry   SRC_ANON_HOST  anonymous source
 #   SRC_SINGLE SRC_SINGLE_DIGEST SRC_MULTI SRC_MULTI_DIGEST  images present in both sources
 # For the dataplane suite (azure-containerregistry against a login server, over HTTPS through the
-# emulator's CONNECT proxy; the runner prepares the registry through ARM beforehand):
+# emulator's CONNECT proxy; the runner prepares the registry through ARM beforehand) and the cli
+# suite (its data-plane steps, through the same proxy; it uses PROXY_URL, DP_CHILD_DIGESTS and
+# DP_PLATFORMS, which describe SRC_MULTI):
 #   PROXY_URL         http://127.0.0.1:PORT, the service's --proxy-listen (CONNECT <name>.azurecr.io:443)
 #   DP_REGISTRY       the registry's name             LOGIN_SERVER  its login server (<name>.azurecr.io)
 #   DP_REPO           repository holding the 3-platform index SRC_MULTI under every tag of DP_TAGS
@@ -44,8 +46,8 @@ LOGS="${ACR_CLIENTS_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/acr-clients-logs.XXXXX
 mkdir -p "$LOGS"
 export ACR_CLIENTS_LOG_DIR="$LOGS"
 
-# Nothing may leave the machine: a dead proxy for everything but loopback (the dataplane suite
-# swaps in the emulator's proxy for HTTPS, which tunnels only to its own login servers).
+# Nothing may leave the machine: a dead proxy for everything but loopback (the dataplane and cli
+# suites swap in the emulator's proxy for HTTPS, which tunnels only to its own login servers).
 export HTTPS_PROXY="http://127.0.0.1:9" HTTP_PROXY="http://127.0.0.1:9"
 export https_proxy="$HTTPS_PROXY" http_proxy="$HTTP_PROXY"
 export NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost"
@@ -84,7 +86,10 @@ for suite in $SUITES; do
     js)
       (cd "$HERE/js" && AZURE_LOG_LEVEL="$JS_LOG_LEVEL" node --test --test-reporter=spec import.mjs) >"$log" 2>&1 ;;
     cli)
-      bash "$HERE/cli.sh" >"$log" 2>&1 ;;
+      (: "${PROXY_URL:?the cli suite needs PROXY_URL (the --proxy-listen of the service)}"
+       HTTPS_PROXY="$PROXY_URL" https_proxy="$PROXY_URL" \
+        NO_PROXY="127.0.0.1,localhost" no_proxy="127.0.0.1,localhost" \
+        bash "$HERE/cli.sh") >"$log" 2>&1 ;;
     *) echo "run.sh: unknown suite $suite" >"$log"; false ;;
   esac
   rc=$?

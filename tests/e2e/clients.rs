@@ -3,8 +3,10 @@
 //! data-plane SDK (azure-containerregistry, against `https://<name>.azurecr.io` through the
 //! service's CONNECT proxy: suite `dataplane`) and, with
 //! `ACR_TEST_AZ_CLI=1`, the Azure CLI (`az cloud register`, `az login --identity`,
-//! `az acr create`, `az acr import`). What each client needs from the server, with references
-//! into the clients' source, is in `tests/clients/FINDINGS.md`.
+//! `az acr create`, `az acr import`; `az acr login --expose-token`, `az acr repository` and
+//! `az acr manifest` against the login server through the same proxy; imports from a login
+//! server with admin or Entra credentials; `az group`). What each client needs from the
+//! server, with references into the clients' source, is in `tests/clients/FINDINGS.md`.
 //!
 //! One test builds the world: a database, the backend registry, an htpasswd source and an
 //! anonymous source holding the same two images, and the service with `--listen-tls` +
@@ -364,6 +366,32 @@ async fn real_azure_clients_import_through_the_arm_api() {
             .await;
         b.assert_has_image(&repo("clitarget", "cli/nowait"), Some("v1"), &multi)
             .await;
+        // Imported from clitarget's login server with its admin user, then with an Entra token.
+        b.assert_has_image(&repo("clisecond", "cred/ok"), Some("v1"), &multi)
+            .await;
+        b.assert_has_image(&repo("clisecond", "cred/token"), Some("v1"), &multi)
+            .await;
+        // The refused imports copied nothing; the CLI untagged v2 and deleted the index of
+        // cli/dp, then the repository; deleting resource group clirg deleted registry cligroup.
+        let gone = [
+            (repo("clisecond", "cred/bad"), &multi),
+            (repo("clisecond", "cred/badtoken"), &multi),
+            (repo("clitarget", "cli/dp"), &multi),
+            (repo("cligroup", "grp/single"), &single),
+        ];
+        for (r, image) in gone {
+            let left = b.tags_list(&r).await.unwrap_or_default();
+            assert!(
+                left.is_empty(),
+                "{r} still has tags in the backend: {left:?}"
+            );
+            for d in image.manifest_digests() {
+                assert!(
+                    !b.manifest_exists(&r, &d).await.expect("HEAD manifest"),
+                    "{r} still holds manifest {d}"
+                );
+            }
+        }
     }
     assert!(
         !endpoint.service.log().contains(SRC_PASS),
