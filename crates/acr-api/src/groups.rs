@@ -208,12 +208,7 @@ pub async fn delete_group(
     // Every registry of the group gets its own deletion (RBAC: deleting the group deletes
     // what is in it, as in ARM).
     for r in state.store.list_registries(&sub, Some(&group.name)).await? {
-        let id = acr_core::arm::RegistryId {
-            subscription: sub.clone(),
-            resource_group: r.resource_group.clone(),
-            name: r.name.clone(),
-        };
-        crate::registries::start_deletion(&state, &id, api_version).await?;
+        crate::registries::start_deletion(&state, &r.id(), api_version).await?;
     }
     let op = NewOperation {
         id: format!("registries-{}", uuid::Uuid::new_v4().hyphenated()),

@@ -1,6 +1,6 @@
 //! `importImage` and its two operation URLs.
 
-use acr_core::arm::{ApiSurface, RegistryId, REGISTRY_TYPE};
+use acr_core::arm::{ApiSurface, REGISTRY_TYPE};
 use acr_core::import::ImportSpec;
 use acr_core::operation::OperationState;
 use acr_core::wire::{ErrorDetail, ImportImageParameters, ImportProgress, OperationStatus};
@@ -63,11 +63,7 @@ pub async fn import_image(
     if target.deleting() {
         return Err(ApiError::registry_deleting(&target.name));
     }
-    let target_id = RegistryId {
-        subscription: target.subscription_id.clone(),
-        resource_group: target.resource_group.clone(),
-        name: target.name.clone(),
-    };
+    let target_id = target.id();
     let source =
         rules::check_import(&state, &target, &spec, params.source.credentials.is_some()).await?;
     if let Some(Extension(caller)) = &caller {

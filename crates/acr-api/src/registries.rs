@@ -52,11 +52,7 @@ pub(crate) fn registry_id(sub: &str, rg: &str, name: &str) -> Result<RegistryId,
 
 /// The ARM view of a stored registry.
 pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
-    let id = RegistryId {
-        subscription: r.subscription_id.clone(),
-        resource_group: r.resource_group.clone(),
-        name: r.name.clone(),
-    };
+    let id = r.id();
     let sku = SkuName::parse(&r.sku).unwrap_or(SkuName::Standard);
     let p = &r.properties.0;
     let or = |s: &str, d: &str| {

@@ -6,7 +6,7 @@
 
 use acr_core::arm::{RegistryId, REGISTRY_TYPE};
 use acr_core::import::{ImportSpec, SourceLocation};
-use acr_store::RegistryRecord;
+use acr_store::{RegistryRecord, ResolvedSource};
 use axum::http::StatusCode;
 
 use crate::error::ApiError;
@@ -64,59 +64,25 @@ pub async fn check_import(
         ));
     }
 
-    let (record, by_resource_id) = match &spec.source {
-        SourceLocation::Registry(src) => {
-            let found = state
-                .store
-                .get_registry(&src.subscription, &src.resource_group, &src.name)
-                .await?
-                .filter(|r| !r.deleting())
-                .ok_or_else(|| {
-                    ApiError::resource_not_found(REGISTRY_TYPE, &src.name, &src.resource_group)
-                        .with_target("source.resourceId")
-                })?;
-            // With a resourceId, sourceImage names a repository of that registry: a login
-            // server in front of it is a mistake the service reports.
-            let first = spec
-                .source_image
-                .repository
-                .as_str()
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            let has_more = spec.source_image.repository.as_str().contains('/');
-            if has_more
-                && (first.ends_with(&format!(".{suffix}"))
-                    || first == "docker.io"
-                    || first == "mcr.microsoft.com")
-            {
-                return Err(ApiError::bad_request(
-                    "InvalidParameters",
-                    format!(
-                        "The source image '{}' starts with the registry login server '{first}'. When source.resourceId is given, sourceImage must name a repository in that registry without its login server, e.g. '{}'.",
-                        spec.source_image,
-                        spec.source_image
-                            .to_string()
-                            .split_once('/')
-                            .map(|(_, rest)| rest.to_owned())
-                            .unwrap_or_default()
-                    ),
-                )
-                .with_target("source.sourceImage"));
-            }
-            (found, true)
+    let (record, by_resource_id) = match state.store.resolve_source(&spec.source, suffix).await? {
+        ResolvedSource::Emulated {
+            record,
+            by_resource_id,
+        } => (record, by_resource_id),
+        ResolvedSource::Missing => {
+            let (name, group) = match &spec.source {
+                SourceLocation::Registry(src) => (src.name.as_str(), src.resource_group.as_str()),
+                SourceLocation::Address(_) => ("", ""),
+            };
+            return Err(ApiError::resource_not_found(REGISTRY_TYPE, name, group)
+                .with_target("source.resourceId"));
         }
-        SourceLocation::Address(addr) => match addr.emulated_name(suffix) {
-            Some(n) => match state.store.get_registry_by_name(n).await? {
-                // A registry being deleted is gone for its readers.
-                Some(r) if r.deleting() => return Ok(None),
-                Some(r) => (r, false),
-                None => return Ok(None),
-            },
-            None => {
-                // SSRF: an IP-literal source the network policy refuses is never queued (names
-                // are checked when the worker resolves them).
+        // A registry being deleted is gone for its readers: the worker says so.
+        ResolvedSource::Deleted => return Ok(None),
+        ResolvedSource::External => {
+            // SSRF: an IP-literal source the network policy refuses is never queued (names
+            // are checked when the worker resolves them).
+            if let SourceLocation::Address(addr) = &spec.source {
                 if let Err(r) = state.config.source_network.check_host(&addr.host) {
                     return Err(ApiError::bad_request(
                         "InvalidParameter",
@@ -127,10 +93,42 @@ pub async fn check_import(
                     )
                     .with_target("source.registryUri"));
                 }
-                return Ok(None);
             }
-        },
+            return Ok(None);
+        }
     };
+    if by_resource_id {
+        // With a resourceId, sourceImage names a repository of that registry: a login
+        // server in front of it is a mistake the service reports.
+        let first = spec
+            .source_image
+            .repository
+            .as_str()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let has_more = spec.source_image.repository.as_str().contains('/');
+        if has_more
+            && (first.ends_with(&format!(".{suffix}"))
+                || first == "docker.io"
+                || first == "mcr.microsoft.com")
+        {
+            return Err(ApiError::bad_request(
+                "InvalidParameters",
+                format!(
+                    "The source image '{}' starts with the registry login server '{first}'. When source.resourceId is given, sourceImage must name a repository in that registry without its login server, e.g. '{}'.",
+                    spec.source_image,
+                    spec.source_image
+                        .to_string()
+                        .split_once('/')
+                        .map(|(_, rest)| rest.to_owned())
+                        .unwrap_or_default()
+                ),
+            )
+            .with_target("source.sourceImage"));
+        }
+    }
     let sp = &record.properties.0;
     let server = login_server(&record, suffix);
     if sp.public_access_disabled() && !by_resource_id {
@@ -155,11 +153,7 @@ pub async fn check_import(
         ));
     }
     Ok(Some(EmulatedSource {
-        id: RegistryId {
-            subscription: record.subscription_id.clone(),
-            resource_group: record.resource_group.clone(),
-            name: record.name.clone(),
-        },
+        id: record.id(),
         by_resource_id,
     }))
 }

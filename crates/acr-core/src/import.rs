@@ -125,12 +125,13 @@ impl RegistryAddress {
     }
 
     /// The registry name when this is the login server `<name>.<suffix>` of an emulated
-    /// registry (no port; compared case-insensitively).
+    /// registry (no port; the host is lowercase, and `login_server_suffix` must be too, without
+    /// a leading dot: the configuration normalises it once).
     pub fn emulated_name(&self, login_server_suffix: &str) -> Option<&str> {
         if self.port.is_some() {
             return None;
         }
-        let suffix = format!(".{}", login_server_suffix.to_ascii_lowercase());
+        let suffix = format!(".{login_server_suffix}");
         self.host.strip_suffix(&suffix).filter(|n| !n.is_empty())
     }
 

@@ -258,12 +258,7 @@ impl Authority {
             Principal::Entra { oid, .. } => match &self.entra {
                 EntraPolicy::Open => true,
                 EntraPolicy::Rbac { rbac, .. } => {
-                    let scope = acr_core::arm::RegistryId {
-                        subscription: registry.subscription_id.clone(),
-                        resource_group: registry.resource_group.clone(),
-                        name: registry.name.clone(),
-                    }
-                    .to_string();
+                    let scope = registry.id().to_string();
                     if props.abac() {
                         action
                             .abac_data_actions()

@@ -586,13 +586,14 @@ impl ServeArgs {
             anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");
         }
         let backend_repository_delete = builtin_registry.is_some();
-        let login = self.login_settings(tls.as_ref())?;
+        let suffix = self.login_server_suffix()?;
+        let login = self.login_settings(tls.as_ref(), &suffix)?;
         Ok(Settings {
             builtin_registry,
             login,
             api: acr_api::ApiConfig {
                 retry_after: self.retry_after.max(1),
-                login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
+                login_server_suffix: suffix.clone(),
                 public_url,
                 scheme: "http",
                 tenant_id: uuid("--tenant-id", &self.tenant_id)?,
@@ -628,7 +629,7 @@ impl ServeArgs {
                 max_manifests: self.max_manifests.max(1),
                 max_layer_bytes: (self.max_layer_bytes > 0).then_some(self.max_layer_bytes),
                 operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
-                login_server_suffix: self.login_server_suffix.to_ascii_lowercase(),
+                login_server_suffix: suffix,
                 shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
                 backend_repository_delete,
             },
@@ -637,7 +638,39 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
-    fn login_settings(&self, arm_tls: Option<&TlsSettings>) -> anyhow::Result<LoginSettings> {
+    /// `--login-server-suffix`, normalised once for every component: lowercase, without
+    /// surrounding spaces or a leading dot, and a valid DNS name.
+    fn login_server_suffix(&self) -> anyhow::Result<String> {
+        let suffix = self
+            .login_server_suffix
+            .trim()
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        let valid = !suffix.is_empty()
+            && suffix.len() <= 200
+            && suffix.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            anyhow::bail!(
+                "--login-server-suffix '{}' must be a DNS name such as azurecr.io",
+                self.login_server_suffix
+            );
+        }
+        Ok(suffix)
+    }
+
+    fn login_settings(
+        &self,
+        arm_tls: Option<&TlsSettings>,
+        suffix: &str,
+    ) -> anyhow::Result<LoginSettings> {
         let addr = |flag: &str, v: &str| -> anyhow::Result<std::net::SocketAddr> {
             v.parse().map_err(|_| {
                 anyhow::anyhow!(
@@ -646,11 +679,7 @@ impl ServeArgs {
             })
         };
         let listen = addr("--registry-listen", &self.registry_listen)?;
-        let suffix = self
-            .login_server_suffix
-            .trim()
-            .trim_start_matches('.')
-            .to_ascii_lowercase();
+        let suffix = suffix.to_owned();
         let tls_listen = match (&self.registry_listen_tls, arm_tls) {
             (Some(l), _) => Some(l.clone()),
             (None, Some(_)) => Some("127.0.0.1:5443".to_owned()),
@@ -900,6 +929,16 @@ mod tests {
             hosts[..2],
             ["*.example.test".to_owned(), "example.test".to_owned()]
         );
+        // One normalised suffix for every component.
+        assert_eq!(tls.api.login_server_suffix, "example.test");
+        assert_eq!(tls.worker.login_server_suffix, "example.test");
+        assert_eq!(tls.login.front.login_server_suffix, "example.test");
+        for bad in ["", ".", "a..b", "bad suffix", "x-.io"] {
+            let err = serve_args(&["--login-server-suffix", bad])
+                .settings()
+                .expect_err(bad);
+            assert!(err.to_string().contains("--login-server-suffix"), "{err}");
+        }
         // The proxy tunnels to the TLS listener: without one it is refused.
         let err = serve_args(&["--proxy-listen", "127.0.0.1:3128"])
             .settings()

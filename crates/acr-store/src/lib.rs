@@ -46,7 +46,9 @@ pub use operations::{
     ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,
     StoredCredentials, Work,
 };
-pub use registries::{IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, Upserted};
+pub use registries::{
+    IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, ResolvedSource, Upserted,
+};
 pub use reservations::{Reservation, TagKey};
 pub use secrets::CredentialsKey;
 

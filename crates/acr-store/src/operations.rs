@@ -135,11 +135,8 @@ impl ClaimedOperation {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Succeeded,
-    Failed {
-        code: String,
-        message: String,
-        status: u16,
-    },
+    /// The failure's kind decides the stored ARM code and the Location URL's status.
+    Failed(acr_core::operation::ImportFailure),
     Canceled,
 }
 
@@ -210,15 +207,11 @@ impl<'a> Ending<'a> {
     fn new(outcome: &'a Outcome, progress: Option<&'a serde_json::Value>) -> Self {
         let (state, code, message, status, percent) = match outcome {
             Outcome::Succeeded => (OperationState::Succeeded, None, None, None, Some(100.0)),
-            Outcome::Failed {
-                code,
-                message,
-                status,
-            } => (
+            Outcome::Failed(f) => (
                 OperationState::Failed,
-                Some(code.as_str()),
-                Some(message.as_str()),
-                Some(i32::from(*status)),
+                Some(f.kind.code()),
+                Some(f.message.as_str()),
+                Some(i32::from(f.kind.http_status())),
                 None,
             ),
             Outcome::Canceled => (OperationState::Canceled, None, None, None, None),

@@ -109,6 +109,69 @@ impl RegistryRecord {
     pub fn generation(&self) -> String {
         self.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
     }
+
+    /// The registry's ARM resource id.
+    pub fn id(&self) -> acr_core::arm::RegistryId {
+        acr_core::arm::RegistryId {
+            subscription: self.subscription_id.clone(),
+            resource_group: self.resource_group.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// What an import's source names, as far as the store can tell (the one resolution the API,
+/// when it accepts an import, and the worker, when it runs it, both use).
+#[derive(Debug, Clone)]
+pub enum ResolvedSource {
+    /// An emulated registry: by `resourceId` (`by_resource_id`) or by its login server.
+    Emulated {
+        record: Box<RegistryRecord>,
+        by_resource_id: bool,
+    },
+    /// A `resourceId` that names no registry (or one being deleted).
+    Missing,
+    /// The login server of a registry being deleted.
+    Deleted,
+    /// An address that is no emulated registry's login server: an external registry.
+    External,
+}
+
+impl Store {
+    /// Resolves an import's source: a `resourceId`, or a `registryUri` that may be the login
+    /// server (`<name>.<suffix>`, `suffix` normalised) of an emulated registry.
+    pub async fn resolve_source(
+        &self,
+        source: &acr_core::import::SourceLocation,
+        suffix: &str,
+    ) -> Result<ResolvedSource, StoreError> {
+        use acr_core::import::SourceLocation;
+        Ok(match source {
+            SourceLocation::Registry(id) => {
+                match self
+                    .get_registry(&id.subscription, &id.resource_group, &id.name)
+                    .await?
+                {
+                    Some(r) if !r.deleting() => ResolvedSource::Emulated {
+                        record: Box::new(r),
+                        by_resource_id: true,
+                    },
+                    _ => ResolvedSource::Missing,
+                }
+            }
+            SourceLocation::Address(addr) => match addr.emulated_name(suffix) {
+                None => ResolvedSource::External,
+                Some(name) => match self.get_registry_by_name(name).await? {
+                    None => ResolvedSource::External,
+                    Some(r) if r.deleting() => ResolvedSource::Deleted,
+                    Some(r) => ResolvedSource::Emulated {
+                        record: Box::new(r),
+                        by_resource_id: false,
+                    },
+                },
+            },
+        })
+    }
 }
 
 /// What an upsert did.

@@ -150,7 +150,7 @@ pub(crate) async fn wait_for_group(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
                 None => true,
                 Some(id) => matches!(
                     ctx.store.get_operation(id).await,
-                    Ok(Some(o)) if o.state != "Queued" && o.state != "Running"
+                    Ok(Some(o)) if o.state().map(|s| s.is_terminal()).unwrap_or(true)
                 ),
             };
             if failed {

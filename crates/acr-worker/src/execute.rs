@@ -11,7 +11,7 @@ use acr_oci::copy::copy_image;
 use acr_oci::{
     CopyError, CopyGate, CopyRequest, CopyTarget, Credentials, OciError, Progress, RegistryClient,
 };
-use acr_store::{ClaimedOperation, Reservation, TagKey};
+use acr_store::{ClaimedOperation, Reservation, ResolvedSource, TagKey};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
@@ -91,11 +91,7 @@ pub(crate) async fn execute(
                 ),
             )
         })?;
-    let target_id = RegistryId {
-        subscription: target.subscription_id.clone(),
-        resource_group: target.resource_group.clone(),
-        name: target.name.clone(),
-    };
+    let target_id = target.id();
     let prefix = target.name_lower.clone();
 
     let source = resolve_source(ctx, op, &spec).await?;
@@ -437,74 +433,86 @@ async fn resolve_source(
             external: false,
         })
     };
-    match &spec.source {
-        SourceLocation::Registry(id) => {
-            let found = ctx
-                .store
-                .get_registry(&id.subscription, &id.resource_group, &id.name)
-                .await
-                .map_err(|e| retry_store(&e))?
-                .filter(|r| !r.deleting())
-                .ok_or_else(|| {
-                    fail(
-                        FailureKind::SourceImageNotFound,
-                        format!(
-                            "The Resource 'Microsoft.ContainerRegistry/registries/{}' under resource group '{}' was not found.",
-                            id.name, id.resource_group
-                        ),
-                    )
-                })?;
-            emulated(&found.name_lower)
+    let resolved = ctx
+        .store
+        .resolve_source(&spec.source, &ctx.config.login_server_suffix)
+        .await
+        .map_err(|e| retry_store(&e))?;
+    match (resolved, &spec.source) {
+        (ResolvedSource::Missing, source) => {
+            let (name, group) = match source {
+                SourceLocation::Registry(id) => (id.name.as_str(), id.resource_group.as_str()),
+                SourceLocation::Address(a) => (a.host.as_str(), ""),
+            };
+            Err(fail(
+                FailureKind::SourceImageNotFound,
+                format!(
+                    "The Resource 'Microsoft.ContainerRegistry/registries/{name}' under resource group '{group}' was not found."
+                ),
+            ))
         }
-        SourceLocation::Address(addr) => {
-            // The login server of an emulated registry is that registry.
-            if let Some(name) = addr.emulated_name(&ctx.config.login_server_suffix) {
-                if let Some(found) = ctx
-                    .store
-                    .get_registry_by_name(name)
-                    .await
-                    .map_err(|e| retry_store(&e))?
-                {
-                    if found.deleting() {
-                        return Err(fail(
-                            FailureKind::SourceImageNotFound,
-                            format!(
-                                "The source registry '{}' was not found: it was deleted.",
-                                addr.authority()
-                            ),
-                        ));
+        (ResolvedSource::Deleted, source) => Err(fail(
+            FailureKind::SourceImageNotFound,
+            format!(
+                "The source registry '{}' was not found: it was deleted.",
+                match source {
+                    SourceLocation::Address(a) => a.authority(),
+                    SourceLocation::Registry(id) => id.name.clone(),
+                }
+            ),
+        )),
+        (
+            ResolvedSource::Emulated {
+                record,
+                by_resource_id: true,
+            },
+            _,
+        ) => emulated(&record.name_lower),
+        (
+            ResolvedSource::Emulated {
+                record: found,
+                by_resource_id: false,
+            },
+            source,
+        ) => {
+            let authority = match source {
+                SourceLocation::Address(a) => a.authority(),
+                SourceLocation::Registry(id) => id.name.clone(),
+            };
+            // Explicit credentials are checked as the login server would check them (a wrong
+            // password fails the import, nothing copied); without them the caller's identity,
+            // checked when the import was accepted, reads it.
+            if let Some(e) = &op.credentials_error {
+                return Err(fail(
+                    FailureKind::Internal,
+                    format!("Operation {} failed: {e}.", op.record.id),
+                ));
+            }
+            if let Some(c) = &op.credentials {
+                let allowed = match &ctx.source_auth {
+                    Some(auth) => {
+                        auth.may_pull(&found, c.username.as_deref(), &c.password)
+                            .await
                     }
-                    // Explicit credentials are checked as the login server would check them
-                    // (a wrong password fails the import, nothing copied); without them the
-                    // caller's identity, checked when the import was accepted, reads it.
-                    if let Some(e) = &op.credentials_error {
-                        return Err(fail(
-                            FailureKind::Internal,
-                            format!("Operation {} failed: {e}.", op.record.id),
-                        ));
-                    }
-                    if let Some(c) = &op.credentials {
-                        let allowed = match &ctx.source_auth {
-                            Some(auth) => {
-                                auth.may_pull(&found, c.username.as_deref(), &c.password)
-                                    .await
-                            }
-                            None => false,
-                        };
-                        if !allowed {
-                            return Err(fail(
-                                FailureKind::SourceUnauthorized,
-                                format!(
-                                    "Access to the source registry {} was denied for {}: authentication required: the credentials were refused. Check source.credentials.",
-                                    addr.authority(),
-                                    spec.source_image
-                                ),
-                            ));
-                        }
-                    }
-                    return emulated(&found.name_lower);
+                    None => false,
+                };
+                if !allowed {
+                    return Err(fail(
+                        FailureKind::SourceUnauthorized,
+                        format!(
+                            "Access to the source registry {authority} was denied for {}: authentication required: the credentials were refused. Check source.credentials.",
+                            spec.source_image
+                        ),
+                    ));
                 }
             }
+            emulated(&found.name_lower)
+        }
+        (ResolvedSource::External, SourceLocation::Registry(_)) => Err(fail(
+            FailureKind::Internal,
+            "A resourceId source resolved to an external registry.",
+        )),
+        (ResolvedSource::External, SourceLocation::Address(addr)) => {
             let url = ctx
                 .config
                 .client

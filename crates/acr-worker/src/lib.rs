@@ -22,6 +22,7 @@ use acr_store::{ClaimedOperation, Outcome, Store, Work};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use url::Url;
 
 pub use execute::failure_for;
@@ -201,23 +202,28 @@ pub(crate) struct Ctx {
     pub source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
 }
 
-/// Drives one claimed operation to an end (or gives it back).
+/// Drives one claimed operation to an end (or gives it back), every event of it inside the
+/// operation's span.
 async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationToken) {
+    let span =
+        tracing::info_span!("operation", operation.id = %op.record.id, attempt = op.attempt());
+    run_operation_in_span(ctx, op, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationToken) {
     let id = op.record.id.clone();
     let attempt = op.attempt();
-    let span = tracing::info_span!("operation", operation.id = %id, attempt);
-    let _enter = span.enter();
-    drop(_enter);
 
     if attempt > ctx.config.max_attempts {
-        let outcome = Outcome::Failed {
-            code: "InternalServerError".into(),
-            message: format!(
+        let outcome = Outcome::Failed(acr_core::operation::ImportFailure::new(
+            acr_core::operation::FailureKind::Internal,
+            format!(
                 "Operation {id} failed: the import was interrupted {} times (the service restarted or lost its database) and was abandoned.",
                 attempt - 1
             ),
-            status: 500,
-        };
+        ));
         finish(&ctx, &id, attempt, &outcome, None).await;
         return;
     }
@@ -335,12 +341,8 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         }
         Err(f) => {
             let Some(fail) = f.into_failure() else { return };
-            tracing::info!(operation.id = %id, code = fail.kind.code(), message = %fail.message, "import failed");
-            let outcome = Outcome::Failed {
-                code: fail.kind.code().to_owned(),
-                message: fail.message,
-                status: fail.kind.http_status(),
-            };
+            tracing::info!(operation.id = %id, code = fail.kind.code(), message = %fail.message, "operation failed");
+            let outcome = Outcome::Failed(fail);
             finish(&ctx, &id, attempt, &outcome, snapshot.as_ref()).await;
         }
     }

@@ -208,9 +208,8 @@ pub fn op_in(id: &str, subscription: &str) -> NewOperation {
 }
 
 pub fn failed() -> Outcome {
-    Outcome::Failed {
-        code: "Conflict".into(),
-        message: "m".into(),
-        status: 409,
-    }
+    Outcome::Failed(acr_core::operation::ImportFailure::new(
+        acr_core::operation::FailureKind::TagConflict,
+        "m",
+    ))
 }
