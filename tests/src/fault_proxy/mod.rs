@@ -13,16 +13,26 @@
 //! and/or path substring, and fires on a window of its matching occurrences (`skip`, `first`).
 //! Several rules may fire on one request: body shapers ([`Action::CutAfter`],
 //! [`Action::Stall`], [`Action::StallUpload`], [`Action::Throttle`], [`Action::Corrupt`],
-//! [`Action::StripRange`]) combine; the first answering action ([`Action::Status`], [`Action::ServeManifest`],
-//! [`Action::RejectMonolithicPut`], [`Action::Redirect`]) answers without forwarding.
+//! [`Action::StripRange`]) combine; the first answering action ([`Action::Status`],
+//! [`Action::ServeManifest`], [`Action::RejectMonolithicPut`], [`Action::Redirect`]) answers
+//! without forwarding.
 //!
 //! A second server, [`FaultProxy::redirect_target`], serves the blobs [`Action::Redirect`]
 //! sends clients to: it fetches them from the upstream with the proxy's own credentials and
 //! records whether each request it got carried an `Authorization` header.
 //!
 //! Everything (both listeners and every connection, stalled ones included) stops on Drop.
+//!
+//! Layout: `server` (the [`FaultProxy`] handle, its listeners and accept loop), `kind` and
+//! `log` (what a request is, what was observed), `rule` and `plan` (the fault configuration
+//! and what it decides for one request), `state` (shared state, the per-request tracker),
+//! `handle` (one request: register, plan, then answer or forward), `forward` (to the
+//! upstream and back), `answer` (replies of the proxy's own), `shape` (response body faults:
+//! cuts, stalls, throttling, corruption), `upload` (upload faults: stalled uploads, refused
+//! monolithic PUTs, the chunk minimum), `redirect` (cross-host redirects and their target).
 
 mod answer;
+mod forward;
 mod handle;
 mod kind;
 mod log;
@@ -32,6 +42,7 @@ mod rule;
 mod server;
 mod shape;
 mod state;
+mod upload;
 
 pub use kind::Kind;
 pub use log::{KindStats, LogEntry, RedirectHit};
@@ -51,16 +62,3 @@ fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];

@@ -1,4 +1,6 @@
-//! Cross-host redirects: the redirect target's handler and the blob path it is given.
+//! Cross-host redirects: blob GETs answered `307`
+//! ([`Action::Redirect`](super::Action::Redirect)) and the redirect target that serves them,
+//! fetching the blobs from the upstream with its own credentials.
 
 use std::sync::Arc;
 
@@ -6,11 +8,29 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, Response};
 use hyper::body::Incoming;
 
+use bytes::Bytes;
+
+use super::answer::Reply;
 use super::state::Shared;
 use super::{header_string, RedirectHit};
 
+/// `307 Location: <to, or the redirect target>/<digest>?repo=<name>` for a blob GET of `path`.
+pub(super) fn redirect(shared: &Shared, to: Option<String>, path: &str) -> Reply {
+    let (repo, digest) = split_blob_path(path).unwrap_or_default();
+    let base = to.unwrap_or_else(|| shared.redirect_base.clone());
+    let repo_q: String = url::form_urlencoded::byte_serialize(repo.as_bytes()).collect();
+    Reply {
+        status: 307,
+        headers: vec![(
+            "Location".into(),
+            format!("{}/{digest}?repo={repo_q}", base.trim_end_matches('/')),
+        )],
+        body: Bytes::new(),
+    }
+}
+
 /// `/v2/<name>/blobs/<digest>` → (name, digest).
-pub(super) fn split_blob_path(path: &str) -> Option<(String, String)> {
+fn split_blob_path(path: &str) -> Option<(String, String)> {
     let rest = path.strip_prefix("/v2/")?;
     let i = rest.rfind("/blobs/")?;
     Some((

@@ -56,68 +56,91 @@ pub(super) fn shape(
         expected,
         tracker,
     };
-    futures::stream::unfold(st, |mut st| async move {
-        if st.done {
+    futures::stream::unfold(st, ShapeState::next_item)
+}
+
+impl ShapeState {
+    /// The next item for the client: a slice of the body, the cut, or the end (never, once
+    /// stalled).
+    async fn next_item(mut self) -> Option<(Result<Bytes, BoxError>, Self)> {
+        if self.done {
             return None;
         }
-        loop {
-            if st.stall_after.is_some_and(|n| st.sent >= n) {
-                // Silent forever; the connection dies with the client or the proxy.
-                futures::future::pending::<()>().await;
-            }
-            if st.cut_after.is_some_and(|n| st.sent >= n) {
-                st.done = true;
-                st.tracker.finish();
-                return Some((Err(Box::new(CutError) as BoxError), st));
-            }
-            let chunk = match st.pending.take() {
-                Some(c) => c,
-                None => match st.inner.next().await {
-                    Some(Ok(c)) => c,
-                    Some(Err(e)) => {
-                        st.done = true;
-                        st.tracker.finish();
-                        return Some((Err(e), st));
-                    }
-                    None => {
-                        st.tracker.finish();
-                        return None;
-                    }
-                },
-            };
-            if chunk.is_empty() {
-                continue;
-            }
-            let mut max = chunk.len() as u64;
-            for limit in [st.cut_after, st.stall_after].into_iter().flatten() {
-                max = max.min(limit - st.sent);
-            }
-            if let Some(bps) = st.throttle {
-                // ~20 slices per second keep the pacing smooth.
-                max = max.min((bps / 20).clamp(512, 256 << 10));
-            }
-            let mut now = chunk;
-            if (now.len() as u64) > max {
-                let rest = now.split_off(max as usize);
-                st.pending = Some(rest);
-            }
-            if let Some(bps) = st.throttle {
-                let t = Instant::now();
-                let start = st.next_free.max(t);
-                st.next_free = start + Duration::from_secs_f64(now.len() as f64 / bps as f64);
-                tokio::time::sleep_until(start).await;
-            }
-            if st.corrupt && st.sent == 0 {
-                let mut v = now.to_vec();
-                v[0] ^= 0xff;
-                now = Bytes::from(v);
-            }
-            st.sent += now.len() as u64;
-            st.tracker.add_response_bytes(now.len() as u64);
-            if st.expected.is_some_and(|n| st.sent >= n) {
-                st.tracker.finish();
-            }
-            return Some((Ok(now), st));
+        if self.stall_after.is_some_and(|n| self.sent >= n) {
+            // Silent forever; the connection dies with the client or the proxy.
+            futures::future::pending::<()>().await;
         }
-    })
+        if self.cut_after.is_some_and(|n| self.sent >= n) {
+            self.done = true;
+            self.tracker.finish();
+            return Some((Err(Box::new(CutError) as BoxError), self));
+        }
+        let chunk = match self.next_chunk().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                self.done = true;
+                self.tracker.finish();
+                return Some((Err(e), self));
+            }
+            None => {
+                self.tracker.finish();
+                return None;
+            }
+        };
+        let mut now = self.take_slice(chunk);
+        self.pace(now.len()).await;
+        if self.corrupt && self.sent == 0 {
+            let mut v = now.to_vec();
+            v[0] ^= 0xff;
+            now = Bytes::from(v);
+        }
+        self.sent += now.len() as u64;
+        self.tracker.add_response_bytes(now.len() as u64);
+        if self.expected.is_some_and(|n| self.sent >= n) {
+            self.tracker.finish();
+        }
+        Some((Ok(now), self))
+    }
+
+    /// The rest of the last chunk, else the next non-empty chunk of the body.
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
+        if let Some(c) = self.pending.take() {
+            return Some(Ok(c));
+        }
+        loop {
+            match self.inner.next().await {
+                Some(Ok(c)) if c.is_empty() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// As much of `chunk` as may go now (up to the cut or the stall, one throttle slice);
+    /// the rest waits in `pending`.
+    fn take_slice(&mut self, chunk: Bytes) -> Bytes {
+        let mut max = chunk.len() as u64;
+        for limit in [self.cut_after, self.stall_after].into_iter().flatten() {
+            max = max.min(limit - self.sent);
+        }
+        if let Some(bps) = self.throttle {
+            // ~20 slices per second keep the pacing smooth.
+            max = max.min((bps / 20).clamp(512, 256 << 10));
+        }
+        let mut now = chunk;
+        if (now.len() as u64) > max {
+            let rest = now.split_off(max as usize);
+            self.pending = Some(rest);
+        }
+        now
+    }
+
+    /// Throttle: waits until `len` more bytes fit the rate.
+    async fn pace(&mut self, len: usize) {
+        if let Some(bps) = self.throttle {
+            let t = Instant::now();
+            let start = self.next_free.max(t);
+            self.next_free = start + Duration::from_secs_f64(len as f64 / bps as f64);
+            tokio::time::sleep_until(start).await;
+        }
+    }
 }

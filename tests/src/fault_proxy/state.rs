@@ -13,6 +13,20 @@ pub(super) struct RuleSlot {
     pub(super) fired: usize,
 }
 
+impl RuleSlot {
+    /// Counts one more matching request; true if it falls inside the rule's window (after
+    /// `skip`, within `times`).
+    pub(super) fn next_occurrence_fires(&mut self) -> bool {
+        let occurrence = self.seen;
+        self.seen += 1;
+        occurrence >= self.rule.skip
+            && self
+                .rule
+                .times
+                .is_none_or(|t| occurrence < self.rule.skip + t)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct State {
     pub(super) stats: HashMap<Kind, KindStats>,
@@ -43,13 +57,22 @@ impl Shared {
 
 /// Decrements in-flight on drop; counts bytes into the stats and the log entry.
 pub(super) struct Tracker {
-    pub(super) shared: Arc<Shared>,
-    pub(super) kind: Kind,
+    shared: Arc<Shared>,
+    kind: Kind,
     pub(super) seq: usize,
-    pub(super) finished: bool,
+    finished: bool,
 }
 
 impl Tracker {
+    /// Tracks request `seq` of `kind`, already counted in flight.
+    pub(super) fn new(shared: Arc<Shared>, kind: Kind, seq: usize) -> Self {
+        Self {
+            shared,
+            kind,
+            seq,
+            finished: false,
+        }
+    }
     pub(super) fn add_response_bytes(&self, n: u64) {
         let mut st = self.shared.lock();
         st.stats.entry(self.kind).or_default().response_bytes += n;
