@@ -34,7 +34,7 @@ async fn backend_token_expiring_mid_copy_is_renewed() {
     env.create_registry(REG).await;
     // 1 MiB/s per response: the 7 MiB layer streams for ~7 s, far beyond a token's life.
     src_proxy.add_rule(Rule::new(Action::Throttle(1 << 20)).kind(Kind::BlobGet));
-    let ts = env.backend.token_server().unwrap();
+    let ts = env.external_backend().token_server().unwrap();
     let before = ts.tokens_issued();
 
     let started = Instant::now();

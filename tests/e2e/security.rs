@@ -525,7 +525,8 @@ async fn encrypted_credentials_without_the_key_fail_clearly() {
     let dir = tempfile::tempdir().expect("dir");
     let key = dir.path().join("creds.key");
     std::fs::write(&key, [9u8; 32]).expect("key");
-    let mut env = TestEnv::start_with(|c| {
+    // Two processes share the content: an external backend.
+    let mut env = TestEnv::start_with_backend(TestRegistry::anonymous().await, |c| {
         c.flag("--credentials-key-file", key.display())
             .lease_seconds(3)
     })
@@ -551,7 +552,8 @@ async fn encrypted_credentials_without_the_key_fail_clearly() {
     }
     env.service.kill_9();
     let keyless = acr_import_tests::TestService::start(
-        acr_import_tests::ServiceConfig::new(env.db.url(), &env.backend.url()).lease_seconds(3),
+        acr_import_tests::ServiceConfig::new(env.db.url(), &env.external_backend().url())
+            .lease_seconds(3),
     )
     .await;
     let arm = acr_import_tests::ArmClient::new(&keyless.base_url());

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use acr_import_tests::env::IMPORT_TIMEOUT;
 use acr_import_tests::image::Format;
-use acr_import_tests::{ArmClient, ServiceConfig, TestEnv, TestImage, TestService, ThrottleProxy};
+use acr_import_tests::{
+    ArmClient, ServiceConfig, TestEnv, TestImage, TestRegistry, TestService, ThrottleProxy,
+};
 
 use crate::common::{anonymous_source, assert_succeeded, target, uri_import, REG};
 
@@ -20,8 +22,12 @@ async fn sigterm_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_import_exits_zero_and_the_import_completes_later() {
     let image = TestImage::single(901, Format::Oci, &[4 << 20]);
+    // The second process takes over on the same content: an external backend.
     let (mut env, src) = tokio::join!(
-        TestEnv::start_with(|c| c.lease_seconds(3)),
+        async {
+            TestEnv::start_with_backend(TestRegistry::anonymous().await, |c| c.lease_seconds(3))
+                .await
+        },
         anonymous_source("demo/term", "v1", &image)
     );
     let proxy = ThrottleProxy::start(&src.host(), Some(512 << 10)).await;
@@ -45,9 +51,10 @@ async fn sigterm_during_import_exits_zero_and_the_import_completes_later() {
     assert!(status.success(), "exit status {status}");
 
     proxy.set_rate(None);
-    let b =
-        TestService::start(ServiceConfig::new(env.db.url(), &env.backend.url()).lease_seconds(3))
-            .await;
+    let b = TestService::start(
+        ServiceConfig::new(env.db.url(), &env.external_backend().url()).lease_seconds(3),
+    )
+    .await;
     let arm_b = ArmClient::new(&b.base_url());
     let status = arm_b
         .poll_until_done(&arm_b.rebase(&accepted.async_operation()), IMPORT_TIMEOUT)

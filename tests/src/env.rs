@@ -1,5 +1,7 @@
-//! The usual set for a service test: a fresh database, an anonymous backend registry, the
-//! service on both, and an ARM client with a subscription and resource group.
+//! The usual set for a service test: a fresh database, the service on it with its built-in
+//! registry (the production default), and an ARM client with a subscription and resource
+//! group. Tests about an external backend (token auth, a fault proxy in front of it, several
+//! processes sharing it) start one with [`TestEnv::start_with_backend`].
 //!
 //! Field order is drop order: the service dies first, then the backend, then the database.
 
@@ -19,7 +21,8 @@ pub const IMPORT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct TestEnv {
     pub service: TestService,
     pub arm: ArmClient,
-    pub backend: TestRegistry,
+    /// The external backend, when the test asked for one; `None`: the built-in registry.
+    pub backend: Option<TestRegistry>,
     pub db: TestDatabase,
     pub sub: String,
     pub rg: String,
@@ -32,8 +35,9 @@ impl TestEnv {
 
     /// Like [`start`](Self::start), letting the caller adjust the service's config.
     pub async fn start_with(configure: impl FnOnce(ServiceConfig) -> ServiceConfig) -> Self {
-        let (db, backend) = tokio::join!(TestDatabase::create(), TestRegistry::anonymous());
-        Self::serve(db, backend, configure).await
+        let db = TestDatabase::create().await;
+        let config = ServiceConfig::new(db.url(), "").builtin_registry(false);
+        Self::serve_on(db, None, configure(config)).await
     }
 
     /// Like [`start_with`](Self::start_with) on a backend of the caller's (e.g. one with
@@ -57,7 +61,16 @@ impl TestEnv {
         if let Some(c) = backend.credentials() {
             config = config.backend_credentials(&c.username, &c.password);
         }
-        let service = TestService::start(configure(config)).await;
+        let config = configure(config);
+        Self::serve_on(db, Some(backend), config).await
+    }
+
+    async fn serve_on(
+        db: TestDatabase,
+        backend: Option<TestRegistry>,
+        config: ServiceConfig,
+    ) -> Self {
+        let service = TestService::start(config).await;
         let arm = ArmClient::new(&service.base_url());
         Self {
             service,
@@ -79,9 +92,20 @@ impl TestEnv {
         crate::arm::registry_id(&self.sub, &self.rg, name)
     }
 
-    /// A client on the backend registry.
+    /// A client on where the emulated registries' content lives: the external backend, or
+    /// the built-in registry through the login servers' plain listener (root view).
     pub fn backend_client(&self) -> OciClient {
-        self.backend.client()
+        match &self.backend {
+            Some(b) => b.client(),
+            None => OciClient::new(&self.service.registry_url(), None),
+        }
+    }
+
+    /// The external backend of an env started with [`start_with_backend`](Self::start_with_backend).
+    pub fn external_backend(&self) -> &TestRegistry {
+        self.backend
+            .as_ref()
+            .expect("this env runs on the built-in registry: use TestEnv::start_with_backend")
     }
 
     /// Where repository `repo` of emulated registry `registry` lives in the backend.

@@ -84,15 +84,22 @@ pub async fn front_door(
     ))
 }
 
-/// Binds every listener (a bad address stops the start with a clear message), then serves
-/// them until `stop`.
-pub async fn start(
-    login: &LoginSettings,
-    front: FrontDoor,
-    store: acr_store::Store,
-    stop: &CancellationToken,
-) -> anyhow::Result<LoginServers> {
-    let mut tasks = Vec::new();
+/// The login servers' listeners, bound before anything else so that a bad address stops the
+/// start with a clear message, and so that the ephemeral ports the process takes for itself
+/// (the built-in registry's internal listener) can never take a configured one.
+pub struct Bound {
+    plain: tokio::net::TcpListener,
+    plain_addr: std::net::SocketAddr,
+    tls: Option<(
+        std::net::TcpListener,
+        std::net::SocketAddr,
+        crate::tls::TlsMaterial,
+    )>,
+    proxy: Option<(tokio::net::TcpListener, std::net::SocketAddr)>,
+}
+
+/// Binds every listener of the login servers.
+pub async fn bind(login: &LoginSettings) -> anyhow::Result<Bound> {
     let plain = tokio::net::TcpListener::bind(login.listen)
         .await
         .with_context(|| {
@@ -102,6 +109,47 @@ pub async fn start(
             )
         })?;
     let plain_addr = plain.local_addr().context("reading --registry-listen")?;
+    let mut tls = None;
+    if let Some((listen, source)) = &login.tls {
+        let material = crate::tls::load(source)?;
+        let l = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("cannot listen on {listen} (--registry-listen-tls)"))?;
+        l.set_nonblocking(true)
+            .context("login servers' TLS listener")?;
+        let addr = l.local_addr().context("reading --registry-listen-tls")?;
+        tls = Some((l, addr, material));
+    }
+    let mut proxy = None;
+    if let (Some(listen), Some(_)) = (login.proxy, &tls) {
+        let l = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (--proxy-listen)"))?;
+        let addr = l.local_addr().context("reading --proxy-listen")?;
+        proxy = Some((l, addr));
+    }
+    Ok(Bound {
+        plain,
+        plain_addr,
+        tls,
+        proxy,
+    })
+}
+
+/// Serves the bound listeners until `stop`.
+pub async fn start(
+    bound: Bound,
+    login: &LoginSettings,
+    front: FrontDoor,
+    store: acr_store::Store,
+    stop: &CancellationToken,
+) -> anyhow::Result<LoginServers> {
+    let mut tasks = Vec::new();
+    let Bound {
+        plain,
+        plain_addr,
+        tls,
+        proxy,
+    } = bound;
     let router = front.router(Listener::Plain);
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
@@ -114,13 +162,7 @@ pub async fn start(
     }));
 
     let mut tls_addr = None;
-    if let Some((listen, source)) = &login.tls {
-        let material = crate::tls::load(source)?;
-        let l = std::net::TcpListener::bind(listen)
-            .with_context(|| format!("cannot listen on {listen} (--registry-listen-tls)"))?;
-        l.set_nonblocking(true)
-            .context("login servers' TLS listener")?;
-        let addr = l.local_addr().context("reading --registry-listen-tls")?;
+    if let Some((l, addr, material)) = tls {
         tls_addr = Some(addr);
         let handle = axum_server::Handle::new();
         let h = handle.clone();
@@ -143,11 +185,8 @@ pub async fn start(
     }
 
     let mut proxy_addr = None;
-    if let (Some(listen), Some(tls)) = (login.proxy, tls_addr) {
-        let l = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (--proxy-listen)"))?;
-        proxy_addr = Some(l.local_addr().context("reading --proxy-listen")?);
+    if let (Some((l, addr)), Some(tls)) = (proxy, tls_addr) {
+        proxy_addr = Some(addr);
         let s = stop.clone();
         let suffix = login.front.login_server_suffix.clone();
         let target = crate::config::connect_addr(tls);

@@ -189,6 +189,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let admin_key = config::load_or_create_admin_key(&args.storage.data_dir)?;
     settings.api.admin_key = Some(admin_key.clone());
 
+    // Every configured listener is bound first: a bad address stops the start with a clear
+    // message, and the ephemeral port the built-in registry takes for itself can never be
+    // one of them.
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+
+    // The HTTPS listener: bound (and its certificate made) before anything is served, so a
+    // bad address or certificate stops the start with a clear message.
+    let tls = match &settings.tls {
+        None => None,
+        Some(t) => {
+            let material = tls::load(&t.source)?;
+            if let (Some(out), Some(pem)) = (&t.ca_out, &material.ca_pem) {
+                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::write(out, pem)
+                    .with_context(|| format!("writing --tls-ca-out {}", out.display()))?;
+            }
+            let l = std::net::TcpListener::bind(&t.listen)
+                .with_context(|| format!("cannot listen on {} (--listen-tls)", t.listen))?;
+            l.set_nonblocking(true).context("TLS listener")?;
+            let addr = l.local_addr().context("reading the TLS address")?;
+            Some((l, addr, material))
+        }
+    };
+
+    let login_bound = login::bind(&settings.login).await?;
+
     // The built-in registry and the login servers: served before the workers start (they
     // write into the registry) and stopped only after they have (a copy in its shutdown grace
     // still writes).
@@ -220,7 +254,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let front = login::front_door(&settings, &store, admin_key, backend).await?;
     let pool = pool.with_source_auth(std::sync::Arc::new(login::SourceCredentials(front.clone())));
-    let login_servers = login::start(&settings.login, front, store.clone(), &registry_stop).await?;
+    let login_servers = login::start(
+        login_bound,
+        &settings.login,
+        front,
+        store.clone(),
+        &registry_stop,
+    )
+    .await?;
     tracing::info!(
         listen = %login_servers.plain,
         auth = settings.login.front.plain_auth,
@@ -235,13 +276,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(proxy = %addr, "login-server proxy on http://{addr} (HTTPS_PROXY=http://{addr})");
     }
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener
-        .local_addr()
-        .context("reading the listening address")?;
-
     let state = acr_api::AppState {
         store: store.clone(),
         config: settings.api.clone(),
@@ -251,28 +285,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             acr_api::router(state.clone()).layer(axum::Extension(acr_api::ListenerScheme(scheme))),
             acr_api::normalize_arm_path,
         )
-    };
-
-    // The HTTPS listener: bound (and its certificate made) before anything is served, so a
-    // bad address or certificate stops the start with a clear message.
-    let tls = match &settings.tls {
-        None => None,
-        Some(t) => {
-            let material = tls::load(&t.source)?;
-            if let (Some(out), Some(pem)) = (&t.ca_out, &material.ca_pem) {
-                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                std::fs::write(out, pem)
-                    .with_context(|| format!("writing --tls-ca-out {}", out.display()))?;
-            }
-            let l = std::net::TcpListener::bind(&t.listen)
-                .with_context(|| format!("cannot listen on {} (--listen-tls)", t.listen))?;
-            l.set_nonblocking(true).context("TLS listener")?;
-            let addr = l.local_addr().context("reading the TLS address")?;
-            Some((l, addr, material))
-        }
     };
 
     let shutdown = CancellationToken::new();
