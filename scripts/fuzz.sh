@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets in fuzz/ (image references, WWW-Authenticate challenges) for a
 # while each. Not part of scripts/test.sh: the same parsers get property tests there
-# (crates/acr-core/src/reference.rs, crates/acr-oci/src/auth.rs).
+# (crates/acr-core/src/reference.rs, crates/acr-oci/src/client/transport/challenge.rs).
 #
 #   scripts/fuzz.sh [--seconds N] [TARGET...]     (default: 60 s per target, every target)
 #

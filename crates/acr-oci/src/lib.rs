@@ -10,13 +10,14 @@
 //! whose bytes do not match its descriptor is never committed at the target. This crate knows
 //! nothing of ARM or the database.
 
-pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod error;
-pub mod manage;
 pub mod media;
 pub mod netguard;
+
+/// `WWW-Authenticate` challenges and token responses (kept at this path for the fuzz targets).
+pub use client::transport::challenge as auth;
 
 pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
 pub use copy::{

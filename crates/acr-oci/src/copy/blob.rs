@@ -1,0 +1,255 @@
+//! One blob, source → target: HEAD, mount (same registry), upload session, the verified body
+//! stream into one streaming PUT or chunked PATCHes; attempts that may start over; the transfer
+//! slots it holds until its last byte is handed to the upload.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use acr_core::reference::{Digest, Repository};
+use futures::stream::{self, StreamExt};
+
+use super::verify::{Hasher, SourceFailure, VerifyState};
+use super::{CopyError, Progress};
+use crate::client::{RegistryClient, UploadStart};
+use crate::error::OciError;
+use crate::media::Descriptor;
+
+/// Attempts per blob when an attempt must start over (target refused the upload mode, token
+/// expired mid-upload, source ignored Range after a broken connection, transient target error).
+const BLOB_ATTEMPTS: u32 = 3;
+
+/// How one attempt at a blob ended badly.
+enum BlobFailure {
+    /// Start the blob over (a fresh upload session).
+    Restart(CopyError),
+    Fatal(CopyError),
+}
+
+/// One blob: source → target.
+pub(super) struct BlobCopy {
+    pub(super) src: Arc<RegistryClient>,
+    pub(super) src_repo: Repository,
+    pub(super) dst: Arc<RegistryClient>,
+    pub(super) dst_repo: Repository,
+    pub(super) progress: Arc<Progress>,
+    /// The operation's own bound on concurrent transfers.
+    pub(super) op_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl BlobCopy {
+    pub(super) async fn run(&self, desc: &Descriptor) -> Result<(), CopyError> {
+        let size = desc.size.max(0) as u64;
+        let digest = Digest::parse(&desc.digest).map_err(|e| {
+            CopyError::Source(OciError::Invalid {
+                registry: self.src.name().to_owned(),
+                detail: e,
+            })
+        })?;
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let counted = Arc::new(AtomicU64::new(0));
+            let slots = self.acquire_slots().await?;
+            match self.attempt(&digest, size, counted.clone(), slots).await {
+                Ok(skipped) => {
+                    if skipped {
+                        self.progress
+                            .bytes_skipped
+                            .fetch_add(size, Ordering::Relaxed);
+                    }
+                    self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%digest, size, skipped, elapsed = ?started.elapsed(), "blob done");
+                    return Ok(());
+                }
+                Err(BlobFailure::Restart(e)) if attempt < BLOB_ATTEMPTS => {
+                    tracing::info!(%digest, attempt, error = %e, "blob copy starts over");
+                    // This attempt's bytes will be copied again: do not count them twice.
+                    self.progress
+                        .bytes_copied
+                        .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                Err(BlobFailure::Restart(e)) | Err(BlobFailure::Fatal(e)) => {
+                    self.progress
+                        .bytes_copied
+                        .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The transfer slots of one attempt: the operation's own, then one per registry host
+    /// (bounded across operations), always in name order so two copies in opposite
+    /// directions cannot hold one slot each and wait for the other.
+    async fn acquire_slots(&self) -> Result<Slots, CopyError> {
+        let closed = |_| CopyError::Unsupported("the transfer limiter was closed".into());
+        let (first, second) = if self.src.same_registry(&self.dst) {
+            (self.src.transfer_slots().clone(), None)
+        } else if self.src.name() <= self.dst.name() {
+            (
+                self.src.transfer_slots().clone(),
+                Some(self.dst.transfer_slots().clone()),
+            )
+        } else {
+            (
+                self.dst.transfer_slots().clone(),
+                Some(self.src.transfer_slots().clone()),
+            )
+        };
+        let op = self
+            .op_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(closed)?;
+        let p1 = first.acquire_owned().await.map_err(closed)?;
+        let p2 = match second {
+            Some(s) => Some(s.acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        Ok(Slots(
+            vec![Some(op), Some(p1), p2].into_iter().flatten().collect(),
+        ))
+    }
+
+    /// One attempt. `Ok(true)`: nothing was transferred (present or mounted). `slots` are
+    /// held until the source's last byte has gone into the upload: the target's commit
+    /// (which may wait for its disk) does not keep another blob from starting.
+    async fn attempt(
+        &self,
+        digest: &Digest,
+        size: u64,
+        counted: Arc<AtomicU64>,
+        slots: Slots,
+    ) -> Result<bool, BlobFailure> {
+        let target_err = |e: OciError| {
+            if e.is_transient() || matches!(e, OciError::Unauthorized { .. }) {
+                BlobFailure::Restart(CopyError::Target(e))
+            } else {
+                BlobFailure::Fatal(CopyError::Target(e))
+            }
+        };
+        if self
+            .dst
+            .head_blob(&self.dst_repo, digest)
+            .await
+            .map_err(target_err)?
+        {
+            return Ok(true);
+        }
+        let mut session = None;
+        if self.src.same_registry(&self.dst) {
+            match self
+                .dst
+                .start_upload(&self.dst_repo, Some((digest, &self.src_repo)))
+                .await
+            {
+                Ok(UploadStart::Mounted) => {
+                    tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
+                    return Ok(true);
+                }
+                Ok(UploadStart::Session { url, min_chunk }) => session = Some((url, min_chunk)),
+                Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
+            }
+        }
+        let (url, min_chunk) = match session {
+            Some(s) => s,
+            None => match self
+                .dst
+                .start_upload(&self.dst_repo, None)
+                .await
+                .map_err(target_err)?
+            {
+                UploadStart::Session { url, min_chunk } => (url, min_chunk),
+                UploadStart::Mounted => return Ok(true),
+            },
+        };
+
+        let resp = match self.src.get_blob(&self.src_repo, digest).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                let restart = e.is_transient();
+                let e = CopyError::Source(e);
+                return Err(if restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                });
+            }
+        };
+        if let Some(len) = resp.content_length() {
+            if len != size {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                return Err(BlobFailure::Fatal(CopyError::Source(
+                    OciError::SizeMismatch {
+                        registry: self.src.name().to_owned(),
+                        what: format!("blob {digest}"),
+                        expected: size,
+                        actual: len,
+                    },
+                )));
+            }
+        }
+
+        // Source-side failures are recorded here so they are not blamed on the target.
+        let failure: Arc<Mutex<Option<SourceFailure>>> = Arc::new(Mutex::new(None));
+        let verifier = VerifyState {
+            src: self.src.clone(),
+            repo: self.src_repo.clone(),
+            inner: resp.bytes_stream().boxed(),
+            hasher: Some(Hasher::new(digest.algorithm())),
+            seen: 0,
+            since_connect: 0,
+            resumes: 0,
+            stalls: 0,
+            size,
+            digest: digest.clone(),
+            progress: self.progress.clone(),
+            counted,
+            failure: failure.clone(),
+            slots: Some(slots),
+        };
+        let body = stream::try_unfold(verifier, VerifyState::next);
+        let put = if self.dst.chunked_only() {
+            self.dst
+                .upload_chunked(&self.dst_repo, &url, min_chunk, digest, Box::pin(body))
+                .await
+        } else {
+            self.dst
+                .put_upload(&self.dst_repo, &url, digest, size, body)
+                .await
+        };
+        let source_failure = match failure.lock() {
+            Ok(mut f) => f.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        match (source_failure, put) {
+            (Some(f), _) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                let e = CopyError::Source(f.error);
+                Err(if f.restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                })
+            }
+            (None, Err(e)) => {
+                self.dst.cancel_upload(&self.dst_repo, &url).await;
+                if let OciError::Status {
+                    status: 411 | 413, ..
+                } = e
+                {
+                    self.dst.set_chunked_only();
+                    return Err(BlobFailure::Restart(CopyError::Target(e)));
+                }
+                Err(target_err(e))
+            }
+            (None, Ok(())) => Ok(false),
+        }
+    }
+}
+
+/// Transfer slots held by one blob attempt.
+pub(super) struct Slots(#[allow(dead_code)] Vec<tokio::sync::OwnedSemaphorePermit>);
