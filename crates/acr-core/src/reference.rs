@@ -5,20 +5,12 @@
 //! lowercase hex or `sha512:` + 128 lowercase hex.
 
 use std::fmt;
-use std::str::FromStr;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 use crate::Invalid;
 
-static COMPONENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("static regex"));
-static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$").expect("static regex"));
-
-/// Longest repository name we accept (distribution's limit).
-pub const MAX_REPOSITORY_LEN: usize = 255;
+/// The grammar and the digest types live in `acr-grammar` (shared with the built-in registry
+/// and the copy engine); this module adds the reference types and user-facing messages.
+pub use acr_grammar::{truncate, Algorithm, Digest, DigestError, Hasher, MAX_REPOSITORY_LEN};
 
 /// A validated repository name such as `library/nginx`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +28,7 @@ impl Repository {
             ));
         }
         for component in s.split('/') {
-            if !COMPONENT.is_match(component) {
+            if !acr_grammar::valid_component(component) {
                 return Err(format!(
                     "'{}' is not a valid repository name: each '/'-separated component must be lowercase letters and digits, optionally separated by '.', '_', '__' or '-'",
                     truncate(s)
@@ -73,7 +65,7 @@ pub struct Tag(String);
 
 impl Tag {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if TAG.is_match(s) {
+        if acr_grammar::valid_tag(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(format!(
@@ -95,103 +87,6 @@ impl Tag {
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Digest algorithms we can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Algorithm {
-    Sha256,
-    Sha512,
-}
-
-impl Algorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "sha256",
-            Algorithm::Sha512 => "sha512",
-        }
-    }
-
-    fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
-    }
-}
-
-/// A validated content digest such as `sha256:0123…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
-    algorithm: Algorithm,
-    hex: String,
-}
-
-impl Digest {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (alg, hex) = s.split_once(':').ok_or_else(|| {
-            format!(
-                "'{}' is not a valid digest: expected 'sha256:<64 hex digits>'",
-                truncate(s)
-            )
-        })?;
-        let algorithm = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            _ => {
-                return Err(format!(
-                    "'{}' is not a supported digest: the algorithm must be sha256 or sha512",
-                    truncate(s)
-                ))
-            }
-        };
-        if hex.len() != algorithm.hex_len()
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(format!(
-                "'{}' is not a valid digest: a {} digest is {} lowercase hex digits",
-                truncate(s),
-                algorithm.as_str(),
-                algorithm.hex_len()
-            ));
-        }
-        Ok(Self {
-            algorithm,
-            hex: hex.to_owned(),
-        })
-    }
-
-    /// A digest from an algorithm and raw hash bytes.
-    pub fn from_raw(algorithm: Algorithm, raw: &[u8]) -> Self {
-        let mut hex = String::with_capacity(raw.len() * 2);
-        for b in raw {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        Self { algorithm, hex }
-    }
-
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
-    pub fn hex(&self) -> &str {
-        &self.hex
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.as_str(), self.hex)
-    }
-}
-
-impl FromStr for Digest {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
     }
 }
 
@@ -303,18 +198,6 @@ impl fmt::Display for TargetTag {
     }
 }
 
-/// Keeps user input quoted in messages short.
-pub fn truncate(s: &str) -> String {
-    const MAX: usize = 200;
-    if s.chars().count() <= MAX {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(MAX).collect();
-        t.push('…');
-        t
-    }
-}
-
 impl From<(String, String)> for Invalid {
     fn from((target, message): (String, String)) -> Self {
         Invalid { target, message }
@@ -401,6 +284,15 @@ mod tests {
 mod properties {
     use super::*;
     use proptest::prelude::*;
+    use regex::Regex;
+    use std::sync::LazyLock;
+
+    // The distribution spec's regular expressions: the hand-written grammar must agree.
+    static COMPONENT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("static regex")
+    });
+    static TAG: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$").expect("static regex"));
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]

@@ -125,8 +125,12 @@ impl ApiError {
     }
 
     pub(crate) fn digest_invalid(e: &DigestError, value: &str) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, Code::DigestInvalid, e.message())
-            .detail(json!({ "digest": value }))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Code::DigestInvalid,
+            crate::digest::message(e),
+        )
+        .detail(json!({ "digest": value }))
     }
 
     pub(crate) fn blob_unknown(digest: &str) -> Self {

@@ -58,7 +58,7 @@ impl Store {
     /// The lock of blob `d`'s stripe.
     pub(crate) fn blob_lock(&self, d: &Digest) -> &tokio::sync::Mutex<()> {
         let i = d
-            .hex
+            .hex()
             .bytes()
             .take(2)
             .fold(0usize, |a, b| a * 31 + b as usize)
@@ -119,9 +119,9 @@ impl Store {
     pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
         self.root
             .join("blobs")
-            .join(d.algorithm.as_str())
-            .join(&d.hex[..2])
-            .join(&d.hex)
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
     }
 
     fn repo_dir(&self, repo: &str) -> PathBuf {
@@ -136,15 +136,15 @@ impl Store {
     fn layer_link(&self, repo: &str, d: &Digest) -> PathBuf {
         self.repo_dir(repo)
             .join("_layers")
-            .join(d.algorithm.as_str())
-            .join(&d.hex)
+            .join(d.algorithm().as_str())
+            .join(d.hex())
     }
 
     fn revision_path(&self, repo: &str, d: &Digest) -> PathBuf {
         self.repo_dir(repo)
             .join("_manifests/revisions")
-            .join(d.algorithm.as_str())
-            .join(&d.hex)
+            .join(d.algorithm().as_str())
+            .join(d.hex())
     }
 
     fn tags_dir(&self, repo: &str) -> PathBuf {
@@ -154,15 +154,15 @@ impl Store {
     fn referrers_dir(&self, repo: &str, subject: &Digest) -> PathBuf {
         self.repo_dir(repo)
             .join("_referrers")
-            .join(subject.algorithm.as_str())
-            .join(&subject.hex)
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
     }
 
     fn referrer_entry(&self, repo: &str, subject: &Digest, referrer: &Digest) -> PathBuf {
         self.referrers_dir(repo, subject).join(format!(
             "{}-{}",
-            referrer.algorithm.as_str(),
-            referrer.hex
+            referrer.algorithm().as_str(),
+            referrer.hex()
         ))
     }
 

@@ -252,7 +252,7 @@ pub(crate) async fn digest(
     }
     if let Some(h) = &st.extra {
         let d = h.clone().finish();
-        if d.algorithm == algorithm {
+        if d.algorithm() == algorithm {
             return Ok(d);
         }
     }

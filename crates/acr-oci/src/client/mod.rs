@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use acr_core::reference::{Algorithm, Digest};
 use secrecy::SecretString;
-use sha2::{Digest as _, Sha256, Sha512};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -110,10 +109,7 @@ pub struct RegistryClient {
 
 /// Computes a digest of bytes with the given algorithm.
 pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
-    match algorithm {
-        Algorithm::Sha256 => Digest::from_raw(algorithm, &Sha256::digest(bytes)),
-        Algorithm::Sha512 => Digest::from_raw(algorithm, &Sha512::digest(bytes)),
-    }
+    algorithm.digest_of(bytes)
 }
 
 impl RegistryClient {

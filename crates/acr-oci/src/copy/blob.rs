@@ -42,7 +42,7 @@ impl BlobCopy {
         let digest = Digest::parse(&desc.digest).map_err(|e| {
             CopyError::Source(OciError::Invalid {
                 registry: self.src.name().to_owned(),
-                detail: e,
+                detail: e.to_string(),
             })
         })?;
         let started = std::time::Instant::now();

@@ -6,41 +6,17 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use acr_core::reference::{Algorithm, Digest, Repository};
+use acr_core::reference::{Digest, Repository};
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use sha2::{Digest as _, Sha256, Sha512};
 
 use super::blob::Slots;
 use super::Progress;
 use crate::client::RegistryClient;
 use crate::error::OciError;
 
-pub(super) enum Hasher {
-    S256(Sha256),
-    S512(Sha512),
-}
-
-impl Hasher {
-    pub(super) fn new(a: Algorithm) -> Self {
-        match a {
-            Algorithm::Sha256 => Hasher::S256(Sha256::new()),
-            Algorithm::Sha512 => Hasher::S512(Sha512::new()),
-        }
-    }
-    pub(super) fn update(&mut self, b: &[u8]) {
-        match self {
-            Hasher::S256(h) => h.update(b),
-            Hasher::S512(h) => h.update(b),
-        }
-    }
-    pub(super) fn finish(self, a: Algorithm) -> Digest {
-        match self {
-            Hasher::S256(h) => Digest::from_raw(a, &h.finalize()),
-            Hasher::S512(h) => Digest::from_raw(a, &h.finalize()),
-        }
-    }
-}
+/// The running hash of a blob (the one hasher of `acr-grammar`).
+pub(super) use acr_core::reference::Hasher;
 
 /// Reconnections (Range resumes) per blob attempt.
 const MAX_RESUMES: u32 = 8;
@@ -226,7 +202,7 @@ impl VerifyState {
         let Some(h) = self.hasher.take() else {
             return Ok(());
         };
-        let actual = h.finish(self.digest.algorithm());
+        let actual = h.finish();
         if actual == self.digest {
             Ok(())
         } else {

@@ -278,7 +278,7 @@ pub(super) async fn upload_start(
         let b = body.take().unwrap_or_default();
         // `?digest=` without a body is a client starting a session with a hint, unless the
         // digest is that of empty content: then the empty blob is what it uploads.
-        if !b.is_end_stream() || d == d.algorithm.digest_of(b"") {
+        if !b.is_end_stream() || d == d.algorithm().digest_of(b"") {
             return upload_single_post(inner, repo, &d, headers, b).await;
         }
     }
@@ -301,7 +301,7 @@ async fn upload_single_post(
     let session = inner.uploads.create(
         &inner.store.uploads_dir(),
         &repo.full,
-        Some(d.algorithm),
+        Some(d.algorithm()),
         false,
     );
     let _cleanup = upload::RemoveOnDrop(session.path.clone());
@@ -322,7 +322,7 @@ async fn commit(
     st: &mut upload::State,
     d: &Digest,
 ) -> Result<Response, ApiError> {
-    let computed = upload::digest(session, st, d.algorithm)
+    let computed = upload::digest(session, st, d.algorithm())
         .await
         .map_err(internal("hash upload"))?;
     if computed != *d {

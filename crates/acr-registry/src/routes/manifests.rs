@@ -80,7 +80,7 @@ fn descriptor_digest(v: &Value, field: &str) -> Result<Digest, ApiError> {
             ApiError::manifest_invalid(format!("{field}: descriptor without a digest"))
         })?;
     Digest::parse(d).map_err(|e| {
-        ApiError::manifest_invalid(format!("{field}: {}", e.message()))
+        ApiError::manifest_invalid(format!("{field}: {}", crate::digest::message(&e)))
             .detail(json!({ "digest": d }))
     })
 }
@@ -204,7 +204,7 @@ pub(super) async fn manifest_put(
         }
     };
     let algorithm = match &reference {
-        Reference::Digest(d) => d.algorithm,
+        Reference::Digest(d) => d.algorithm(),
         Reference::Tag(_) => Algorithm::Sha256,
     };
     let digest = algorithm.digest_of(&bytes);
