@@ -16,7 +16,7 @@ use axum::Extension;
 use axum::Json;
 use sqlx::types::Json as DbJson;
 
-use crate::auth::{authorize, Caller};
+use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
 use crate::AppState;
@@ -32,10 +32,6 @@ pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]
         .map(|r| to_wire(r, &state.config.login_server_suffix))
         .filter(|w| authorize(state, caller, READ, &w.id).is_ok())
         .collect()
-}
-
-fn caller_of(c: Option<Extension<Caller>>) -> Caller {
-    c.map(|Extension(c)| c).unwrap_or_else(Caller::anonymous)
 }
 
 /// Validates the three path parameters of a registry.
@@ -302,12 +298,11 @@ pub async fn put_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     ArmJson(body): ArmJson<RegistryCreateParameters>,
 ) -> Result<Response, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
-    let caller = caller_of(caller);
     authorize(&state, &caller, WRITE, &id.to_string())?;
     let location = normalize_location(&body.location);
     if location.is_empty()
@@ -401,11 +396,11 @@ pub async fn get_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<Registry>, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller_of(caller), READ, &id.to_string())?;
+    authorize(&state, &caller, READ, &id.to_string())?;
     let r = state
         .store
         .get_registry(&id.subscription, &id.resource_group, &id.name)
@@ -426,16 +421,11 @@ pub async fn list_credentials(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<RegistryListCredentialsResult>, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
-    authorize(
-        &state,
-        &caller_of(caller),
-        LIST_CREDENTIALS,
-        &id.to_string(),
-    )?;
+    authorize(&state, &caller, LIST_CREDENTIALS, &id.to_string())?;
     let r = state
         .store
         .get_registry(&id.subscription, &id.resource_group, &id.name)
@@ -494,17 +484,17 @@ pub async fn delete_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     scheme: Option<Extension<crate::ListenerScheme>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let api_version = version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller_of(caller), DELETE, &id.to_string())?;
+    authorize(&state, &caller, DELETE, &id.to_string())?;
     let Some(started) = start_deletion(&state, &id, api_version).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    crate::imports::accepted(&state, scheme.as_deref(), &headers, &started)
+    crate::urls::accepted(&state, scheme.as_deref(), &headers, &started)
 }
 
 /// Starts deleting registry `id` (or finds its running deletion); `None` when it does not
@@ -557,9 +547,8 @@ pub async fn list_by_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<RegistryListResult>, ApiError> {
-    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = ApiError::subscription(&sub)?;
     acr_core::arm::validate_resource_group(&rg)
@@ -580,9 +569,8 @@ pub async fn list_by_subscription(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<RegistryListResult>, ApiError> {
-    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = ApiError::subscription(&sub)?;
     let list = state.store.list_registries(&sub, None).await?;
@@ -602,12 +590,11 @@ pub async fn update_registry(
     State(state): State<AppState>,
     ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     ArmJson(body): ArmJson<RegistryUpdateParameters>,
 ) -> Result<Json<Registry>, ApiError> {
     version.check(ApiSurface::Registry)?;
     let id = registry_id(&sub, &rg, &name)?;
-    let caller = caller_of(caller);
     authorize(&state, &caller, WRITE, &id.to_string())?;
     let existing = state
         .store
