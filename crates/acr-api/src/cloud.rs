@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -19,6 +21,16 @@ use crate::extract::ArmPath;
 use crate::tokens::{self, TokenRequest};
 use crate::urls::public_base;
 use crate::{AppState, ListenerScheme};
+
+/// The routes of this module, each with its OpenAPI entry.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata_endpoints))
+        .routes(routes!(identity_token))
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(get_subscription))
+        .routes(routes!(list_resources))
+}
 
 /// `GET /metadata/endpoints`: the cloud document `az cloud register` reads (the *object* form:
 /// `name`, `authentication.loginEndpoint`, `authentication.audiences`, `suffixes` are required by

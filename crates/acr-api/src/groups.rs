@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
@@ -23,6 +25,13 @@ use crate::{AppState, ListenerScheme};
 const READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
 const WRITE: &str = "Microsoft.Resources/subscriptions/resourceGroups/write";
 const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
+
+/// The routes of this module, each with its OpenAPI entry (HEAD of a group is its GET).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_group, put_group, delete_group))
+        .routes(routes!(list_groups))
+}
 
 /// The body of `PUT …/resourcegroups/{rg}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use secrecy::ExposeSecret;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
@@ -19,6 +21,11 @@ use crate::registries::registry_id;
 use crate::rules;
 use crate::urls::accepted;
 use crate::{AppState, ListenerScheme, CLIENT_REQUEST_ID};
+
+/// The routes of this module, with their OpenAPI entries.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import_image))
+}
 
 /// Copies an image into the registry (a long-running operation).
 #[utoipa::path(post, path = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/importImage",

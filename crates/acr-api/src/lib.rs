@@ -34,11 +34,12 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use layers::normalize_arm_path;
@@ -90,63 +91,23 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 pub const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
 
-const BASE: &str = "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries/{registry_name}";
+/// Every route with its OpenAPI entry: each handler's `#[utoipa::path]` is both its route and
+/// its operation in the document ([`openapi::ApiDoc`]). HEAD is answered by the GET handlers
+/// (axum's rule; `az group exists` uses it).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .merge(cloud::routes())
+        .merge(groups::routes())
+        .merge(registries::routes())
+        .merge(imports::routes())
+        .merge(operations::routes())
+}
 
 /// Builds the whole application. Wrap it with [`normalize_arm_path`] before serving.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metadata/endpoints", get(cloud::metadata_endpoints))
-        .route("/metadata/identity/oauth2/token", get(cloud::identity_token))
-        .route("/subscriptions", get(cloud::list_subscriptions))
-        .route("/subscriptions/{subscription_id}", get(cloud::get_subscription))
-        .route(
-            "/subscriptions/{subscription_id}/resources",
-            get(cloud::list_resources),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/resourceGroups/{resource_group}",
-            get(groups::get_group)
-                .head(groups::get_group)
-                .put(groups::put_group)
-                .delete(groups::delete_group),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/resourceGroups",
-            get(groups::list_groups),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/checkNameAvailability",
-            post(registries::check_name_availability),
-        )
-        .route(
-            BASE,
-            get(registries::get_registry)
-                .put(registries::put_registry)
-                .patch(registries::update_registry)
-                .delete(registries::delete_registry),
-        )
-        .route(&format!("{BASE}/importImage"), post(imports::import_image))
-        .route(
-            &format!("{BASE}/listCredentials"),
-            post(registries::list_credentials),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.ContainerRegistry/registries",
-            get(registries::list_by_group),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/registries",
-            get(registries::list_by_subscription),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{operation_id}",
-            get(operations::operation_result),
-        )
-        .route(
-            "/subscriptions/{subscription_id}/providers/Microsoft.ContainerRegistry/locations/{location}/operationStatuses/{operation_id}",
-            get(operations::operation_status),
-        )
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

@@ -10,6 +10,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{ArmPath, RawApiVersion};
@@ -17,6 +19,13 @@ use crate::AppState;
 
 /// Operation ids are `registries-<guid>`.
 pub(crate) const OPERATION_PREFIX: &str = "registries-";
+
+/// The routes of this module, each with its OpenAPI entry.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(operation_result))
+        .routes(routes!(operation_status))
+}
 
 async fn load_operation(
     state: &AppState,

@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use sqlx::types::Json as DbJson;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
@@ -25,6 +27,21 @@ const READ: &str = "Microsoft.ContainerRegistry/registries/read";
 const WRITE: &str = "Microsoft.ContainerRegistry/registries/write";
 const DELETE: &str = "Microsoft.ContainerRegistry/registries/delete";
 const LIST_CREDENTIALS: &str = "Microsoft.ContainerRegistry/registries/listCredentials/action";
+
+/// The routes of this module, each with its OpenAPI entry.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            get_registry,
+            put_registry,
+            update_registry,
+            delete_registry
+        ))
+        .routes(routes!(list_credentials))
+        .routes(routes!(list_by_group))
+        .routes(routes!(list_by_subscription))
+        .routes(routes!(check_name_availability))
+}
 
 /// The registries of `list` the caller may read (all of them unless `--auth arm-rbac`).
 pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]) -> Vec<Registry> {
