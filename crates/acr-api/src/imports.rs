@@ -1,6 +1,6 @@
 //! `importImage`: checked, enqueued, answered 202 (or 200 when there was nothing to copy).
 
-use acr_core::arm::{ApiSurface, REGISTRY_TYPE};
+use acr_core::arm::ApiSurface;
 use acr_core::import::ImportSpec;
 use acr_core::operation::OperationState;
 use acr_core::wire::{ImportImageParameters, ImportProgress};
@@ -13,11 +13,10 @@ use secrecy::ExposeSecret;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::{ArmJson, ArmPath, RawApiVersion};
+use crate::extract::ArmJson;
 use crate::operations::OPERATION_PREFIX;
-use crate::registries::registry_id;
+use crate::registry_path::{RegistryPath, TargetRegistry};
 use crate::rules;
 use crate::urls::accepted;
 use crate::{AppState, ListenerScheme, CLIENT_REQUEST_ID};
@@ -49,25 +48,20 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
                ("x-ms-long-running-operation-options" = json!({"final-state-via": "location"}))))]
 pub async fn import_image(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
+    path: RegistryPath,
     scheme: Option<Extension<ListenerScheme>>,
-    caller: Caller,
     headers: HeaderMap,
     ArmJson(params): ArmJson<ImportImageParameters>,
 ) -> Result<Response, ApiError> {
-    let api_version = version.check(ApiSurface::Import)?;
-    let id = registry_id(&sub, &rg, &name)?;
+    let named = path.check(ApiSurface::Import)?;
     let spec =
         ImportSpec::from_params(&params).map_err(|e| ApiError::invalid("InvalidParameters", e))?;
-    let target = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if target.deleting() {
-        return Err(ApiError::registry_deleting(&target.name));
-    }
+    let target = named.fetch_live(&state).await?;
+    let TargetRegistry {
+        id,
+        api_version,
+        caller,
+    } = named;
     let target_id = target.id();
     let source =
         rules::check_import(&state, &target, &spec, params.source.credentials.is_some()).await?;

@@ -23,6 +23,7 @@ mod layers;
 pub mod openapi;
 pub mod operations;
 pub mod registries;
+pub mod registry_path;
 pub mod rules;
 pub mod tokens;
 mod urls;

@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
+use crate::registry_path::{RegistryPath, TargetRegistry};
 use crate::AppState;
 
 const READ: &str = "Microsoft.ContainerRegistry/registries/read";
@@ -49,18 +50,6 @@ pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]
         .map(|r| to_wire(r, &state.config.login_server_suffix))
         .filter(|w| authorize(state, caller, READ, &w.id).is_ok())
         .collect()
-}
-
-/// Validates the three path parameters of a registry.
-pub(crate) fn registry_id(sub: &str, rg: &str, name: &str) -> Result<RegistryId, ApiError> {
-    RegistryId::new(sub, rg, name).map_err(|e| {
-        let code = match e.target.as_str() {
-            "subscriptionId" => "InvalidSubscriptionId",
-            "resourceGroupName" => "InvalidResourceGroupName",
-            _ => "InvalidResourceName",
-        };
-        ApiError::invalid(code, e)
-    })
 }
 
 /// The ARM view of a stored registry.
@@ -313,14 +302,11 @@ fn stamp_modified(p: &mut RegistryProps, caller: &Caller, created: bool) {
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn put_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Caller,
+    path: RegistryPath,
     ArmJson(body): ArmJson<RegistryCreateParameters>,
 ) -> Result<Response, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller, WRITE, &id.to_string())?;
+    let TargetRegistry { id, caller, .. } =
+        path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
     let location = normalize_location(&body.location);
     if location.is_empty()
         || location.len() > 64
@@ -411,18 +397,13 @@ pub async fn put_registry(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn get_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Caller,
+    path: RegistryPath,
 ) -> Result<Json<Registry>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller, READ, &id.to_string())?;
-    let r = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    let r = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, READ)?
+        .fetch(&state)
+        .await?;
     Ok(Json(to_wire(&r, &state.config.login_server_suffix)))
 }
 
@@ -436,21 +417,13 @@ pub async fn get_registry(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn list_credentials(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Caller,
+    path: RegistryPath,
 ) -> Result<Json<RegistryListCredentialsResult>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller, LIST_CREDENTIALS, &id.to_string())?;
-    let r = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if r.deleting() {
-        return Err(ApiError::registry_deleting(&r.name));
-    }
+    let target = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, LIST_CREDENTIALS)?;
+    let r = target.fetch_live(&state).await?;
+    let id = &target.id;
     if !r.properties.0.admin_user_enabled {
         return Err(ApiError::bad_request(
             "UnAuthorizedForCredentialOperations",
@@ -499,15 +472,15 @@ pub async fn list_credentials(
                ("x-ms-long-running-operation-options" = json!({"final-state-via": "azure-async-operation"}))))]
 pub async fn delete_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Caller,
+    path: RegistryPath,
     scheme: Option<Extension<crate::ListenerScheme>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let api_version = version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller, DELETE, &id.to_string())?;
+    let TargetRegistry {
+        id, api_version, ..
+    } = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, DELETE)?;
     let Some(started) = start_deletion(&state, &id, api_version).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -605,22 +578,12 @@ pub async fn list_by_subscription(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn update_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Caller,
+    path: RegistryPath,
     ArmJson(body): ArmJson<RegistryUpdateParameters>,
 ) -> Result<Json<Registry>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller, WRITE, &id.to_string())?;
-    let existing = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if existing.deleting() {
-        return Err(ApiError::registry_deleting(&existing.name));
-    }
+    let target = path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
+    let existing = target.fetch_live(&state).await?;
+    let TargetRegistry { id, caller, .. } = target;
     let sku = match &body.sku {
         Some(s) => parse_sku(&s.name)?.as_str().to_owned(),
         None => existing.sku.clone(),
