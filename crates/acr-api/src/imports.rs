@@ -129,9 +129,8 @@ async fn wait_for_nothing_to_copy(state: &AppState, op_id: &str) -> bool {
             return false;
         };
         let progress: Option<ImportProgress> = rec
-            .progress
-            .as_ref()
-            .and_then(|p| serde_json::from_value(p.0.clone()).ok());
+            .progress_json()
+            .and_then(|p| serde_json::from_value(p.clone()).ok());
         // Any blob to copy means a manifest was missing: not "nothing to copy".
         let copies = |p: &ImportProgress| p.blobs_total > 0 || p.bytes_copied > 0;
         if progress.as_ref().is_some_and(copies) {

@@ -172,9 +172,8 @@ pub async fn operation_status(
         details: None,
     });
     let progress: Option<ImportProgress> = rec
-        .progress
-        .as_ref()
-        .and_then(|p| serde_json::from_value(p.0.clone()).ok());
+        .progress_json()
+        .and_then(|p| serde_json::from_value(p.clone()).ok());
     let running = matches!(st, OperationState::Queued | OperationState::Running);
     let mut resp = Json(OperationStatus {
         id: format!(

@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use sqlx::types::Json as DbJson;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -56,7 +55,7 @@ pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]
 pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
     let id = r.id();
     let sku = SkuName::parse(&r.sku).unwrap_or(SkuName::Standard);
-    let p = &r.properties.0;
+    let p = r.props();
     let or = |s: &str, d: &str| {
         if s.is_empty() {
             d.to_owned()
@@ -69,7 +68,7 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
         name: r.name.clone(),
         type_: REGISTRY_TYPE.to_owned(),
         location: r.location.clone(),
-        tags: r.tags.as_ref().map(|t| t.0.clone()),
+        tags: r.tags().cloned(),
         sku: Sku {
             name: sku,
             tier: sku,
@@ -338,29 +337,22 @@ pub async fn put_registry(
     }
     let mut props = props_from(
         body.properties.as_ref(),
-        existing.as_ref().map(|e| &e.properties.0),
+        existing.as_ref().map(RegistryRecord::props),
     )?;
     stamp_modified(&mut props, &caller, existing.is_none());
-    let record = RegistryRecord {
-        name: existing
-            .as_ref()
-            .map(|e| e.name.clone())
-            .unwrap_or_else(|| id.name.clone()),
-        name_lower: id.name_lower(),
-        subscription_id: id.subscription.clone(),
+    // An existing registry keeps the spelling of its name and of its group.
+    let stored = RegistryId {
+        subscription: id.subscription.clone(),
         resource_group: existing
             .as_ref()
             .map(|e| e.resource_group.clone())
             .unwrap_or_else(|| id.resource_group.clone()),
-        location,
-        sku: sku.as_str().to_owned(),
-        tags: body.tags.map(|t: BTreeMap<String, String>| DbJson(t)),
-        properties: DbJson(props),
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-        deleting_since: None,
-        deletion_operation_id: None,
+        name: existing
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| id.name.clone()),
     };
+    let record = RegistryRecord::new(&stored, location, sku.as_str().to_owned(), body.tags, props);
     let status = match state.store.upsert_registry(&record).await? {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -424,7 +416,7 @@ pub async fn list_credentials(
         .authorize(&state, LIST_CREDENTIALS)?;
     let r = target.fetch_live(&state).await?;
     let id = &target.id;
-    if !r.properties.0.admin_user_enabled {
+    if !r.props().admin_user_enabled {
         return Err(ApiError::bad_request(
             "UnAuthorizedForCredentialOperations",
             format!(
@@ -589,18 +581,10 @@ pub async fn update_registry(
         None => existing.sku.clone(),
     };
     validate_tags(body.tags.as_ref())?;
-    let mut props = props_from(body.properties.as_ref(), Some(&existing.properties.0))?;
+    let mut props = props_from(body.properties.as_ref(), Some(existing.props()))?;
     stamp_modified(&mut props, &caller, false);
-    let record = RegistryRecord {
-        sku,
-        tags: match body.tags {
-            Some(t) => Some(DbJson(t)),
-            None => existing.tags.clone(),
-        },
-        properties: DbJson(props),
-        updated_at: chrono::Utc::now(),
-        ..existing
-    };
+    let tags = body.tags.or_else(|| existing.tags().cloned());
+    let record = RegistryRecord::new(&existing.id(), existing.location.clone(), sku, tags, props);
     match state.store.upsert_registry(&record).await? {
         Upserted::Updated | Upserted::Created => {}
         Upserted::Deleting => return Err(ApiError::registry_deleting(&id.name)),
