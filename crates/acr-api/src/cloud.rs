@@ -5,7 +5,6 @@
 //! uses to find a registry's resource group) and resource groups.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use acr_core::arm::REGISTRY_TYPE;
 use axum::extract::{Query, State};
@@ -13,30 +12,24 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::ArmPath;
-use crate::imports::public_base;
+use crate::tokens::{self, TokenRequest};
+use crate::urls::public_base;
 use crate::{AppState, ListenerScheme};
 
-/// The identity tokens are minted for and signed with.
-#[derive(Clone)]
-pub struct IdentityConfig {
-    /// `oid` of the system-assigned identity (a request may name another with `object_id`).
-    pub object_id: String,
-    /// HS256 key of the tokens.
-    pub signing_key: std::sync::Arc<Vec<u8>>,
-    pub token_lifetime: Duration,
-}
-
-impl std::fmt::Debug for IdentityConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentityConfig")
-            .field("object_id", &self.object_id)
-            .field("signing_key", &"***")
-            .field("token_lifetime", &self.token_lifetime)
-            .finish()
-    }
+/// The routes of this module, each with its OpenAPI entry.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata_endpoints))
+        .routes(routes!(identity_token))
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(get_subscription))
+        .routes(routes!(list_resources))
 }
 
 /// `GET /metadata/endpoints`: the cloud document `az cloud register` reads (the *object* form:
@@ -100,23 +93,6 @@ pub struct TokenResponse {
     pub client_id: String,
 }
 
-/// Claims of the tokens we mint (and read back in `--auth arm-rbac`).
-#[derive(Debug, Serialize, Deserialize)]
-struct MintedClaims {
-    aud: String,
-    iss: String,
-    iat: u64,
-    nbf: u64,
-    exp: u64,
-    oid: String,
-    sub: String,
-    tid: String,
-    appid: String,
-    idtyp: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    xms_mirid: Option<String>,
-}
-
 /// `GET /metadata/identity/oauth2/token`: what `IDENTITY_ENDPOINT` points at. Needs the
 /// `X-IDENTITY-HEADER` (App Service) or `Metadata: true` (IMDS) header, as Azure does.
 #[utoipa::path(get, path = "/metadata/identity/oauth2/token", tag = "cloud",
@@ -159,58 +135,26 @@ pub async fn identity_token(
         None => id.object_id.clone(),
     };
     let client_id = q.client_id.clone().unwrap_or_else(|| oid.clone());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let exp = now + id.token_lifetime.as_secs();
-    let claims = MintedClaims {
-        aud: resource.clone(),
-        iss: format!("https://sts.windows.net/{}/", state.config.tenant_id),
-        iat: now,
-        nbf: now.saturating_sub(300),
-        exp,
-        oid: oid.clone(),
-        sub: oid,
-        tid: state.config.tenant_id.clone(),
-        appid: client_id.clone(),
-        idtyp: "app".into(),
-        xms_mirid: q.mi_res_id.clone(),
-    };
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&id.signing_key),
+    let minted = tokens::mint(
+        id,
+        &TokenRequest {
+            resource: &resource,
+            tenant_id: &state.config.tenant_id,
+            oid: &oid,
+            client_id: &client_id,
+            mi_res_id: q.mi_res_id.as_deref(),
+        },
     )
     .map_err(|_| ApiError::internal())?;
     Ok(Json(TokenResponse {
-        access_token: token,
-        expires_on: exp.to_string(),
+        access_token: minted.token,
+        expires_on: minted.expires_on.to_string(),
         expires_in: id.token_lifetime.as_secs().to_string(),
-        not_before: claims.nbf.to_string(),
+        not_before: minted.not_before.to_string(),
         resource,
         token_type: "Bearer".into(),
         client_id,
     }))
-}
-
-/// Verifies a token signed with our key (signature, expiry) and returns its `oid`.
-pub fn verify_minted(state: &AppState, token: &str) -> Result<String, String> {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp"]);
-    /// What verification needs of the claims (the rest is read by `rbac::decode_jwt_claims`).
-    #[derive(Deserialize)]
-    struct Signed {
-        oid: String,
-    }
-    jsonwebtoken::decode::<Signed>(
-        token,
-        &jsonwebtoken::DecodingKey::from_secret(&state.config.identity.signing_key),
-        &validation,
-    )
-    .map(|d| d.claims.oid)
-    .map_err(|e| e.to_string())
 }
 
 fn subscription_json(state: &AppState, id: &str) -> Value {
@@ -323,12 +267,9 @@ fn parse_filter(f: &str) -> Result<BTreeMap<String, String>, ApiError> {
 pub async fn list_resources(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
-    caller: Option<axum::Extension<crate::auth::Caller>>,
+    caller: Caller,
     Query(q): Query<ResourcesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller
-        .map(|axum::Extension(c)| c)
-        .unwrap_or_else(crate::auth::Caller::anonymous);
     let sub = ApiError::subscription(&sub)?;
     let filter = q
         .filter

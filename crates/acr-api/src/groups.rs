@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{authorize, Caller};
+use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
 use crate::{AppState, ListenerScheme};
@@ -23,6 +25,13 @@ use crate::{AppState, ListenerScheme};
 const READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
 const WRITE: &str = "Microsoft.Resources/subscriptions/resourceGroups/write";
 const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
+
+/// The routes of this module, each with its OpenAPI entry (HEAD of a group is its GET).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_group, put_group, delete_group))
+        .routes(routes!(list_groups))
+}
 
 /// The body of `PUT …/resourcegroups/{rg}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -42,10 +51,6 @@ fn wire(sub: &str, g: &ResourceGroup) -> Value {
         "tags": g.tags.clone().unwrap_or_default(),
         "properties": {"provisioningState": if g.deleting { "Deleting" } else { "Succeeded" }},
     })
-}
-
-fn caller_of(c: Option<Extension<Caller>>) -> Caller {
-    c.map(|Extension(c)| c).unwrap_or_else(Caller::anonymous)
 }
 
 fn group_id(sub: &str, rg: &str) -> String {
@@ -93,12 +98,12 @@ pub async fn put_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     ArmJson(body): ArmJson<ResourceGroupParameters>,
 ) -> Result<Response, ApiError> {
     resources_api_version(&version)?;
     let sub = check(&sub, &rg)?;
-    authorize(&state, &caller_of(caller), WRITE, &group_id(&sub, &rg))?;
+    authorize(&state, &caller, WRITE, &group_id(&sub, &rg))?;
     let location = body.location.trim().to_ascii_lowercase().replace(' ', "");
     if location.is_empty() || !location.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::bad_request(
@@ -139,11 +144,11 @@ pub async fn put_group(
 pub async fn get_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     method: axum::http::Method,
 ) -> Result<Response, ApiError> {
     let sub = check(&sub, &rg)?;
-    authorize(&state, &caller_of(caller), READ, &group_id(&sub, &rg))?;
+    authorize(&state, &caller, READ, &group_id(&sub, &rg))?;
     let g = state.store.get_group(&sub, &rg).await?;
     if method == axum::http::Method::HEAD {
         // `az group exists`: 204 or 404, no body.
@@ -165,10 +170,9 @@ pub async fn get_group(
 pub async fn list_groups(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let sub = ApiError::subscription(&sub)?;
-    let caller = caller_of(caller);
     let groups = state.store.list_groups(&sub).await?;
     let value: Vec<Value> = groups
         .iter()
@@ -191,14 +195,13 @@ pub async fn delete_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
     scheme: Option<Extension<ListenerScheme>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     resources_api_version(&version)?;
     let api_version = STATUS_API_VERSION;
     let sub = check(&sub, &rg)?;
-    let caller = caller_of(caller);
     authorize(&state, &caller, DELETE, &group_id(&sub, &rg))?;
     let group = state
         .store
@@ -222,5 +225,5 @@ pub async fn delete_group(
     };
     let rec = state.store.begin_group_deletion(&sub, &group, &op).await?;
     tracing::info!(operation.id = %rec.id, group = %group.name, "resource group deletion started");
-    crate::imports::accepted(&state, scheme.as_deref(), &headers, &rec)
+    crate::urls::accepted(&state, scheme.as_deref(), &headers, &rec)
 }

@@ -1,61 +1,30 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document: the routes' operations ([`crate::routes`], one `#[utoipa::path]` per
+//! handler, which also brings the schemas it names) on top of the service's description.
 
 use utoipa::OpenApi;
 
+/// What the document says besides its paths.
 #[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "acr-import",
-        description = "Azure Container Registry importImage emulator (ARM surface). Operations mirror Microsoft.ContainerRegistry 2025-11-01.",
-        license(name = "MIT")
-    ),
-    paths(
-        crate::health,
-        crate::registries::put_registry,
-        crate::registries::get_registry,
-        crate::registries::update_registry,
-        crate::registries::delete_registry,
-        crate::registries::check_name_availability,
-        crate::registries::list_credentials,
-        crate::registries::list_by_group,
-        crate::registries::list_by_subscription,
-        crate::imports::import_image,
-        crate::imports::operation_result,
-        crate::imports::operation_status,
-        crate::cloud::metadata_endpoints,
-        crate::cloud::identity_token,
-        crate::cloud::list_subscriptions,
-        crate::cloud::get_subscription,
-        crate::groups::get_group,
-        crate::groups::put_group,
-        crate::groups::delete_group,
-        crate::groups::list_groups,
-        crate::cloud::list_resources,
-    ),
-    components(schemas(
-        acr_core::wire::ImportImageParameters,
-        acr_core::wire::ImportSource,
-        acr_core::wire::ImportSourceCredentials,
-        acr_core::wire::ImportMode,
-        acr_core::wire::Registry,
-        acr_core::wire::RegistryCreateParameters,
-        acr_core::wire::RegistryUpdateParameters,
-        acr_core::wire::RegistryNameCheckRequest,
-        acr_core::wire::RegistryNameStatus,
-        acr_core::wire::RegistryListCredentialsResult,
-        acr_core::wire::RegistryPassword,
-        acr_core::wire::NetworkRuleSet,
-        acr_core::wire::IpRule,
-        acr_core::wire::SystemData,
-        crate::cloud::TokenResponse,
-        acr_core::wire::RegistryListResult,
-        acr_core::wire::OperationStatus,
-        acr_core::wire::ImportProgress,
-        acr_core::wire::ErrorResponse,
-        acr_core::wire::ErrorDetail,
-    ))
-)]
+#[openapi(info(
+    title = "acr-import",
+    description = "Azure Container Registry importImage emulator (ARM surface). Operations mirror Microsoft.ContainerRegistry 2025-11-01.",
+    license(name = "MIT")
+))]
+struct Base;
+
+/// The document without paths, which the routes fill in.
+pub(crate) fn base() -> utoipa::openapi::OpenApi {
+    Base::openapi()
+}
+
+/// The whole document: every route's operation.
 pub struct ApiDoc;
+
+impl OpenApi for ApiDoc {
+    fn openapi() -> utoipa::openapi::OpenApi {
+        crate::routes().into_openapi()
+    }
+}
 
 /// The document as pretty JSON with a trailing newline (the form checked in under `openapi/`).
 pub fn document_json() -> String {

@@ -14,17 +14,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use sqlx::types::Json as DbJson;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{authorize, Caller};
+use crate::caller::{authorize, Caller};
 use crate::error::ApiError;
 use crate::extract::{ArmJson, ArmPath, RawApiVersion};
+use crate::registry_path::{RegistryPath, TargetRegistry};
 use crate::AppState;
 
 const READ: &str = "Microsoft.ContainerRegistry/registries/read";
 const WRITE: &str = "Microsoft.ContainerRegistry/registries/write";
 const DELETE: &str = "Microsoft.ContainerRegistry/registries/delete";
 const LIST_CREDENTIALS: &str = "Microsoft.ContainerRegistry/registries/listCredentials/action";
+
+/// The routes of this module, each with its OpenAPI entry.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            get_registry,
+            put_registry,
+            update_registry,
+            delete_registry
+        ))
+        .routes(routes!(list_credentials))
+        .routes(routes!(list_by_group))
+        .routes(routes!(list_by_subscription))
+        .routes(routes!(check_name_availability))
+}
 
 /// The registries of `list` the caller may read (all of them unless `--auth arm-rbac`).
 pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]) -> Vec<Registry> {
@@ -34,27 +51,11 @@ pub(crate) fn visible(state: &AppState, caller: &Caller, list: &[RegistryRecord]
         .collect()
 }
 
-fn caller_of(c: Option<Extension<Caller>>) -> Caller {
-    c.map(|Extension(c)| c).unwrap_or_else(Caller::anonymous)
-}
-
-/// Validates the three path parameters of a registry.
-pub(crate) fn registry_id(sub: &str, rg: &str, name: &str) -> Result<RegistryId, ApiError> {
-    RegistryId::new(sub, rg, name).map_err(|e| {
-        let code = match e.target.as_str() {
-            "subscriptionId" => "InvalidSubscriptionId",
-            "resourceGroupName" => "InvalidResourceGroupName",
-            _ => "InvalidResourceName",
-        };
-        ApiError::invalid(code, e)
-    })
-}
-
 /// The ARM view of a stored registry.
 pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
     let id = r.id();
     let sku = SkuName::parse(&r.sku).unwrap_or(SkuName::Standard);
-    let p = &r.properties.0;
+    let p = r.props();
     let or = |s: &str, d: &str| {
         if s.is_empty() {
             d.to_owned()
@@ -67,7 +68,7 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
         name: r.name.clone(),
         type_: REGISTRY_TYPE.to_owned(),
         location: r.location.clone(),
-        tags: r.tags.as_ref().map(|t| t.0.clone()),
+        tags: r.tags().cloned(),
         sku: Sku {
             name: sku,
             tier: sku,
@@ -300,15 +301,11 @@ fn stamp_modified(p: &mut RegistryProps, caller: &Caller, created: bool) {
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn put_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    path: RegistryPath,
     ArmJson(body): ArmJson<RegistryCreateParameters>,
 ) -> Result<Response, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    let caller = caller_of(caller);
-    authorize(&state, &caller, WRITE, &id.to_string())?;
+    let TargetRegistry { id, caller, .. } =
+        path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
     let location = normalize_location(&body.location);
     if location.is_empty()
         || location.len() > 64
@@ -340,29 +337,22 @@ pub async fn put_registry(
     }
     let mut props = props_from(
         body.properties.as_ref(),
-        existing.as_ref().map(|e| &e.properties.0),
+        existing.as_ref().map(RegistryRecord::props),
     )?;
     stamp_modified(&mut props, &caller, existing.is_none());
-    let record = RegistryRecord {
-        name: existing
-            .as_ref()
-            .map(|e| e.name.clone())
-            .unwrap_or_else(|| id.name.clone()),
-        name_lower: id.name_lower(),
-        subscription_id: id.subscription.clone(),
+    // An existing registry keeps the spelling of its name and of its group.
+    let stored = RegistryId {
+        subscription: id.subscription.clone(),
         resource_group: existing
             .as_ref()
             .map(|e| e.resource_group.clone())
             .unwrap_or_else(|| id.resource_group.clone()),
-        location,
-        sku: sku.as_str().to_owned(),
-        tags: body.tags.map(|t: BTreeMap<String, String>| DbJson(t)),
-        properties: DbJson(props),
-        created_at: chrono::Utc::now(),
-        updated_at: chrono::Utc::now(),
-        deleting_since: None,
-        deletion_operation_id: None,
+        name: existing
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| id.name.clone()),
     };
+    let record = RegistryRecord::new(&stored, location, sku.as_str().to_owned(), body.tags, props);
     let status = match state.store.upsert_registry(&record).await? {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -399,18 +389,13 @@ pub async fn put_registry(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn get_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    path: RegistryPath,
 ) -> Result<Json<Registry>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller_of(caller), READ, &id.to_string())?;
-    let r = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
+    let r = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, READ)?
+        .fetch(&state)
+        .await?;
     Ok(Json(to_wire(&r, &state.config.login_server_suffix)))
 }
 
@@ -424,27 +409,14 @@ pub async fn get_registry(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn list_credentials(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    path: RegistryPath,
 ) -> Result<Json<RegistryListCredentialsResult>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(
-        &state,
-        &caller_of(caller),
-        LIST_CREDENTIALS,
-        &id.to_string(),
-    )?;
-    let r = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if r.deleting() {
-        return Err(ApiError::registry_deleting(&r.name));
-    }
-    if !r.properties.0.admin_user_enabled {
+    let target = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, LIST_CREDENTIALS)?;
+    let r = target.fetch_live(&state).await?;
+    let id = &target.id;
+    if !r.props().admin_user_enabled {
         return Err(ApiError::bad_request(
             "UnAuthorizedForCredentialOperations",
             format!(
@@ -492,19 +464,19 @@ pub async fn list_credentials(
                ("x-ms-long-running-operation-options" = json!({"final-state-via": "azure-async-operation"}))))]
 pub async fn delete_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    path: RegistryPath,
     scheme: Option<Extension<crate::ListenerScheme>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let api_version = version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    authorize(&state, &caller_of(caller), DELETE, &id.to_string())?;
+    let TargetRegistry {
+        id, api_version, ..
+    } = path
+        .check(ApiSurface::Registry)?
+        .authorize(&state, DELETE)?;
     let Some(started) = start_deletion(&state, &id, api_version).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    crate::imports::accepted(&state, scheme.as_deref(), &headers, &started)
+    crate::urls::accepted(&state, scheme.as_deref(), &headers, &started)
 }
 
 /// Starts deleting registry `id` (or finds its running deletion); `None` when it does not
@@ -557,9 +529,8 @@ pub async fn list_by_group(
     State(state): State<AppState>,
     ArmPath((sub, rg)): ArmPath<(String, String)>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<RegistryListResult>, ApiError> {
-    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = ApiError::subscription(&sub)?;
     acr_core::arm::validate_resource_group(&rg)
@@ -580,9 +551,8 @@ pub async fn list_by_subscription(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
     version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    caller: Caller,
 ) -> Result<Json<RegistryListResult>, ApiError> {
-    let caller = caller_of(caller);
     version.check(ApiSurface::Registry)?;
     let sub = ApiError::subscription(&sub)?;
     let list = state.store.list_registries(&sub, None).await?;
@@ -600,40 +570,21 @@ pub async fn list_by_subscription(
               (status = "default", description = "Error", body = acr_core::wire::ErrorResponse)))]
 pub async fn update_registry(
     State(state): State<AppState>,
-    ArmPath((sub, rg, name)): ArmPath<(String, String, String)>,
-    version: RawApiVersion,
-    caller: Option<Extension<Caller>>,
+    path: RegistryPath,
     ArmJson(body): ArmJson<RegistryUpdateParameters>,
 ) -> Result<Json<Registry>, ApiError> {
-    version.check(ApiSurface::Registry)?;
-    let id = registry_id(&sub, &rg, &name)?;
-    let caller = caller_of(caller);
-    authorize(&state, &caller, WRITE, &id.to_string())?;
-    let existing = state
-        .store
-        .get_registry(&id.subscription, &id.resource_group, &id.name)
-        .await?
-        .ok_or_else(|| ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group))?;
-    if existing.deleting() {
-        return Err(ApiError::registry_deleting(&existing.name));
-    }
+    let target = path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
+    let existing = target.fetch_live(&state).await?;
+    let TargetRegistry { id, caller, .. } = target;
     let sku = match &body.sku {
         Some(s) => parse_sku(&s.name)?.as_str().to_owned(),
         None => existing.sku.clone(),
     };
     validate_tags(body.tags.as_ref())?;
-    let mut props = props_from(body.properties.as_ref(), Some(&existing.properties.0))?;
+    let mut props = props_from(body.properties.as_ref(), Some(existing.props()))?;
     stamp_modified(&mut props, &caller, false);
-    let record = RegistryRecord {
-        sku,
-        tags: match body.tags {
-            Some(t) => Some(DbJson(t)),
-            None => existing.tags.clone(),
-        },
-        properties: DbJson(props),
-        updated_at: chrono::Utc::now(),
-        ..existing
-    };
+    let tags = body.tags.or_else(|| existing.tags().cloned());
+    let record = RegistryRecord::new(&existing.id(), existing.location.clone(), sku, tags, props);
     match state.store.upsert_registry(&record).await? {
         Upserted::Updated | Upserted::Created => {}
         Upserted::Deleting => return Err(ApiError::registry_deleting(&id.name)),

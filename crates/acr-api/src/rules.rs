@@ -28,7 +28,7 @@ fn network_denied(code: &str, message: String) -> ApiError {
 }
 
 fn restriction(r: &RegistryRecord) -> &'static str {
-    if r.properties.0.public_access_disabled() {
+    if r.props().public_access_disabled() {
         "public network access is disabled"
     } else {
         "its firewall denies access by default (networkRuleSet.defaultAction: Deny)"
@@ -52,7 +52,7 @@ pub async fn check_import(
             ),
         ));
     }
-    let tp = &target.properties.0;
+    let tp = target.props();
     if tp.network_restricted() && !tp.bypasses_for_azure_services() {
         return Err(network_denied(
             "TargetRegistryNetworkRestricted",
@@ -129,7 +129,7 @@ pub async fn check_import(
             .with_target("source.sourceImage"));
         }
     }
-    let sp = &record.properties.0;
+    let sp = record.props();
     let server = login_server(&record, suffix);
     if sp.public_access_disabled() && !by_resource_id {
         let message = if has_credentials {

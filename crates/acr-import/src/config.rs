@@ -575,12 +575,12 @@ impl ServeArgs {
                 })?;
                 let rbac = acr_core::rbac::RbacConfig::from_json(&text)
                     .map_err(|e| anyhow::anyhow!("--rbac-config {}: {e}", path.display()))?;
-                acr_api::auth::AuthMode::ArmRbac {
+                acr_api::caller::AuthMode::ArmRbac {
                     rbac: Arc::new(rbac),
                     verify_signature: self.token_key_file.is_some(),
                 }
             }
-            _ => acr_api::auth::AuthMode::Open,
+            _ => acr_api::caller::AuthMode::Open,
         };
         if self.token_lifetime_seconds < 600 {
             anyhow::bail!("--token-lifetime-seconds must be at least 600 (clients treat tokens about to expire as expired)");

@@ -60,8 +60,8 @@ pub async fn front_door(
             )
         })?;
     let entra = match &settings.api.auth {
-        acr_api::auth::AuthMode::Open => EntraPolicy::Open,
-        acr_api::auth::AuthMode::ArmRbac {
+        acr_api::caller::AuthMode::Open => EntraPolicy::Open,
+        acr_api::caller::AuthMode::ArmRbac {
             rbac,
             verify_signature,
         } => EntraPolicy::Rbac {

@@ -112,6 +112,11 @@ impl OperationRecord {
         OperationState::parse(&self.state)
             .ok_or_else(|| StoreError::Corrupt(format!("operation state '{}'", self.state)))
     }
+
+    /// The progress the worker last recorded, as it wrote it.
+    pub fn progress_json(&self) -> Option<&serde_json::Value> {
+        self.progress.as_ref().map(|p| &p.0)
+    }
 }
 
 /// A claimed operation: the record, its request and credentials, and the attempt that fences it.

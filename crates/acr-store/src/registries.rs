@@ -99,6 +99,42 @@ pub struct RegistryRecord {
 }
 
 impl RegistryRecord {
+    /// A registry to write with [`Store::upsert_registry`], which creates it or updates an
+    /// existing one's location, SKU, tags and properties (keeping its creation instant).
+    pub fn new(
+        id: &acr_core::arm::RegistryId,
+        location: String,
+        sku: String,
+        tags: Option<BTreeMap<String, String>>,
+        properties: RegistryProps,
+    ) -> Self {
+        let now = Utc::now();
+        Self {
+            name: id.name.clone(),
+            name_lower: id.name_lower(),
+            subscription_id: id.subscription.clone(),
+            resource_group: id.resource_group.clone(),
+            location,
+            sku,
+            tags: tags.map(Json),
+            properties: Json(properties),
+            created_at: now,
+            updated_at: now,
+            deleting_since: None,
+            deletion_operation_id: None,
+        }
+    }
+
+    /// The user-settable properties.
+    pub fn props(&self) -> &RegistryProps {
+        &self.properties.0
+    }
+
+    /// The resource tags, if any were set.
+    pub fn tags(&self) -> Option<&BTreeMap<String, String>> {
+        self.tags.as_ref().map(|t| &t.0)
+    }
+
     /// Whether the registry is being deleted.
     pub fn deleting(&self) -> bool {
         self.deleting_since.is_some()

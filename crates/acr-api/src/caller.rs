@@ -1,4 +1,5 @@
-//! Who is calling, and (with `--auth arm-rbac`) whether they may.
+//! The ARM caller: who is calling (from the bearer token), and with `--auth arm-rbac` whether
+//! they may (the role assignments' checks).
 //!
 //! Every ARM request's bearer token is decoded into a [`Caller`] (its `oid`, for `systemData`
 //! and for permissions). In the default mode any token, or none, is accepted. In `arm-rbac`
@@ -6,17 +7,18 @@
 //! principal needs the action on the scope, from the role assignments of the RBAC file; denials
 //! use ARM's `AuthorizationFailed` / `LinkedAuthorizationFailed` shapes.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use acr_core::arm::RegistryId;
 use acr_core::rbac::{self, RbacConfig};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::rules::EmulatedSource;
 use crate::AppState;
 
 /// How requests are authorized.
@@ -62,6 +64,19 @@ impl Caller {
     }
 }
 
+/// The caller [`identify`] found; anonymous on a route it does not cover.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(Caller::anonymous))
+    }
+}
+
 fn unauthorized(code: &str, message: &str) -> Response {
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
     resp.headers_mut().insert(
@@ -101,7 +116,7 @@ pub async fn identify(State(state): State<AppState>, mut req: Request, next: Nex
                     ..
                 } = &state.config.auth
                 {
-                    if let Err(why) = crate::cloud::verify_minted(&state, &t) {
+                    if let Err(why) = crate::tokens::verify_minted(&state.config.identity, &t) {
                         tracing::info!(reason = %why, "token refused");
                         return unauthorized(
                             "InvalidAuthenticationToken",
@@ -154,17 +169,18 @@ pub fn authorize(
     )))
 }
 
-/// importImage on the target, and read on an emulated source reached without credentials.
+/// importImage on the target, and read on `source`: an emulated source registry reached
+/// without credentials.
 pub fn authorize_import(
     state: &AppState,
     caller: &Caller,
     target: &RegistryId,
-    source: Option<&EmulatedSource>,
+    source: Option<&RegistryId>,
 ) -> Result<(), ApiError> {
     let AuthMode::ArmRbac { rbac, .. } = &state.config.auth else {
         return Ok(());
     };
-    let source_scope = source.map(|s| s.id.to_string());
+    let source_scope = source.map(RegistryId::to_string);
     rbac::check_import(
         rbac,
         &rbac::Principal::new(&caller.oid, &caller.client),
