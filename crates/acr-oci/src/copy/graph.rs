@@ -100,17 +100,12 @@ pub(super) async fn walk(
         }
         ManifestKind::Index => {
             let children = parts.manifests.unwrap_or_default();
-            let known = graph.nodes.len() + children.len() + 1;
-            if known > req.max_manifests {
-                return Err(CopyError::TooManyManifests {
-                    count: known,
-                    limit: req.max_manifests,
-                });
-            }
             let mut digests = Vec::with_capacity(children.len());
             for c in &children {
                 digests.push(parse_digest(&c.digest)?);
             }
+            // Distinct manifests only: an index may list one child twice, and a child may
+            // already be in the graph (under another index).
             let to_fetch: Vec<Digest> = {
                 let mut seen = HashSet::new();
                 digests
@@ -119,6 +114,13 @@ pub(super) async fn walk(
                     .cloned()
                     .collect()
             };
+            let known = graph.nodes.len() + to_fetch.len() + 1;
+            if known > req.max_manifests {
+                return Err(CopyError::TooManyManifests {
+                    count: known,
+                    limit: req.max_manifests,
+                });
+            }
             let fetches: Vec<_> = to_fetch
                 .into_iter()
                 .map(|d| {
@@ -172,14 +174,12 @@ pub(super) async fn walk(
     Ok(())
 }
 
-/// Manifest count of the sub-graph under `n` (for progress).
-pub(super) fn subgraph_size(graph: &Graph, n: &Node) -> u64 {
-    let mut seen = HashSet::new();
+/// Adds the digests of the sub-graph under `n` (itself included) to `into`.
+pub(super) fn subgraph<'a>(graph: &'a Graph, n: &'a Node, into: &mut HashSet<&'a Digest>) {
     let mut stack = vec![n];
     while let Some(x) = stack.pop() {
-        if seen.insert(&x.digest) {
+        if into.insert(&x.digest) {
             stack.extend(x.children.iter().filter_map(|c| graph.get(c)));
         }
     }
-    seen.len() as u64
 }

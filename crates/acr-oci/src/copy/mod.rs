@@ -24,7 +24,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::media::Descriptor;
 use blob::BlobCopy;
-use graph::{subgraph_size, walk, Graph, Node};
+use graph::{subgraph, walk, Graph, Node};
 
 pub use request::{
     CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget, Progress,
@@ -145,6 +145,9 @@ async fn copy_into(
     // Top-down: a manifest the target has brings its whole sub-graph with it.
     let mut needed: HashSet<&Digest> = HashSet::new();
     let mut seen: HashSet<&Digest> = HashSet::new();
+    // Manifests the target has, with everything under them: each counted done once, however
+    // many present manifests share it.
+    let mut present_below: HashSet<&Digest> = HashSet::new();
     let mut stack = vec![root];
     let p = &req.progress;
     p.manifests_total
@@ -160,13 +163,18 @@ async fn copy_into(
             .map_err(CopyError::Target)?
             .is_some();
         if present {
-            p.manifests_done
-                .fetch_add(subgraph_size(graph, n), Ordering::Relaxed);
+            subgraph(graph, n, &mut present_below);
             continue;
         }
         needed.insert(&n.digest);
         stack.extend(n.children.iter().filter_map(|c| graph.get(c)));
     }
+    let already = present_below
+        .iter()
+        .filter(|d| !needed.contains(*d))
+        .count();
+    p.manifests_done
+        .fetch_add(already as u64, Ordering::Relaxed);
     // Post-order of the graph restricted to what is needed.
     let ordered: Vec<&Node> = graph
         .nodes
