@@ -43,7 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(args) => {
-            init_tracing(&args.log_format);
+            init_tracing(args.log_format);
             let store = open_store(&args.storage).await?;
             store.migrate().await.context("applying migrations")?;
             store.close().await;
@@ -55,14 +55,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -177,7 +177,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    init_tracing(args.log_format);
     let mut settings = args.settings()?;
     let store = open_store(&args.storage)
         .await?

@@ -107,7 +107,7 @@
 //!
 //! This crate knows nothing of ARM, the database or the importer.
 
-mod auth;
+mod access;
 mod digest;
 mod error;
 mod gc;
@@ -123,7 +123,7 @@ use std::time::Duration;
 use axum::routing::any;
 use axum::Router;
 
-pub use auth::{Action, Authenticator};
+pub use access::{Action, Authenticator};
 pub use error::RegistryError;
 pub use gc::{GcOptions, GcReport};
 
@@ -195,7 +195,7 @@ impl Registry {
                 uploads: upload::Uploads::default(),
                 suffix,
                 auth: config.auth,
-                tokens: auth::Tokens::new(config.token_lifetime),
+                tokens: access::Tokens::new(config.token_lifetime),
                 repo_locks: (0..REPO_LOCKS)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),

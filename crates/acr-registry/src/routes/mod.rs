@@ -35,7 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use crate::auth::{self, Action, Authenticator, Caller, Grant, Tokens};
+use crate::access::{self, Action, Authenticator, Caller, Grant, Tokens};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, Code};
 use crate::names;
@@ -118,7 +118,7 @@ impl Ctx {
             .suffix
             .as_deref()
             .and_then(|suffix| login_server_name(&host, suffix));
-        let now = auth::now_unix();
+        let now = access::now_unix();
         let caller = if inner.auth.is_some() {
             inner.tokens.caller(&parts.headers, now)
         } else {

@@ -67,7 +67,7 @@ async fn issue(
         (None, c) => {
             // Open registry: whatever is asked is granted (tokens are then never checked).
             for scope in scopes.iter().flat_map(|s| s.split_whitespace()) {
-                if let Some((kind, name, actions)) = auth::parse_scope(scope) {
+                if let Some((kind, name, actions)) = access::parse_scope(scope) {
                     grants.push(Grant {
                         kind: kind.to_owned(),
                         name: name.to_owned(),
@@ -135,7 +135,7 @@ async fn grant(
     pass: &str,
     scope: &str,
 ) -> Option<Grant> {
-    let (kind, name, actions) = auth::parse_scope(scope)?;
+    let (kind, name, actions) = access::parse_scope(scope)?;
     match kind {
         "repository" => {
             let repo = ctx.repo(name).ok()?;

@@ -11,7 +11,7 @@
 //!
 //! Also [`read_limited`], the bounded body reader every small answer goes through.
 
-mod auth;
+mod bearer;
 pub mod challenge;
 mod error;
 mod forward;
@@ -20,8 +20,8 @@ mod retry;
 use futures::StreamExt;
 use reqwest::Response;
 
-pub(crate) use auth::AuthState;
-pub use auth::Scopes;
+pub(crate) use bearer::AuthState;
+pub use bearer::Scopes;
 
 /// Reads a body up to `limit` bytes (one more byte tells the caller it was too long).
 pub(crate) async fn read_limited(resp: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {

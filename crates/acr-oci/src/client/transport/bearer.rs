@@ -1,4 +1,4 @@
-//! Auth: the access a request needs ([`Scopes`]), authorizing it from what the registry's
+//! Bearer and Basic auth of requests: the access a request needs ([`Scopes`]), authorizing it from what the registry's
 //! challenge asked for (Basic, or a Bearer token cached per scope set until shortly before it
 //! expires), and the token dance when a 401 comes (merge the challenge's scope with ours,
 //! exchange a refresh token by POST, else GET the realm with Basic credentials or anonymously).

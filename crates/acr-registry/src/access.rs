@@ -1,4 +1,4 @@
-//! Registry auth: the [`Authenticator`] the embedder supplies, the `Authorization` header of a
+//! Who may do what in the built-in registry: the [`Authenticator`] the embedder supplies, the `Authorization` header of a
 //! request, and HMAC-SHA256 signed Bearer tokens carrying the granted access and an expiry.
 //!
 //! A token is `base64url(claims JSON) "." base64url(HMAC-SHA256(key, first part))`; the key is
