@@ -18,6 +18,20 @@ pub mod rbac;
 pub mod reference;
 pub mod wire;
 
+/// An error and its causes, `: `-joined: the one chain walker. Every error type of the
+/// workspace follows one rule (omicron's): its `Display` never repeats its `#[source]`, so the
+/// chain reads each cause once.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
 /// A rejected input: which field, and a message a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

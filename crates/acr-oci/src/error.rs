@@ -89,14 +89,8 @@ impl OciError {
 }
 
 /// Describes a reqwest error without its URL (upload URLs carry state, realm URLs carry scopes).
+/// (`OciError` keeps this text, not the reqwest error itself, as its `detail`: a kept source
+/// would carry the URL into every later chain.)
 pub fn describe_reqwest(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
+    acr_core::error_chain(&e.without_url())
 }

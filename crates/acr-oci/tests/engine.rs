@@ -341,7 +341,11 @@ async fn a_corrupt_blob_is_never_committed() {
         }
         other => panic!("expected a source digest mismatch, got {other:?}"),
     }
-    assert!(err.to_string().starts_with("source: "), "{err}");
+    // Display names the side; the chain adds the cause once.
+    assert_eq!(err.to_string(), "source registry");
+    let chain = acr_core::error_chain(&err);
+    assert!(chain.starts_with("source registry: "), "{chain}");
+    assert_eq!(chain.matches(&victim.digest).count(), 1, "{chain}");
     assert!(!dst.has_blob("mirror/app", &victim.digest).await);
     assert!(!dst.has_manifest("mirror/app", &child.manifest.digest).await);
     assert!(!dst.has_manifest("mirror/app", &img.manifest.digest).await);

@@ -22,7 +22,7 @@ pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
     let name = op.record.registry_name.to_lowercase();
     let store = |e: acr_store::StoreError| Failure::Retry {
         delay: Duration::from_secs(2),
-        reason: e.to_string(),
+        reason: acr_core::error_chain(&e),
         failure: ImportFailure::new(
             FailureKind::Internal,
             "The service could not read its database.",
@@ -82,7 +82,7 @@ pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
         if e.is_transient() {
             Failure::Retry {
                 delay: Duration::from_secs(2),
-                reason: e.to_string(),
+                reason: acr_core::error_chain(&e),
                 failure,
             }
         } else {
@@ -135,7 +135,7 @@ pub(crate) async fn wait_for_group(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
             .await
             .map_err(|e| Failure::Retry {
                 delay: Duration::from_secs(2),
-                reason: e.to_string(),
+                reason: acr_core::error_chain(&e),
                 failure: ImportFailure::new(
                     FailureKind::Internal,
                     "The service could not read its database.",

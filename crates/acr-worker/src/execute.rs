@@ -196,7 +196,7 @@ pub(crate) async fn execute(
                 };
                 Err(Failure::Retry {
                     delay: delay.min(Duration::from_secs(120)),
-                    reason: e.to_string(),
+                    reason: acr_core::error_chain(&e),
                     failure: f,
                 })
             } else {
@@ -364,7 +364,7 @@ impl CopyGate for OperationGate {
                 )),
                 // The heartbeat task records it later; a re-run before that resolves again.
                 Err(e) => {
-                    tracing::warn!(operation.id = %self.id, error = %e, "could not record the source digest");
+                    tracing::warn!(operation.id = %self.id, error = %acr_core::error_chain(&e), "could not record the source digest");
                     Ok(())
                 }
             }
@@ -399,7 +399,7 @@ impl CopyGate for OperationGate {
 fn retry_store(e: &acr_store::StoreError) -> Failure {
     Failure::Retry {
         delay: Duration::from_secs(2),
-        reason: e.to_string(),
+        reason: acr_core::error_chain(e),
         failure: ImportFailure::new(
             FailureKind::Internal,
             "The service could not read its database.",

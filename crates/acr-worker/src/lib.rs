@@ -148,7 +148,7 @@ impl WorkerPool {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, "claim failed; will retry");
+                        tracing::warn!(error = %acr_core::error_chain(&e), "claim failed; will retry");
                         break;
                     }
                 }
@@ -272,7 +272,7 @@ async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: Cancell
         _ = deadline => {
             tracing::info!(operation.id = %id, attempt, "shutdown grace over: releasing the operation");
             if let Err(e) = ctx.store.release(&id, attempt, Duration::ZERO).await {
-                tracing::warn!(operation.id = %id, error = %e, "release failed; the lease will expire");
+                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "release failed; the lease will expire");
             }
             None
         }
@@ -306,7 +306,7 @@ async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: Cancell
                     Ok(false) => tracing::warn!(operation.id = %id, "deletion fenced out"),
                     // The lease runs out and the (idempotent) deletion is redone.
                     Err(e) => {
-                        tracing::warn!(operation.id = %id, error = %e, "could not complete the deletion")
+                        tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "could not complete the deletion")
                     }
                 }
             }
@@ -326,7 +326,7 @@ async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: Cancell
                         tracing::info!(operation.id = %id, group = %rec.resource_group, "resource group deleted")
                     }
                     Err(e) => {
-                        tracing::warn!(operation.id = %id, error = %e, "could not complete the deletion")
+                        tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "could not complete the deletion")
                     }
                 }
             }
@@ -336,7 +336,7 @@ async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: Cancell
         {
             tracing::warn!(operation.id = %id, %reason, ?delay, "transient failure: the operation will be retried");
             if let Err(e) = ctx.store.release(&id, attempt, delay).await {
-                tracing::warn!(operation.id = %id, error = %e, "release failed; the lease will expire");
+                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "release failed; the lease will expire");
             }
         }
         Err(f) => {
@@ -367,11 +367,11 @@ async fn finish(
                 return;
             }
             Err(e) if tokio::time::Instant::now() < until => {
-                tracing::warn!(operation.id = %id, error = %e, "finish failed; retrying");
+                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "finish failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
-                tracing::error!(operation.id = %id, error = %e, "finish failed; the lease will expire and the import will be redone");
+                tracing::error!(operation.id = %id, error = %acr_core::error_chain(&e), "finish failed; the lease will expire and the import will be redone");
                 return;
             }
         }
@@ -381,7 +381,7 @@ async fn finish(
 /// Tells the store this attempt writes nothing more (best effort: otherwise its lease runs out).
 async fn acknowledge_stop(ctx: &Ctx, id: &str, attempt: i32) {
     if let Err(e) = ctx.store.acknowledge_stop(id, attempt).await {
-        tracing::warn!(operation.id = %id, error = %e, "could not acknowledge the stop; the lease will run out");
+        tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "could not acknowledge the stop; the lease will run out");
     }
 }
 
@@ -424,7 +424,7 @@ async fn heartbeat(
                 return;
             }
             Err(e) => {
-                tracing::warn!(operation.id = %id, error = %e, "heartbeat failed");
+                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "heartbeat failed");
                 if last_ok.elapsed() >= ctx.config.lease {
                     lost.cancel();
                     return;

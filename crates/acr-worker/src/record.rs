@@ -94,7 +94,7 @@ async fn config_platform(
         Ok(Some(b)) => b,
         Ok(None) => return None,
         Err(e) => {
-            tracing::debug!(error = %e, %digest, "config not read for its platform");
+            tracing::debug!(error = %acr_core::error_chain(&e), %digest, "config not read for its platform");
             return None;
         }
     };

@@ -68,7 +68,7 @@ pub struct PermissionSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum RbacConfigError {
     /// Not JSON, or JSON of the wrong shape (serde's message carries line and column).
-    #[error("RBAC configuration is not valid: {0}")]
+    #[error("RBAC configuration is not valid")]
     Json(#[from] serde_json::Error),
     /// A semantic error in one entry; `at` names it, e.g. `roleAssignments[2].scope`.
     #[error("RBAC configuration: {at}: {message}")]

@@ -26,9 +26,7 @@ fn one(oid: &str, role: &str, scope: &str) -> RbacConfig {
 }
 
 fn err(json: serde_json::Value) -> String {
-    RbacConfig::from_json(&json.to_string())
-        .expect_err("invalid config")
-        .to_string()
+    crate::error_chain(&RbacConfig::from_json(&json.to_string()).expect_err("invalid config"))
 }
 
 fn alice() -> Principal {
@@ -486,9 +484,9 @@ fn custom_role_errors() {
 
 #[test]
 fn json_errors_and_empty_config() {
-    let e = RbacConfig::from_json("{")
-        .expect_err("not json")
-        .to_string();
+    let e = RbacConfig::from_json("{").expect_err("not json");
+    assert_eq!(e.to_string(), "RBAC configuration is not valid");
+    let e = crate::error_chain(&e);
     assert!(e.starts_with("RBAC configuration is not valid: EOF"), "{e}");
     let e = err(
         serde_json::json!({"roleAssignments": [{"roleDefinitionName": "Reader", "scope": "/"}]}),

@@ -192,8 +192,13 @@ impl ServeArgs {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!("cannot read --rbac-config {}: {e}", path.display())
                 })?;
-                let rbac = acr_core::rbac::RbacConfig::from_json(&text)
-                    .map_err(|e| anyhow::anyhow!("--rbac-config {}: {e}", path.display()))?;
+                let rbac = acr_core::rbac::RbacConfig::from_json(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--rbac-config {}: {}",
+                        path.display(),
+                        acr_core::error_chain(&e)
+                    )
+                })?;
                 acr_api::caller::AuthMode::ArmRbac {
                     rbac: Arc::new(rbac),
                     verify_signature: self.token_key_file.is_some(),

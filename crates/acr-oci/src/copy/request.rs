@@ -61,9 +61,9 @@ pub trait CopyGate: Send + Sync + std::fmt::Debug {
 /// Why a copy failed, and on which side.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("source: {0}")]
+    #[error("source registry")]
     Source(#[source] OciError),
-    #[error("target: {0}")]
+    #[error("target registry")]
     Target(#[source] OciError),
     #[error("tag {repository}:{tag} already exists in the target")]
     TagExists { repository: Repository, tag: Tag },
