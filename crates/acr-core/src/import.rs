@@ -93,21 +93,8 @@ impl RegistryAddress {
                     .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
             ),
         };
-        if !host.starts_with('[') {
-            let valid = !host.is_empty()
-                && host.len() <= 253
-                && host.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                        && label
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
-            if !valid {
-                return Err(bad("the host name is malformed"));
-            }
+        if !host.starts_with('[') && !valid_dns_name(&host) {
+            return Err(bad("the host name is malformed"));
         }
         Ok(Self {
             https,
@@ -338,6 +325,22 @@ pub struct StoredImport {
     pub target_tags: Vec<String>,
     pub untagged_target_repositories: Vec<String>,
     pub force: bool,
+}
+
+/// A DNS name (or IPv4 literal): dot-separated labels of letters, digits and inner `-`, each
+/// at most 63 characters, 253 in all.
+pub fn valid_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[cfg(test)]

@@ -88,15 +88,7 @@ pub(crate) async fn exchange(State(state): State<ListenerState>, req: Request) -
             Some("access_token") | Some("access_token_refresh_token") => field(&f, "access_token")
                 .and_then(|t| inner.authority.entra_principal(t))
                 .ok_or_else(|| refused("the access token is missing, invalid or expired"))?,
-            Some("refresh_token") => field(&f, "refresh_token")
-                .and_then(|t| {
-                    inner
-                        .authority
-                        .tokens
-                        .verify_refresh(t, Some(&ctx.host))
-                        .or_else(|| inner.authority.entra_principal(t))
-                })
-                .ok_or_else(|| refused("the refresh token is invalid or expired"))?,
+            Some("refresh_token") => refresh_principal(inner, &ctx, &f)?,
             _ => {
                 return Err(RegistryError::invalid(
                     "grant_type must be access_token, access_token_refresh_token or refresh_token",
@@ -123,15 +115,7 @@ pub(crate) async fn token(State(state): State<ListenerState>, req: Request) -> R
             Method::POST => {
                 let f = form(body).await?;
                 let principal = match field(&f, "grant_type") {
-                    Some("refresh_token") => field(&f, "refresh_token")
-                        .and_then(|t| {
-                            inner
-                                .authority
-                                .tokens
-                                .verify_refresh(t, Some(&ctx.host))
-                                .or_else(|| inner.authority.entra_principal(t))
-                        })
-                        .ok_or_else(|| refused("the refresh token is invalid or expired"))?,
+                    Some("refresh_token") => refresh_principal(inner, &ctx, &f)?,
                     Some("password") => match (field(&f, "username"), field(&f, "password")) {
                         (None, None) => Principal::Anonymous,
                         (user, Some(pass)) => inner
@@ -205,6 +189,20 @@ fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
     let raw = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
     let (u, p) = raw.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
+}
+
+/// The principal of a `grant_type=refresh_token` form: a refresh token of ours for this login
+/// server, or an Entra token given in its place.
+fn refresh_principal(inner: &Inner, ctx: &Ctx, f: &[(String, String)]) -> Result<Principal> {
+    field(f, "refresh_token")
+        .and_then(|t| {
+            inner
+                .authority
+                .tokens
+                .verify_refresh(t, Some(&ctx.host))
+                .or_else(|| inner.authority.entra_principal(t))
+        })
+        .ok_or_else(|| refused("the refresh token is invalid or expired"))
 }
 
 /// A login server's registry must exist (and not be being deleted).

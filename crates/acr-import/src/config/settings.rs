@@ -301,18 +301,7 @@ impl ServeArgs {
             .trim()
             .trim_start_matches('.')
             .to_ascii_lowercase();
-        let valid = !suffix.is_empty()
-            && suffix.len() <= 200
-            && suffix.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !valid {
+        if suffix.len() > 200 || !acr_core::import::valid_dns_name(&suffix) {
             anyhow::bail!(
                 "--login-server-suffix '{}' must be a DNS name such as azurecr.io",
                 self.login_server_suffix
