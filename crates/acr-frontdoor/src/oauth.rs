@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::authority::Action;
 use crate::error::{RegistryError, Result};
 use crate::host::View;
-use crate::request::Ctx;
+use crate::request::RequestCtx;
 use crate::tokens::{Grant, Principal};
 use crate::v2::json_response;
 use crate::{Inner, ListenerState};
@@ -80,7 +80,7 @@ pub(crate) async fn exchange(State(state): State<ListenerState>, req: Request) -
                 "use POST",
             ));
         }
-        let ctx = Ctx::new(&state, &parts).await?;
+        let ctx = RequestCtx::new(&state, &parts).await?;
         let inner = &state.inner;
         login_server_exists(inner, &ctx).await?;
         let f = form(body).await?;
@@ -108,7 +108,7 @@ pub(crate) async fn exchange(State(state): State<ListenerState>, req: Request) -
 pub(crate) async fn token(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
-        let ctx = Ctx::new(&state, &parts).await?;
+        let ctx = RequestCtx::new(&state, &parts).await?;
         let inner = &state.inner;
         login_server_exists(inner, &ctx).await?;
         match parts.method {
@@ -193,7 +193,7 @@ fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
 
 /// The principal of a `grant_type=refresh_token` form: a refresh token of ours for this login
 /// server, or an Entra token given in its place.
-fn refresh_principal(inner: &Inner, ctx: &Ctx, f: &[(String, String)]) -> Result<Principal> {
+fn refresh_principal(inner: &Inner, ctx: &RequestCtx, f: &[(String, String)]) -> Result<Principal> {
     field(f, "refresh_token")
         .and_then(|t| {
             inner
@@ -206,7 +206,7 @@ fn refresh_principal(inner: &Inner, ctx: &Ctx, f: &[(String, String)]) -> Result
 }
 
 /// A login server's registry must exist (and not be being deleted).
-async fn login_server_exists(inner: &Inner, ctx: &Ctx) -> Result<()> {
+async fn login_server_exists(inner: &Inner, ctx: &RequestCtx) -> Result<()> {
     if let View::LoginServer { registry } = &ctx.view {
         crate::request::registry(inner, registry).await?;
     }
@@ -217,7 +217,7 @@ async fn login_server_exists(inner: &Inner, ctx: &Ctx) -> Result<()> {
 /// as registries do: the data call then answers `insufficient_scope`).
 async fn grants(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     principal: &Principal,
     scopes: &[String],
 ) -> Result<Vec<Grant>> {

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use http::{header, Method, StatusCode};
 
 use crate::error::{RegistryError, Result};
-use crate::request::{Ctx, Repo};
+use crate::request::{Repo, RequestCtx};
 use crate::v2::{locked, manifest_headers, rewrite, MANIFEST_MAX};
 use crate::Inner;
 
@@ -24,7 +24,7 @@ const MAX_CONFIG_BYTES: usize = 1 << 20;
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn manifest(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     record: Option<&RegistryRecord>,
     repo: &Repo,
     reference: &str,

@@ -30,7 +30,7 @@ pub(crate) enum Caller {
 }
 
 /// The request's context.
-pub(crate) struct Ctx {
+pub(crate) struct RequestCtx {
     /// `Host` as sent (lowercase): the `service` of tokens and challenges.
     pub(crate) host: String,
     pub(crate) scheme: &'static str,
@@ -71,8 +71,8 @@ pub(crate) fn valid_repository(name: &str) -> bool {
         })
 }
 
-impl Ctx {
-    pub(crate) async fn new(state: &ListenerState, parts: &Parts) -> Result<Ctx> {
+impl RequestCtx {
+    pub(crate) async fn new(state: &ListenerState, parts: &Parts) -> Result<RequestCtx> {
         let inner = &state.inner;
         let host = host_of(parts).ok_or_else(|| RegistryError::invalid("no valid Host header"))?;
         let view = view_of(&host, &inner.config.login_server_suffix);
@@ -81,7 +81,7 @@ impl Ctx {
             Listener::Plain => ("http", inner.config.plain_auth),
         };
         let caller = caller_of(inner, parts, &host).await;
-        Ok(Ctx {
+        Ok(RequestCtx {
             host,
             scheme,
             view,
@@ -196,7 +196,7 @@ fn scope_of(need: &Need<'_>) -> Option<String> {
 
 /// Checks that the caller may do `need`, else the registry's 401 (with the challenge naming
 /// the scope) or 403.
-pub(crate) fn require(inner: &Inner, ctx: &Ctx, need: &Need<'_>) -> Result<()> {
+pub(crate) fn require(inner: &Inner, ctx: &RequestCtx, need: &Need<'_>) -> Result<()> {
     let scope = scope_of(need);
     let unauthorized = |error: Option<&str>| {
         let detail = match need {

@@ -16,7 +16,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use crate::authority::Action;
 use crate::error::{RegistryError, Result};
 use crate::host::View;
-use crate::request::{percent_decode, registry, require, Ctx, Need, Repo};
+use crate::request::{percent_decode, registry, require, Need, Repo, RequestCtx};
 use crate::{Inner, ListenerState};
 
 /// Manifests above this are refused (413), as the built-in registry and ggcr do.
@@ -98,7 +98,7 @@ fn parse_route<'a>(path: &'a str) -> Route<'a> {
 pub(crate) async fn handle(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
-        let ctx = Ctx::new(&state, &parts).await?;
+        let ctx = RequestCtx::new(&state, &parts).await?;
         serve(&state.inner, &ctx, &parts, body).await
     }
     .await;
@@ -133,7 +133,7 @@ fn actions_for(method: &Method, kind: &Kind<'_>) -> Result<&'static [Action]> {
 
 async fn serve(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     parts: &http::request::Parts,
     body: Body,
 ) -> Result<Response> {
@@ -263,7 +263,7 @@ async fn serve(
 
 /// The `from` of a mount (`?mount=<digest>&from=<repo>`), and the query with it in the
 /// backend's names.
-fn mount_source(ctx: &Ctx, query: Option<&str>) -> Result<Option<(Repo, String)>> {
+fn mount_source(ctx: &RequestCtx, query: Option<&str>) -> Result<Option<(Repo, String)>> {
     let Some(q) = query else { return Ok(None) };
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -297,7 +297,7 @@ fn without_mount(query: Option<&str>) -> String {
 }
 
 /// The backend's `Location` / `Link` in the client's names.
-pub(crate) fn rewrite(ctx: &Ctx, repo: &Repo, mut resp: Response) -> Response {
+pub(crate) fn rewrite(ctx: &RequestCtx, repo: &Repo, mut resp: Response) -> Response {
     let prefix = format!("/v2/{}/", repo.registry);
     let strip = matches!(ctx.view, View::LoginServer { .. });
     let map_path = |p: &str| -> String {

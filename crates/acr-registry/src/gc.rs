@@ -7,8 +7,8 @@
 //! candidate, swept one by one under that blob's lock.
 //!
 //! Why nothing referenced is ever deleted: a blob gains a reference only through
-//! `Store::commit_blob` (rename + link), `Store::mount_blob` (check + link) and
-//! `Store::put_manifest` (bytes + revision), each of which holds the blob's lock and, while a
+//! `Disk::commit_blob` (rename + link), `Disk::mount_blob` (check + link) and
+//! `Disk::put_manifest` (bytes + revision), each of which holds the blob's lock and, while a
 //! collection runs, records the digest as *touched*. The collection turns the recording on
 //! before it marks. So a reference made before the mark reached its repository is marked; one
 //! made after is touched; and the sweep decides on a blob holding the same lock and skips it
@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
-use crate::storage::Store;
+use crate::storage::Disk;
 use crate::{Registry, RegistryError};
 
 /// How a collection runs.
@@ -120,7 +120,7 @@ async fn collect(registry: &Registry, options: GcOptions) -> Result<GcReport, Re
 /// The referenced digests, and every stored content file.
 #[allow(clippy::type_complexity)]
 fn mark(
-    store: &Store,
+    store: &Disk,
 ) -> std::io::Result<(HashSet<Digest>, Vec<(Digest, std::path::PathBuf, u64)>)> {
     let mut marked = HashSet::new();
     for repo in store.catalog_blocking()? {

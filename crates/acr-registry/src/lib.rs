@@ -138,6 +138,8 @@ pub struct RegistryConfig {
     /// Root of the registry's files (created if missing).
     pub data_dir: PathBuf,
     /// E.g. `azurecr.io`: Host `<name>.azurecr.io[:port]` makes every repository `<name>/<path repo>`.
+    /// Lowercase, without a leading dot (the embedder normalises it; acr-import does so once,
+    /// at configuration).
     pub login_server_suffix: Option<String>,
     /// `None`: anonymous read and write.
     pub auth: Option<Arc<dyn Authenticator>>,
@@ -166,7 +168,7 @@ impl Registry {
     /// Creates the data directories and deletes what an earlier process left half-done
     /// (upload files and temp files).
     pub async fn open(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let store = storage::Store::new(config.data_dir);
+        let store = storage::Disk::new(config.data_dir);
         let io = |path: PathBuf| move |source| RegistryError::Io { path, source };
         for dir in [store.uploads_dir(), store.tmp_dir()] {
             match tokio::fs::remove_dir_all(&dir).await {
@@ -185,10 +187,7 @@ impl Registry {
                 .await
                 .map_err(io(dir.clone()))?;
         }
-        let suffix = config
-            .login_server_suffix
-            .map(|s| s.trim().trim_start_matches('.').to_ascii_lowercase())
-            .filter(|s| !s.is_empty());
+        let suffix = config.login_server_suffix.filter(|s| !s.is_empty());
         Ok(Registry {
             inner: Arc::new(Inner {
                 store,

@@ -27,7 +27,7 @@ use crate::names;
 /// exclusive (see `gc.rs`).
 const BLOB_LOCKS: usize = 64;
 
-pub(crate) struct Store {
+pub(crate) struct Disk {
     root: PathBuf,
     /// Held while a blob gains a reference (commit + link, mount, manifest + revision) and
     /// while the garbage collector decides on and deletes it.
@@ -44,9 +44,9 @@ fn ignore_missing<T: Default>(r: io::Result<T>) -> io::Result<T> {
     }
 }
 
-impl Store {
-    pub(crate) fn new(root: PathBuf) -> Store {
-        Store {
+impl Disk {
+    pub(crate) fn new(root: PathBuf) -> Disk {
+        Disk {
             root,
             blob_locks: (0..BLOB_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -409,7 +409,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl Disk {
     /// Removes repository `repo` (its tags, manifests, blob links and referrers; not the
     /// repositories nested under its name, nor the content files, which the garbage collector
     /// frees once nothing references them). Returns the manifests and tags it had, or `None`

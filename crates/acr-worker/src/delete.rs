@@ -11,14 +11,14 @@ use acr_oci::OciError;
 use acr_store::ClaimedOperation;
 
 use crate::execute::Failure;
-use crate::Ctx;
+use crate::WorkerCtx;
 
 /// How often the deletion looks whether the cancelled imports' workers have stopped.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// Deletes the content of the operation's registry. `Ok`: the content is gone and the
 /// registry may be removed.
-pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(), Failure> {
+pub(crate) async fn delete_content(ctx: &WorkerCtx, op: &ClaimedOperation) -> Result<(), Failure> {
     let name = op.record.registry_name.to_lowercase();
     let store = |e: acr_store::StoreError| Failure::Retry {
         delay: Duration::from_secs(2),
@@ -126,7 +126,7 @@ pub(crate) async fn delete_content(ctx: &Ctx, op: &ClaimedOperation) -> Result<(
 
 /// A resource group deletion: its registries are being deleted by their own operations
 /// (started with it); this one waits until none is left. `Ok`: the group may go.
-pub(crate) async fn wait_for_group(ctx: &Ctx, op: &ClaimedOperation) -> Result<(), Failure> {
+pub(crate) async fn wait_for_group(ctx: &WorkerCtx, op: &ClaimedOperation) -> Result<(), Failure> {
     let rec = &op.record;
     loop {
         let left = ctx

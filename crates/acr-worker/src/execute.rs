@@ -15,7 +15,7 @@ use acr_store::{ClaimedOperation, Reservation, ResolvedSource, TagKey};
 use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use crate::Ctx;
+use crate::WorkerCtx;
 
 /// How an attempt failed.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ struct Source {
 }
 
 pub(crate) async fn execute(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     op: &ClaimedOperation,
     progress: Arc<Progress>,
 ) -> Result<(), Failure> {
@@ -217,7 +217,7 @@ fn pinned_digest(op: &ClaimedOperation) -> Option<Digest> {
 /// checked, so that among concurrent imports of one tag exactly one writes it. Returns how
 /// many tags are reserved.
 async fn reserve_tags(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     op: &ClaimedOperation,
     targets: &[CopyTarget],
     target_id: &RegistryId,
@@ -273,7 +273,7 @@ async fn reserve_tags(
 /// the same digest) and, for a NoForce import, confirms the tag reservations right before the
 /// tags are written.
 struct OperationGate {
-    ctx: Ctx,
+    ctx: WorkerCtx,
     id: String,
     attempt: i32,
     /// Tags reserved by this attempt (0: nothing to confirm).
@@ -408,7 +408,7 @@ fn retry_store(e: &acr_store::StoreError) -> Failure {
 }
 
 async fn resolve_source(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     op: &ClaimedOperation,
     spec: &ImportSpec,
 ) -> Result<Source, Failure> {

@@ -179,8 +179,8 @@ impl WorkerPool {
         tracing::info!("workers stopped");
     }
 
-    fn context(&self) -> Ctx {
-        Ctx {
+    fn context(&self) -> WorkerCtx {
+        WorkerCtx {
             store: self.store.clone(),
             config: self.config.clone(),
             http: self.http.clone(),
@@ -193,7 +193,7 @@ impl WorkerPool {
 
 /// What one operation's task needs.
 #[derive(Clone)]
-pub(crate) struct Ctx {
+pub(crate) struct WorkerCtx {
     pub store: Store,
     pub config: Arc<WorkerConfig>,
     pub http: reqwest::Client,
@@ -204,7 +204,7 @@ pub(crate) struct Ctx {
 
 /// Drives one claimed operation to an end (or gives it back), every event of it inside the
 /// operation's span.
-async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationToken) {
+async fn run_operation(ctx: WorkerCtx, op: ClaimedOperation, shutdown: CancellationToken) {
     let span =
         tracing::info_span!("operation", operation.id = %op.record.id, attempt = op.attempt());
     run_operation_in_span(ctx, op, shutdown)
@@ -212,7 +212,7 @@ async fn run_operation(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationTok
         .await
 }
 
-async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: CancellationToken) {
+async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: CancellationToken) {
     let id = op.record.id.clone();
     let attempt = op.attempt();
 
@@ -351,7 +351,7 @@ async fn run_operation_in_span(ctx: Ctx, op: ClaimedOperation, shutdown: Cancell
 /// Writes the end of an operation, retrying while the database is unreachable for up to a
 /// lease; after that the lease expires and another attempt redoes the (idempotent) copy.
 async fn finish(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     id: &str,
     attempt: i32,
     outcome: &Outcome,
@@ -379,7 +379,7 @@ async fn finish(
 }
 
 /// Tells the store this attempt writes nothing more (best effort: otherwise its lease runs out).
-async fn acknowledge_stop(ctx: &Ctx, id: &str, attempt: i32) {
+async fn acknowledge_stop(ctx: &WorkerCtx, id: &str, attempt: i32) {
     if let Err(e) = ctx.store.acknowledge_stop(id, attempt).await {
         tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "could not acknowledge the stop; the lease will run out");
     }
@@ -396,7 +396,7 @@ fn heartbeat_interval(lease: Duration) -> Duration {
 /// store refuses (another attempt owns the operation, or it was cancelled) or cannot confirm
 /// the lease in time.
 async fn heartbeat(
-    ctx: Ctx,
+    ctx: WorkerCtx,
     id: String,
     attempt: i32,
     progress: Arc<acr_oci::Progress>,

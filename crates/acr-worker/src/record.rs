@@ -6,14 +6,14 @@ use acr_oci::media::Platform;
 use acr_oci::{CopyReport, CopyTarget};
 use acr_store::metadata::{ChildRef, ManifestInfo};
 
-use crate::Ctx;
+use crate::WorkerCtx;
 
 /// Config blobs larger than this are not read for their platform.
 const MAX_CONFIG_BYTES: usize = 1 << 20;
 
 /// Records every manifest of `report` in each target repository, and the tags set there.
 pub(crate) async fn record_import(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     registry: &str,
     targets: &[CopyTarget],
     report: &CopyReport,
@@ -81,7 +81,7 @@ pub(crate) async fn record_import(
 /// The platform an image config states (`architecture`, `os`, `variant`); `None` when the
 /// config cannot be read or says nothing (artifacts).
 async fn config_platform(
-    ctx: &Ctx,
+    ctx: &WorkerCtx,
     target: &CopyTarget,
     config: &acr_oci::media::Descriptor,
 ) -> Option<Platform> {

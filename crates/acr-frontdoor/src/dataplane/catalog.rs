@@ -11,7 +11,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 
 use crate::error::{RegistryError, Result};
 use crate::host::View;
-use crate::request::{require, Ctx, Need};
+use crate::request::{require, Need, RequestCtx};
 use crate::v2::json_response;
 use crate::Inner;
 
@@ -149,7 +149,7 @@ async fn answer(
 /// `GET /acr/v1/_catalog` (100 per page unless `n` says otherwise).
 pub(crate) async fn acr_catalog(
     inner: &Inner,
-    _ctx: &Ctx,
+    _ctx: &RequestCtx,
     record: &RegistryRecord,
     query: Option<&str>,
 ) -> Result<Response> {
@@ -158,7 +158,11 @@ pub(crate) async fn acr_catalog(
 
 /// `GET /v2/_catalog`: a login server's repositories; in the root view, the backend's
 /// catalog (on an open listener, or for a caller who may list everything).
-pub(crate) async fn v2_catalog(inner: &Inner, ctx: &Ctx, query: Option<&str>) -> Result<Response> {
+pub(crate) async fn v2_catalog(
+    inner: &Inner,
+    ctx: &RequestCtx,
+    query: Option<&str>,
+) -> Result<Response> {
     match &ctx.view {
         View::LoginServer { registry } => {
             let record = crate::request::registry(inner, registry).await?;

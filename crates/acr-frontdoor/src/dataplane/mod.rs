@@ -21,7 +21,7 @@ use http::{Method, StatusCode};
 use crate::authority::Action;
 use crate::error::{RegistryError, Result};
 use crate::host::View;
-use crate::request::{percent_decode, registry, require, Ctx, Need, Repo};
+use crate::request::{percent_decode, registry, require, Need, Repo, RequestCtx};
 use crate::{Inner, ListenerState};
 
 /// A `/acr/v1` path.
@@ -61,7 +61,7 @@ fn parse(path: &str) -> Option<Route> {
 pub(crate) async fn handle(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
-        let ctx = Ctx::new(&state, &parts).await?;
+        let ctx = RequestCtx::new(&state, &parts).await?;
         serve(&state.inner, &ctx, &parts, body).await
     }
     .await;
@@ -84,7 +84,7 @@ fn metadata_action(m: &Method) -> Result<&'static [Action]> {
 
 async fn serve(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     parts: &http::request::Parts,
     body: Body,
 ) -> Result<Response> {

@@ -244,7 +244,7 @@ fn check_chunk(
 
 pub(super) async fn upload_start(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     repo: &Repo,
     query: &Query,
     headers: &HeaderMap,

@@ -71,7 +71,11 @@ pub(super) async fn tags_list(
     Ok(r)
 }
 
-pub(super) async fn catalog(inner: &Inner, ctx: &Ctx, query: &Query) -> Result<Response, ApiError> {
+pub(super) async fn catalog(
+    inner: &Inner,
+    ctx: &RequestCtx,
+    query: &Query,
+) -> Result<Response, ApiError> {
     let all: Vec<String> = inner
         .store
         .catalog()

@@ -39,7 +39,7 @@ use crate::access::{self, Action, Authenticator, Caller, Grant, Tokens};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, Code};
 use crate::names;
-use crate::storage::Store;
+use crate::storage::Disk;
 use crate::upload::{self, AppendError, Session, Uploads};
 
 /// Manifests larger than this are refused (413); the spec asks registries to take at least 4 MiB.
@@ -63,7 +63,7 @@ static OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 static OCI_FILTERS: HeaderName = HeaderName::from_static("oci-filters-applied");
 
 pub(crate) struct Inner {
-    pub(crate) store: Store,
+    pub(crate) store: Disk,
     pub(crate) uploads: Uploads,
     /// Lowercase login-server suffix without a leading dot (`azurecr.io`).
     pub(crate) suffix: Option<String>,
@@ -83,7 +83,7 @@ pub(crate) struct Repo {
 }
 
 /// What we know of a request before routing it.
-pub(crate) struct Ctx {
+pub(crate) struct RequestCtx {
     host: String,
     scheme: &'static str,
     namespace: Option<String>,
@@ -91,8 +91,8 @@ pub(crate) struct Ctx {
     now: i64,
 }
 
-impl Ctx {
-    fn new(inner: &Inner, parts: &Parts) -> Ctx {
+impl RequestCtx {
+    fn new(inner: &Inner, parts: &Parts) -> RequestCtx {
         let host = parts
             .headers
             .get(header::HOST)
@@ -124,7 +124,7 @@ impl Ctx {
         } else {
             Caller::Anonymous
         };
-        Ctx {
+        RequestCtx {
             host,
             scheme,
             namespace,
@@ -190,7 +190,13 @@ fn scope_of(repo: &Repo, actions: &[Action]) -> String {
 }
 
 impl Inner {
-    fn challenge(&self, ctx: &Ctx, scopes: &[String], error: Option<&str>, msg: &str) -> ApiError {
+    fn challenge(
+        &self,
+        ctx: &RequestCtx,
+        scopes: &[String],
+        error: Option<&str>,
+        msg: &str,
+    ) -> ApiError {
         let mut v = format!("Bearer realm=\"{}\",service=\"{}\"", ctx.realm(), ctx.host);
         if !scopes.is_empty() {
             v.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
@@ -205,7 +211,7 @@ impl Inner {
     /// `from` repository of a mount).
     async fn require(
         &self,
-        ctx: &Ctx,
+        ctx: &RequestCtx,
         target: Target<'_>,
         extra: &[String],
     ) -> Result<(), ApiError> {
@@ -280,7 +286,7 @@ impl Inner {
     }
 
     /// Whether the caller may do `action` on `repo`, without answering a challenge.
-    async fn may(&self, ctx: &Ctx, repo: &Repo, action: Action) -> bool {
+    async fn may(&self, ctx: &RequestCtx, repo: &Repo, action: Action) -> bool {
         let Some(authn) = &self.auth else {
             return true;
         };
@@ -364,7 +370,7 @@ fn parse_route(path: &str) -> Route<'_> {
 /// `/v2/…` entry point.
 pub(crate) async fn v2(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let ctx = Ctx::new(&inner, &parts);
+    let ctx = RequestCtx::new(&inner, &parts);
     let mut body = Some(body);
     let result = handle(&inner, &ctx, &parts, &mut body).await;
     // Answer only once the client has sent its body (bounded), so it reads our answer.
@@ -415,7 +421,7 @@ const DELETE: &[Action] = &[Action::Delete];
 
 async fn handle(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     parts: &Parts,
     body: &mut Option<Body>,
 ) -> Result<Response, ApiError> {

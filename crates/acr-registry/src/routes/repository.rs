@@ -7,7 +7,7 @@ use super::*;
 
 pub(crate) async fn acr_v1(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let ctx = Ctx::new(&inner, &parts);
+    let ctx = RequestCtx::new(&inner, &parts);
     drain(body).await;
     let result = async {
         let name = parts

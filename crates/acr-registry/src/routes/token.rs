@@ -6,7 +6,7 @@ use super::*;
 /// (`grant_type=password`), as distribution's token servers answer.
 pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let ctx = Ctx::new(&inner, &parts);
+    let ctx = RequestCtx::new(&inner, &parts);
     let result = if parts.method == Method::POST {
         match collect_limited(body, 64 << 10).await {
             Ok(b) => {
@@ -33,7 +33,7 @@ pub(crate) async fn token(State(inner): State<Arc<Inner>>, req: Request) -> Resp
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn token_post(inner: &Inner, ctx: &Ctx, form: &Query) -> Result<Response, ApiError> {
+async fn token_post(inner: &Inner, ctx: &RequestCtx, form: &Query) -> Result<Response, ApiError> {
     match form.get("grant_type") {
         Some("password") => {
             let user = form.get("username").unwrap_or("");
@@ -57,7 +57,7 @@ async fn token_post(inner: &Inner, ctx: &Ctx, form: &Query) -> Result<Response, 
 
 async fn issue(
     inner: &Inner,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     creds: Option<(&str, &str)>,
     scopes: &[&str],
     post: bool,
@@ -130,7 +130,7 @@ async fn issue(
 /// What of one requested scope the Authenticator allows (`None`: nothing).
 async fn grant(
     authn: &dyn Authenticator,
-    ctx: &Ctx,
+    ctx: &RequestCtx,
     user: &str,
     pass: &str,
     scope: &str,
