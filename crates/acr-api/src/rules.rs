@@ -5,7 +5,7 @@
 //! cross-tenant style credentials cannot reach such a registry).
 
 use acr_core::arm::{RegistryId, REGISTRY_TYPE};
-use acr_core::import::{ImportSpec, SourceLocation};
+use acr_core::import::ImportSpec;
 use acr_store::{RegistryRecord, ResolvedSource};
 use axum::http::StatusCode;
 
@@ -69,30 +69,28 @@ pub async fn check_import(
             record,
             by_resource_id,
         } => (record, by_resource_id),
-        ResolvedSource::Missing => {
-            let (name, group) = match &spec.source {
-                SourceLocation::Registry(src) => (src.name.as_str(), src.resource_group.as_str()),
-                SourceLocation::Address(_) => ("", ""),
-            };
-            return Err(ApiError::resource_not_found(REGISTRY_TYPE, name, group)
-                .with_target("source.resourceId"));
+        ResolvedSource::Missing(src) => {
+            return Err(ApiError::resource_not_found(
+                REGISTRY_TYPE,
+                &src.name,
+                &src.resource_group,
+            )
+            .with_target("source.resourceId"));
         }
         // A registry being deleted is gone for its readers: the worker says so.
-        ResolvedSource::Deleted => return Ok(None),
-        ResolvedSource::External => {
+        ResolvedSource::Deleted(_) => return Ok(None),
+        ResolvedSource::External(addr) => {
             // SSRF: an IP-literal source the network policy refuses is never queued (names
             // are checked when the worker resolves them).
-            if let SourceLocation::Address(addr) = &spec.source {
-                if let Err(r) = state.config.source_network.check_host(&addr.host) {
-                    return Err(ApiError::bad_request(
-                        "InvalidParameter",
-                        format!(
-                            "The source registry '{}' cannot be imported from: {r}.",
-                            addr.authority()
-                        ),
-                    )
-                    .with_target("source.registryUri"));
-                }
+            if let Err(r) = state.config.source_network.check_host(&addr.host) {
+                return Err(ApiError::bad_request(
+                    "InvalidParameter",
+                    format!(
+                        "The source registry '{}' cannot be imported from: {r}.",
+                        addr.authority()
+                    ),
+                )
+                .with_target("source.registryUri"));
             }
             return Ok(None);
         }

@@ -166,11 +166,11 @@ pub enum ResolvedSource {
         by_resource_id: bool,
     },
     /// A `resourceId` that names no registry (or one being deleted).
-    Missing,
+    Missing(acr_core::arm::RegistryId),
     /// The login server of a registry being deleted.
-    Deleted,
+    Deleted(acr_core::import::RegistryAddress),
     /// An address that is no emulated registry's login server: an external registry.
-    External,
+    External(acr_core::import::RegistryAddress),
 }
 
 impl Store {
@@ -192,14 +192,14 @@ impl Store {
                         record: Box::new(r),
                         by_resource_id: true,
                     },
-                    _ => ResolvedSource::Missing,
+                    _ => ResolvedSource::Missing(id.clone()),
                 }
             }
             SourceLocation::Address(addr) => match addr.emulated_name(suffix) {
-                None => ResolvedSource::External,
+                None => ResolvedSource::External(addr.clone()),
                 Some(name) => match self.get_registry_by_name(name).await? {
-                    None => ResolvedSource::External,
-                    Some(r) if r.deleting() => ResolvedSource::Deleted,
+                    None => ResolvedSource::External(addr.clone()),
+                    Some(r) if r.deleting() => ResolvedSource::Deleted(addr.clone()),
                     Some(r) => ResolvedSource::Emulated {
                         record: Box::new(r),
                         by_resource_id: false,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acr_core::arm::RegistryId;
-use acr_core::import::{ImportSpec, SourceLocation};
+use acr_core::import::ImportSpec;
 use acr_core::operation::{FailureKind, ImportFailure};
 use acr_core::reference::{Digest, Reference, Repository};
 use acr_oci::copy::copy_image;
@@ -438,47 +438,29 @@ async fn resolve_source(
         .resolve_source(&spec.source, &ctx.config.login_server_suffix)
         .await
         .map_err(|e| retry_store(&e))?;
-    match (resolved, &spec.source) {
-        (ResolvedSource::Missing, source) => {
-            let (name, group) = match source {
-                SourceLocation::Registry(id) => (id.name.as_str(), id.resource_group.as_str()),
-                SourceLocation::Address(a) => (a.host.as_str(), ""),
-            };
-            Err(fail(
-                FailureKind::SourceImageNotFound,
-                format!(
-                    "The Resource 'Microsoft.ContainerRegistry/registries/{name}' under resource group '{group}' was not found."
-                ),
-            ))
-        }
-        (ResolvedSource::Deleted, source) => Err(fail(
+    match resolved {
+        ResolvedSource::Missing(id) => Err(fail(
+            FailureKind::SourceImageNotFound,
+            format!(
+                "The Resource 'Microsoft.ContainerRegistry/registries/{}' under resource group '{}' was not found.",
+                id.name, id.resource_group
+            ),
+        )),
+        ResolvedSource::Deleted(addr) => Err(fail(
             FailureKind::SourceImageNotFound,
             format!(
                 "The source registry '{}' was not found: it was deleted.",
-                match source {
-                    SourceLocation::Address(a) => a.authority(),
-                    SourceLocation::Registry(id) => id.name.clone(),
-                }
+                addr.authority()
             ),
         )),
-        (
-            ResolvedSource::Emulated {
-                record,
-                by_resource_id: true,
-            },
-            _,
-        ) => emulated(&record.name_lower),
-        (
-            ResolvedSource::Emulated {
-                record: found,
-                by_resource_id: false,
-            },
-            source,
-        ) => {
-            let authority = match source {
-                SourceLocation::Address(a) => a.authority(),
-                SourceLocation::Registry(id) => id.name.clone(),
-            };
+        ResolvedSource::Emulated {
+            record,
+            by_resource_id: true,
+        } => emulated(&record.name_lower),
+        ResolvedSource::Emulated {
+            record: found,
+            by_resource_id: false,
+        } => {
             // Explicit credentials are checked as the login server would check them (a wrong
             // password fails the import, nothing copied); without them the caller's identity,
             // checked when the import was accepted, reads it.
@@ -500,7 +482,9 @@ async fn resolve_source(
                     return Err(fail(
                         FailureKind::SourceUnauthorized,
                         format!(
-                            "Access to the source registry {authority} was denied for {}: authentication required: the credentials were refused. Check source.credentials.",
+                            "Access to the source registry {}.{} was denied for {}: authentication required: the credentials were refused. Check source.credentials.",
+                            found.name_lower,
+                            ctx.config.login_server_suffix,
                             spec.source_image
                         ),
                     ));
@@ -508,15 +492,11 @@ async fn resolve_source(
             }
             emulated(&found.name_lower)
         }
-        (ResolvedSource::External, SourceLocation::Registry(_)) => Err(fail(
-            FailureKind::Internal,
-            "A resourceId source resolved to an external registry.",
-        )),
-        (ResolvedSource::External, SourceLocation::Address(addr)) => {
+        ResolvedSource::External(addr) => {
             let url = ctx
                 .config
                 .client
-                .registry_url(addr)
+                .registry_url(&addr)
                 .map_err(|e| fail(FailureKind::InvalidParameters, e.to_string()))?;
             if let Err(r) = ctx.config.client.check_source_url(&url) {
                 return Err(fail(
