@@ -265,6 +265,52 @@ async fn replicas_on_postgresql_answer_like_the_zero_setup_default() {
         Some(4)
     );
 
+    // Content written to the backend directly (the front door never saw it) is still listed:
+    // /acr/v1 answers from the backend's own listings and adopts it into the metadata.
+    let direct = TestImage::single(9804, Format::Oci, &[4096]);
+    backend
+        .client()
+        .push_image("myregistry/direct", "v1", &direct)
+        .await
+        .expect("push to the backend directly");
+    let t = access_token(
+        &b,
+        &b.https(),
+        LS,
+        &["registry:catalog:*", "repository:direct:metadata_read"],
+    )
+    .await;
+    let get = |path: &'static str| {
+        let c = b.https();
+        let t = t.clone();
+        async move {
+            let r = c
+                .get(url(LS, path))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            json_of(r).await
+        }
+    };
+    let catalog = get("/acr/v1/_catalog").await;
+    assert!(
+        catalog["repositories"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("direct"))),
+        "{catalog}"
+    );
+    let tags = get("/acr/v1/direct/_tags").await;
+    assert_eq!(tags["tags"][0]["name"], "v1", "{tags}");
+    assert_eq!(tags["tags"][0]["digest"], direct.digest(), "{tags}");
+    let manifests = get("/acr/v1/direct/_manifests").await;
+    assert_eq!(
+        manifests["manifests"][0]["digest"],
+        direct.digest(),
+        "{manifests}"
+    );
+
     // A 1 GiB layer through the front door (plain listener, root view) streams: the
     // replica's memory does not grow with it.
     let before = peak_rss_kib(a.svc.pid());
