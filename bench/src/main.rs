@@ -1,7 +1,9 @@
-//! `acr-import-bench`: times acr-import's `importImage` against `skopeo copy --all` (and, for
-//! the big layer, a plain `curl | curl` blob copy) on the same two loopback docker-registry
-//! peers, and prints a Markdown results table. Run it through `scripts/bench.sh`, which
-//! installs the peers, builds the release binaries and sets `ACR_IMPORT_BIN`.
+//! `acr-import-bench`: times acr-import's `importImage` against `skopeo copy --all` and
+//! `crane copy` (when found: `CRANE=…` or on `PATH`; and, for the big layer, a plain
+//! `curl | curl` blob copy) on the same two loopback docker-registry peers, measures the API
+//! (accept latency under load, status GETs per second), and prints a Markdown results table.
+//! Run it through `scripts/bench.sh`, which installs the peers, builds the release binaries
+//! and sets `ACR_IMPORT_BIN`.
 //!
 //! Scenarios (each `--runs` times, the target registry wiped before every timed copy):
 //! - a: a 3-platform OCI index, 12 distinct layers of 25 MiB (300 MiB), random bytes;
@@ -10,11 +12,17 @@
 //! - d: the (a) image imported into the external docker-registry target (PostgreSQL store)
 //!   against into the built-in registry (PostgreSQL store, and SQLite), a fresh service per run;
 //! - e: `skopeo copy --all docker://… dir:…` of the (a) image from docker-registry against
-//!   from the built-in registry.
+//!   from the built-in registry;
+//! - batch: 50 small 3-platform images; acr-import gets 50 POSTs one after another and then
+//!   awaits them all, the peers copy 4 at a time;
+//! - accept: POSTs at 200/s for 10 s while the workers copy, on PostgreSQL and on SQLite:
+//!   each POST's latency;
+//! - status: GETs of a status URL over 32 keep-alive connections for 5 s: requests/s.
 //!
 //! See docs/BENCHMARKS.md for what exactly is measured.
 
 mod image;
+mod load;
 mod measure;
 mod registry;
 mod report;
@@ -26,12 +34,13 @@ use acr_import_tests::image::Platform;
 use acr_import_tests::service::service_bin;
 use acr_import_tests::{ArmClient, OciClient, ServiceConfig, TestDatabase, TestService};
 use anyhow::{anyhow, bail, Context, Result};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use image::BenchImage;
-use measure::{run_timed, CpuWindow, Sample};
+use measure::{proc_cpu_secs, run_timed, CpuWindow, Sample};
 use registry::BenchRegistry;
-use report::{Report, Scenario, Series, Tool};
+use report::{AcceptRun, Report, Scenario, Series, StatusRun, Tool};
 
 /// The emulated registry; its repository R lives at `myreg/R` in the backend.
 const REG: &str = "MyReg";
@@ -43,18 +52,35 @@ const REPO_B: &str = "bench/big";
 const LAYER_A: u64 = 25 << 20;
 const LAYERS_A: usize = 4;
 const LAYER_B: u64 = 1 << 30;
+/// (batch): 50 images `bench/batch-NN`, 3 platforms × 2 layers of 512 KiB each.
+const BATCH_IMAGES: usize = 50;
+const BATCH_LAYER: u64 = 512 << 10;
+const BATCH_LAYERS: usize = 2;
+/// (batch): how many peer processes copy at once.
+const BATCH_PARALLEL: usize = 4;
+/// (accept): POSTs per second, for how long, over how many registries (one per subscription).
+const ACCEPT_RATE: f64 = 200.0;
+const ACCEPT_SECS: f64 = 10.0;
+const ACCEPT_REGISTRIES: usize = 32;
+/// (status): keep-alive connections and seconds of load.
+const STATUS_CONNS: usize = 32;
+const STATUS_SECS: u64 = 5;
 /// How often the status URL is polled during a timed import.
 const POLL: Duration = Duration::from_millis(10);
 /// What the bench creates under `--work-dir` (and deletes again).
 const WORK_SUBDIRS: [&str; 4] = ["source", "target", "scratch", "builtin"];
 const IMPORT_DEADLINE: Duration = Duration::from_secs(1800);
 
-/// Every scenario, in the order they run ((b) last: it stops the warm service).
-const ALL: [Scenario; 5] = [
+/// Every scenario, in the order they run (the warm service of a, c and batch first; (b) last,
+/// as the biggest).
+const ALL: [Scenario; 8] = [
     Scenario::A,
     Scenario::C,
+    Scenario::Batch,
     Scenario::D,
     Scenario::E,
+    Scenario::Accept,
+    Scenario::Status,
     Scenario::B,
 ];
 
@@ -66,20 +92,26 @@ struct Opts {
     keep: bool,
 }
 
-const USAGE: &str = "usage: acr-import-bench [--runs N] [--scenario a|b|c|d|e|builtin|all] [--out FILE] [--work-dir DIR] [--keep]
+const USAGE: &str = "usage: acr-import-bench [--runs N] [--scenario a|b|c|d|e|builtin|batch|accept|status|api|all] [--out FILE] [--work-dir DIR] [--keep]
 
   --runs N        timed runs per tool and scenario (default 5)
   --scenario S    a: 3-platform index, 300 MiB in 12 layers; b: one 1 GiB layer;
                   c: Force re-import of the (a) image already at the target;
                   d: import of the (a) image into docker-registry vs into the built-in registry;
                   e: skopeo pull of the (a) image from docker-registry vs from the built-in one;
-                  builtin: d and e; all (default): a, c, d, e, b
+                  builtin: d and e;
+                  batch: 50 small 3-platform images, 50 POSTs then all awaited vs peers 4 at a time;
+                  accept: POSTs at 200/s for 10 s while the workers copy (PostgreSQL, SQLite);
+                  status: status GETs over 32 keep-alive connections for 5 s (both stores);
+                  api: accept and status; all (default): a, c, batch, d, e, accept, status, b;
+                  several: a comma-separated list (e.g. a,b,batch), run in the order above
   --out FILE      also write the results table there (default target/bench/results.md)
   --work-dir DIR  registries' storage and logs (default target/bench/work)
   --keep          keep the registries' storage and logs (deleted on success otherwise)
 
 Environment: ACR_IMPORT_BIN (the service binary), ACR_TEST_DATABASE_URL (PostgreSQL admin URL),
-ACR_BENCH_COMMAND (the command line to print in the results).";
+ACR_BENCH_COMMAND (the command line to print in the results), CRANE (the crane binary; default:
+`crane` on PATH; without it the bench runs without crane and says so).";
 
 fn parse_args() -> Result<Opts> {
     let mut opts = Opts {
@@ -105,16 +137,25 @@ fn parse_args() -> Result<Opts> {
                 }
             }
             "--scenario" => {
-                opts.scenarios = match value("--scenario")?.as_str() {
-                    "a" => vec![Scenario::A],
-                    "b" => vec![Scenario::B],
-                    "c" => vec![Scenario::C],
-                    "d" => vec![Scenario::D],
-                    "e" => vec![Scenario::E],
-                    "builtin" => vec![Scenario::D, Scenario::E],
-                    "all" => ALL.to_vec(),
-                    other => bail!("unknown scenario {other:?}\n{USAGE}"),
+                // A comma-separated list runs in the order of [`ALL`], each scenario once.
+                let mut wanted = Vec::new();
+                for name in value("--scenario")?.split(',') {
+                    wanted.extend(match name.trim() {
+                        "a" => vec![Scenario::A],
+                        "b" => vec![Scenario::B],
+                        "c" => vec![Scenario::C],
+                        "d" => vec![Scenario::D],
+                        "e" => vec![Scenario::E],
+                        "builtin" => vec![Scenario::D, Scenario::E],
+                        "batch" => vec![Scenario::Batch],
+                        "accept" => vec![Scenario::Accept],
+                        "status" => vec![Scenario::Status],
+                        "api" => vec![Scenario::Accept, Scenario::Status],
+                        "all" => ALL.to_vec(),
+                        other => bail!("unknown scenario {other:?}\n{USAGE}"),
+                    });
                 }
+                opts.scenarios = ALL.into_iter().filter(|s| wanted.contains(s)).collect();
             }
             "--out" => opts.out = PathBuf::from(value("--out")?),
             "--work-dir" => opts.work_dir = PathBuf::from(value("--work-dir")?),
@@ -163,6 +204,42 @@ fn clear_skopeo_cache() {
     }
 }
 
+/// The other copiers, timed on the same registries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Skopeo,
+    Crane,
+}
+
+impl Peer {
+    fn tool(self) -> Tool {
+        match self {
+            Peer::Skopeo => Tool::Skopeo,
+            Peer::Crane => Tool::Crane,
+        }
+    }
+    /// Its row in (d), pushing into the built-in registry.
+    fn to_builtin(self) -> Tool {
+        match self {
+            Peer::Skopeo => Tool::SkopeoToBuiltin,
+            Peer::Crane => Tool::CraneToBuiltin,
+        }
+    }
+}
+
+/// The crane binary: `$CRANE` when set (it must exist), else `crane` on `PATH`, else none.
+fn find_crane() -> Result<Option<PathBuf>> {
+    if let Some(p) = std::env::var_os("CRANE").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("CRANE={} is not a file", p.display());
+        }
+        return Ok(Some(p));
+    }
+    let found = measure::command_output("sh", &["-c", "command -v crane"]);
+    Ok((!found.is_empty()).then(|| PathBuf::from(found)))
+}
+
 /// The service plus an ARM client with [`REG`] created.
 struct Svc {
     service: TestService,
@@ -193,15 +270,21 @@ impl Svc {
         if accepted.status.as_u16() != 202 {
             bail!("import not accepted: {accepted}");
         }
-        let url = accepted.async_operation();
+        self.wait_succeeded(&accepted.async_operation(), t0).await?;
+        Ok(t0.elapsed())
+    }
+
+    /// Polls the status URL `url` every 10 ms until it shows `Succeeded` (an error if the
+    /// operation fails or is still running [`IMPORT_DEADLINE`] after `t0`).
+    async fn wait_succeeded(&self, url: &str, t0: Instant) -> Result<()> {
         loop {
-            let resp = self.arm.get(&url).await;
+            let resp = self.arm.get(url).await;
             if resp.status.as_u16() != 200 {
                 bail!("status GET: {resp}");
             }
             let v = resp.json();
             match v["status"].as_str().unwrap_or_default() {
-                "Succeeded" => return Ok(t0.elapsed()),
+                "Succeeded" => return Ok(()),
                 "Failed" | "Canceled" => bail!(
                     "import ended {v}\n--- service log (tail) ---\n{}",
                     acr_import_tests::util::tail_file(self.service.log_path(), 40)
@@ -289,6 +372,54 @@ fn verify_pulled(dir: &Path, image: &BenchImage, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds over an (accept) or (status) window: the service, this driver, and the rest
+/// of the machine (PostgreSQL's server processes among it).
+struct ApiCpu {
+    service_pid: u32,
+    service0: f64,
+    me0: f64,
+    machine0: f64,
+}
+
+impl ApiCpu {
+    fn start(service_pid: u32) -> Self {
+        Self {
+            service_pid,
+            service0: proc_cpu_secs(service_pid),
+            me0: proc_cpu_secs(std::process::id()),
+            machine0: measure::machine_busy_secs(),
+        }
+    }
+    /// (service, driver, rest of host)
+    fn stop(self) -> (f64, f64, f64) {
+        let service = proc_cpu_secs(self.service_pid) - self.service0;
+        let me = proc_cpu_secs(std::process::id()) - self.me0;
+        let machine = measure::machine_busy_secs() - self.machine0;
+        (service, me, (machine - service - me).max(0.0))
+    }
+}
+
+/// The store of an (accept) or (status) service.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Postgres,
+    Sqlite,
+}
+
+impl Store {
+    fn label(self) -> &'static str {
+        match self {
+            Store::Postgres => "PostgreSQL",
+            Store::Sqlite => "SQLite",
+        }
+    }
+}
+
+/// The repository of (batch) image `n` at the source.
+fn batch_repo(n: usize) -> String {
+    format!("bench/batch-{n:02}")
+}
+
 /// The (d) service variants: where the service writes, and on which store.
 #[derive(Clone, Copy)]
 enum Target {
@@ -316,14 +447,16 @@ struct Bench {
     src: BenchRegistry,
     tgt: BenchRegistry,
     db: TestDatabase,
-    /// The long-running service of (a) and (c).
+    /// The long-running service of (a), (c) and (batch).
     warm: Option<Svc>,
+    /// `crane`, when found.
+    crane: Option<PathBuf>,
 }
 
 impl Bench {
     async fn warm_service(&mut self) -> Result<&Svc> {
         if self.warm.is_none() {
-            log("starting the service (warm instance for a and c)");
+            log("starting the service (warm instance for a, c and batch)");
             self.warm = Some(Svc::start(&self.db, &self.tgt.url()).await?);
         }
         self.warm.as_ref().ok_or_else(|| anyhow!("no service"))
@@ -334,17 +467,63 @@ impl Bench {
         verify_registry(&self.tgt.url(), repo, image, what).await
     }
 
-    async fn skopeo(&self, repo: &str) -> Result<measure::Timed> {
-        clear_skopeo_cache();
-        let args = vec![
-            "copy".to_string(),
-            "--all".to_string(),
-            "--src-tls-verify=false".to_string(),
-            "--dest-tls-verify=false".to_string(),
-            format!("docker://{}/{repo}:{TAG}", self.src.host()),
-            format!("docker://{}/{}:{TAG}", self.tgt.host(), backend_repo(repo)),
-        ];
-        run_timed("skopeo", &args, &self.scratch).await
+    /// The peers that run: skopeo, and crane when found.
+    fn peers(&self) -> Vec<Peer> {
+        let mut v = vec![Peer::Skopeo];
+        if self.crane.is_some() {
+            v.push(Peer::Crane);
+        }
+        v
+    }
+
+    /// One copy by `peer` of `src` to `dst` (both `HOST:PORT/REPO:TAG`, plain HTTP), timed.
+    /// skopeo's blob-info cache is cleared first unless `keep_cache` (the batch clears it once
+    /// for its 50 copies, which share no blob).
+    async fn peer_copy(
+        &self,
+        peer: Peer,
+        src: &str,
+        dst: &str,
+        keep_cache: bool,
+    ) -> Result<measure::Timed> {
+        match peer {
+            Peer::Skopeo => {
+                if !keep_cache {
+                    clear_skopeo_cache();
+                }
+                let args = vec![
+                    "copy".to_string(),
+                    "--all".to_string(),
+                    "--src-tls-verify=false".to_string(),
+                    "--dest-tls-verify=false".to_string(),
+                    format!("docker://{src}"),
+                    format!("docker://{dst}"),
+                ];
+                run_timed("skopeo", &args, &self.scratch).await
+            }
+            Peer::Crane => {
+                let crane = self
+                    .crane
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("crane was not found"))?;
+                // `crane copy` copies an index with every platform; --insecure: plain HTTP.
+                let args = vec![
+                    "copy".to_string(),
+                    "--insecure".to_string(),
+                    src.to_string(),
+                    dst.to_string(),
+                ];
+                run_timed(&crane.display().to_string(), &args, &self.scratch).await
+            }
+        }
+    }
+
+    /// `peer` copies `repo:v1` from the source to the target docker-registry (where the
+    /// service would write it).
+    async fn peer(&self, peer: Peer, repo: &str) -> Result<measure::Timed> {
+        let src = format!("{}/{repo}:{TAG}", self.src.host());
+        let dst = format!("{}/{}:{TAG}", self.tgt.host(), backend_repo(repo));
+        self.peer_copy(peer, &src, &dst, false).await
     }
 
     async fn run_acr(&mut self, body: &Value, fresh: bool) -> Result<Sample> {
@@ -370,9 +549,9 @@ impl Bench {
         })
     }
 
-    async fn run_skopeo(&self, repo: &str) -> Result<Sample> {
+    async fn run_peer(&self, peer: Peer, repo: &str) -> Result<Sample> {
         let win = CpuWindow::open(self.src.pid(), self.tgt.pid(), None);
-        let t = self.skopeo(repo).await?;
+        let t = self.peer(peer, repo).await?;
         let cpu = win.close(Some(t.cpu_secs));
         Ok(Sample {
             wall: t.wall,
@@ -420,23 +599,26 @@ impl Bench {
 
     async fn scenario_a(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
         let bytes = image.total_bytes();
-        let mut acr = Series::new(Scenario::A, Tool::AcrImport, bytes);
-        let mut sko = Series::new(Scenario::A, Tool::Skopeo, bytes);
+        let mut tools = vec![Tool::AcrImport];
+        tools.extend(self.peers().iter().map(|p| p.tool()));
+        let mut series: Vec<Series> = tools
+            .iter()
+            .map(|t| Series::new(Scenario::A, *t, bytes))
+            .collect();
         let body = import_body(&self.src.host(), REPO_A, false);
         let target = backend_repo(REPO_A);
         self.warm_service().await?;
         for run in 0..self.runs {
-            // Alternate which tool goes first, so drift on the host hits both alike.
-            let order = if run % 2 == 0 {
-                [Tool::AcrImport, Tool::Skopeo]
-            } else {
-                [Tool::Skopeo, Tool::AcrImport]
-            };
-            for tool in order {
+            // Rotate which tool goes first, so drift on the host hits every tool alike.
+            for k in 0..tools.len() {
+                let i = (k + run) % tools.len();
+                let tool = tools[i];
                 self.tgt.wipe().await?;
                 let s = match tool {
                     Tool::AcrImport => self.run_acr(&body, false).await?,
-                    _ => self.run_skopeo(REPO_A).await?,
+                    Tool::Skopeo => self.run_peer(Peer::Skopeo, REPO_A).await?,
+                    Tool::Crane => self.run_peer(Peer::Crane, REPO_A).await?,
+                    other => bail!("(a) does not run {}", other.label()),
                 };
                 self.verify_target(&target, image, tool.label()).await?;
                 log(format!(
@@ -446,13 +628,10 @@ impl Bench {
                     tool.label(),
                     s.wall.as_secs_f64()
                 ));
-                match tool {
-                    Tool::AcrImport => acr.samples.push(s),
-                    _ => sko.samples.push(s),
-                }
+                series[i].samples.push(s);
             }
         }
-        Ok(vec![acr, sko])
+        Ok(series)
     }
 
     async fn scenario_b(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
@@ -460,11 +639,11 @@ impl Bench {
         self.warm = None;
         let bytes = image.total_bytes();
         let layer = image.layers.iter().map(|l| l.size).max().unwrap_or(0);
-        let mut series = vec![
-            Series::new(Scenario::B, Tool::AcrImport, bytes),
-            Series::new(Scenario::B, Tool::Skopeo, bytes),
-            Series::new(Scenario::B, Tool::Curl, layer),
-        ];
+        let mut series = vec![Series::new(Scenario::B, Tool::AcrImport, bytes)];
+        for p in self.peers() {
+            series.push(Series::new(Scenario::B, p.tool(), bytes));
+        }
+        series.push(Series::new(Scenario::B, Tool::Curl, layer));
         let body = import_body(&self.src.host(), REPO_B, false);
         let target = backend_repo(REPO_B);
         for run in 0..self.runs {
@@ -478,8 +657,13 @@ impl Bench {
                         self.verify_target(&target, image, tool.label()).await?;
                         s
                     }
-                    Tool::Skopeo => {
-                        let s = self.run_skopeo(REPO_B).await?;
+                    Tool::Skopeo | Tool::Crane => {
+                        let peer = if tool == Tool::Skopeo {
+                            Peer::Skopeo
+                        } else {
+                            Peer::Crane
+                        };
+                        let s = self.run_peer(peer, REPO_B).await?;
                         self.verify_target(&target, image, tool.label()).await?;
                         s
                     }
@@ -566,30 +750,71 @@ impl Bench {
         })
     }
 
+    /// One timed copy of (d) by `peer` into the built-in registry of a fresh, idle service
+    /// (SQLite store, empty data dir), through its plain login-server listener in the root
+    /// view (`myreg/bench/multi`, where the service's own import writes), verified there.
+    async fn run_peer_into_builtin(&mut self, peer: Peer, image: &BenchImage) -> Result<Sample> {
+        let svc = self.fresh_service(Target::BuiltinSqlite).await?;
+        let registry = svc.service.registry_url();
+        let host = registry.trim_start_matches("http://");
+        let src = format!("{}/{REPO_A}:{TAG}", self.src.host());
+        let dst = format!("{host}/{}:{TAG}", backend_repo(REPO_A));
+        sync_disks().await?;
+        let win = CpuWindow::open(self.src.pid(), svc.service.pid(), None);
+        let t = self.peer_copy(peer, &src, &dst, false).await?;
+        let cpu = win.close(Some(t.cpu_secs));
+        sync_disks().await?;
+        verify_registry(
+            &registry,
+            &backend_repo(REPO_A),
+            image,
+            peer.to_builtin().label(),
+        )
+        .await?;
+        Ok(Sample {
+            wall: t.wall,
+            cpu,
+            peak_rss: Some(t.max_rss),
+        })
+    }
+
     async fn scenario_d(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
-        // The warm service of (a) and (c) would only add load: stop it.
+        // The warm service of (a), (c) and (batch) would only add load: stop it.
         self.warm = None;
         let bytes = image.total_bytes();
-        let targets = [
-            Target::DockerRegistry,
-            Target::BuiltinPostgres,
-            Target::BuiltinSqlite,
+        #[derive(Clone, Copy)]
+        enum Variant {
+            Import(Target),
+            Peer(Peer),
+        }
+        let mut variants = vec![
+            Variant::Import(Target::DockerRegistry),
+            Variant::Import(Target::BuiltinPostgres),
+            Variant::Import(Target::BuiltinSqlite),
         ];
-        let mut series: Vec<Series> = targets
+        variants.extend(self.peers().into_iter().map(Variant::Peer));
+        let tool = |v: Variant| match v {
+            Variant::Import(t) => t.tool(),
+            Variant::Peer(p) => p.to_builtin(),
+        };
+        let mut series: Vec<Series> = variants
             .iter()
-            .map(|t| Series::new(Scenario::D, t.tool(), bytes))
+            .map(|v| Series::new(Scenario::D, tool(*v), bytes))
             .collect();
         let body = import_body(&self.src.host(), REPO_A, false);
         for run in 0..self.runs {
             // Rotate the order so drifting host load hits every variant alike.
-            for k in 0..targets.len() {
-                let i = (k + run) % targets.len();
-                let s = self.run_import_into(targets[i], &body, image).await?;
+            for k in 0..variants.len() {
+                let i = (k + run) % variants.len();
+                let s = match variants[i] {
+                    Variant::Import(t) => self.run_import_into(t, &body, image).await?,
+                    Variant::Peer(p) => self.run_peer_into_builtin(p, image).await?,
+                };
                 log(format!(
                     "(d) run {}/{} {}: {:.2} s, peak RSS {:.1} MiB",
                     run + 1,
                     self.runs,
-                    targets[i].tool().label(),
+                    tool(variants[i]).label(),
                     s.wall.as_secs_f64(),
                     s.peak_rss.unwrap_or(0) as f64 / 1048576.0
                 ));
@@ -694,10 +919,331 @@ impl Bench {
         Ok(series)
     }
 
+    /// (batch) acr-import: 50 POSTs one after another (as `az acr import --no-wait` in a
+    /// loop), then every operation awaited; timed from the first POST to the last Succeeded.
+    async fn run_acr_batch(&mut self, n: usize) -> Result<Sample> {
+        self.warm_service().await?;
+        let svc = self.warm.as_ref().ok_or_else(|| anyhow!("no service"))?;
+        let win = CpuWindow::open(self.src.pid(), self.tgt.pid(), Some(svc.service.pid()));
+        let t0 = Instant::now();
+        let mut urls = Vec::with_capacity(n);
+        for i in 0..n {
+            let body = import_body(&self.src.host(), &batch_repo(i), false);
+            let resp = svc.arm.import(SUB, RG, REG, &body).await;
+            match resp.status.as_u16() {
+                202 => urls.push(resp.async_operation()),
+                200 => {}
+                _ => bail!("batch import {i} not accepted: {resp}"),
+            }
+        }
+        for url in &urls {
+            svc.wait_succeeded(url, t0).await?;
+        }
+        let wall = t0.elapsed();
+        let cpu = win.close(None);
+        Ok(Sample {
+            wall,
+            cpu,
+            peak_rss: Some(svc.service.peak_rss_bytes()),
+        })
+    }
+
+    /// (batch) a peer: one process per image, [`BATCH_PARALLEL`] at a time.
+    async fn run_peer_batch(&self, peer: Peer, n: usize) -> Result<Sample> {
+        clear_skopeo_cache();
+        let win = CpuWindow::open(self.src.pid(), self.tgt.pid(), None);
+        let t0 = Instant::now();
+        let this = self;
+        let results: Vec<Result<measure::Timed>> = futures::stream::iter(0..n)
+            .map(|i| async move {
+                let repo = batch_repo(i);
+                let src = format!("{}/{repo}:{TAG}", this.src.host());
+                let dst = format!("{}/{}:{TAG}", this.tgt.host(), backend_repo(&repo));
+                this.peer_copy(peer, &src, &dst, true).await
+            })
+            .buffer_unordered(BATCH_PARALLEL)
+            .collect()
+            .await;
+        let wall = t0.elapsed();
+        let (mut cpu_secs, mut rss) = (0.0, 0);
+        for r in results {
+            let t = r?;
+            cpu_secs += t.cpu_secs;
+            rss = rss.max(t.max_rss);
+        }
+        let cpu = win.close(Some(cpu_secs));
+        Ok(Sample {
+            wall,
+            cpu,
+            peak_rss: Some(rss),
+        })
+    }
+
+    async fn scenario_batch(&mut self, images: &[BenchImage]) -> Result<Vec<Series>> {
+        let bytes = images.iter().map(BenchImage::total_bytes).sum();
+        let mut tools = vec![Tool::AcrImport];
+        tools.extend(self.peers().iter().map(|p| p.tool()));
+        let mut series: Vec<Series> = tools
+            .iter()
+            .map(|t| Series::new(Scenario::Batch, *t, bytes))
+            .collect();
+        self.warm_service().await?;
+        for run in 0..self.runs {
+            for k in 0..tools.len() {
+                let i = (k + run) % tools.len();
+                let tool = tools[i];
+                self.tgt.wipe().await?;
+                let s = match tool {
+                    Tool::AcrImport => self.run_acr_batch(images.len()).await?,
+                    Tool::Skopeo => self.run_peer_batch(Peer::Skopeo, images.len()).await?,
+                    Tool::Crane => self.run_peer_batch(Peer::Crane, images.len()).await?,
+                    other => bail!("(batch) does not run {}", other.label()),
+                };
+                for (n, image) in images.iter().enumerate() {
+                    self.verify_target(&backend_repo(&batch_repo(n)), image, tool.label())
+                        .await?;
+                }
+                log(format!(
+                    "(batch) run {}/{} {}: {:.2} s",
+                    run + 1,
+                    self.runs,
+                    tool.label(),
+                    s.wall.as_secs_f64()
+                ));
+                series[i].samples.push(s);
+            }
+        }
+        self.tgt.wipe().await?;
+        Ok(series)
+    }
+
+    /// A fresh service on its built-in registry (empty data dir), `--workers 4`, on SQLite or
+    /// on a fresh PostgreSQL database (returned: it lives as long as the service).
+    async fn api_service(&mut self, store: Store) -> Result<(Svc, Option<TestDatabase>)> {
+        let data_dir = self.builtin_dir.join("data");
+        remove_dir(&data_dir)?;
+        let (config, db) = match store {
+            Store::Sqlite => (
+                ServiceConfig::sqlite(&data_dir, "unused").builtin_registry(false),
+                None,
+            ),
+            Store::Postgres => {
+                let db = TestDatabase::create().await;
+                let config = ServiceConfig::new(db.url(), "unused")
+                    .builtin_registry(false)
+                    .flag("--data-dir", data_dir.display());
+                (config, Some(db))
+            }
+        };
+        Ok((Svc::start_with(config.workers(4)).await?, db))
+    }
+
+    /// One (accept) run: [`ACCEPT_RATE`] POSTs/s for [`ACCEPT_SECS`] s, open loop.
+    async fn run_accept(&mut self, store: Store, run: usize, images: usize) -> Result<AcceptRun> {
+        let (svc, db) = self.api_service(store).await?;
+        let mut targets = Vec::with_capacity(ACCEPT_REGISTRIES);
+        for k in 0..ACCEPT_REGISTRIES {
+            let sub = format!("6b1f0c1e-0be7-4c11-8a2d-0000acce{k:04}");
+            let name = format!("AccReg{k:02}");
+            svc.arm.create_registry(&sub, RG, &name).await;
+            targets.push(svc.arm.import_url(&sub, RG, &name));
+        }
+        let n = (ACCEPT_RATE * ACCEPT_SECS) as usize;
+        let jobs: Vec<(String, Vec<u8>)> = (0..n)
+            .map(|i| {
+                let img = i % images;
+                let body = json!({
+                    "source": {"registryUri": self.src.host(), "sourceImage": format!("{}:{TAG}", batch_repo(img))},
+                    "targetTags": [format!("accept/batch-{img:02}:p{i}")],
+                    "mode": "Force",
+                });
+                (
+                    targets[i % targets.len()].clone(),
+                    serde_json::to_vec(&body).expect("serialize body"),
+                )
+            })
+            .collect();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        let pid = svc.service.pid();
+        let cpu = ApiCpu::start(pid);
+        let (posted, sending) = load::post_stream(&http, jobs, ACCEPT_RATE).await;
+        let (service_cpu, client_cpu, rest_cpu) = cpu.stop();
+        let accepted = posted.iter().filter(|p| p.status == 202).count();
+        if let Some(bad) = posted.iter().find(|p| p.status != 202) {
+            log(format!(
+                "(accept) {} POSTs not answered 202; the first: {} {}",
+                n - accepted,
+                bad.status,
+                bad.error.as_deref().unwrap_or_default()
+            ));
+        }
+        // How far the workers got: the status of every accepted operation, read right after.
+        let urls: Vec<String> = posted.iter().filter_map(|p| p.status_url.clone()).collect();
+        let finished = futures::stream::iter(urls)
+            .map(|u| {
+                let http = http.clone();
+                async move {
+                    let v: Value = http.get(&u).send().await.ok()?.json().await.ok()?;
+                    Some(v["status"].as_str() == Some("Succeeded"))
+                }
+            })
+            .buffer_unordered(8)
+            .filter(|x| futures::future::ready(*x == Some(true)))
+            .count()
+            .await;
+        let r = AcceptRun {
+            store: store.label(),
+            run,
+            rate: ACCEPT_RATE,
+            sent: n,
+            accepted,
+            send_secs: sending.as_secs_f64(),
+            latencies_ms: posted
+                .iter()
+                .map(|p| p.latency.as_secs_f64() * 1000.0)
+                .collect(),
+            max_lag_ms: posted
+                .iter()
+                .map(|p| p.lag.as_secs_f64() * 1000.0)
+                .fold(0.0, f64::max),
+            finished,
+            service_cpu,
+            client_cpu,
+            rest_cpu,
+            peak_rss: svc.service.peak_rss_bytes(),
+        };
+        drop(svc);
+        drop(db);
+        remove_dir(&self.builtin_dir.join("data"))?;
+        Ok(r)
+    }
+
+    async fn scenario_accept(&mut self, images: usize) -> Result<Vec<AcceptRun>> {
+        self.warm = None;
+        let mut out = Vec::new();
+        for run in 0..self.runs {
+            let stores = if run % 2 == 0 {
+                [Store::Postgres, Store::Sqlite]
+            } else {
+                [Store::Sqlite, Store::Postgres]
+            };
+            for store in stores {
+                let r = self.run_accept(store, run + 1, images).await?;
+                let l = &r.latencies_ms;
+                log(format!(
+                    "(accept) run {}/{} {}: {}/{} POSTs 202, sent in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} Succeeded by the end",
+                    run + 1,
+                    self.runs,
+                    r.store,
+                    r.accepted,
+                    r.sent,
+                    r.send_secs,
+                    measure::percentile(l, 50.0),
+                    measure::percentile(l, 99.0),
+                    measure::max(l),
+                    r.finished
+                ));
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One (status) run: 4 finished imports, then [`STATUS_CONNS`] connections GET their
+    /// status URLs for [`STATUS_SECS`] s.
+    async fn run_status(&mut self, store: Store, run: usize) -> Result<StatusRun> {
+        let (svc, db) = self.api_service(store).await?;
+        let mut paths = Vec::new();
+        let mut authority = String::new();
+        for i in 0..4 {
+            let body = import_body(&self.src.host(), &batch_repo(i), false);
+            let resp = svc.arm.import(SUB, RG, REG, &body).await;
+            if resp.status.as_u16() != 202 {
+                bail!("(status) import not accepted: {resp}");
+            }
+            let url = resp.async_operation();
+            svc.wait_succeeded(&url, Instant::now()).await?;
+            let u = url::Url::parse(&url).context("status URL")?;
+            authority = format!(
+                "{}:{}",
+                u.host_str().unwrap_or("127.0.0.1"),
+                u.port_or_known_default().unwrap_or(80)
+            );
+            paths.push(match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
+            });
+        }
+        let addr: std::net::SocketAddr = authority
+            .parse()
+            .with_context(|| format!("status URL authority {authority}"))?;
+        let pid = svc.service.pid();
+        let cpu = ApiCpu::start(pid);
+        let l = load::get_load(
+            addr,
+            &authority,
+            &paths,
+            STATUS_CONNS,
+            Duration::from_secs(STATUS_SECS),
+        )
+        .await?;
+        let (service_cpu, client_cpu, rest_cpu) = cpu.stop();
+        let r = StatusRun {
+            store: store.label(),
+            run,
+            conns: STATUS_CONNS,
+            secs: l.elapsed.as_secs_f64(),
+            ok: l.ok,
+            errors: l.errors,
+            latencies_ms: l
+                .latencies_us
+                .iter()
+                .map(|us| *us as f64 / 1000.0)
+                .collect(),
+            service_cpu,
+            client_cpu,
+            rest_cpu,
+        };
+        drop(svc);
+        drop(db);
+        remove_dir(&self.builtin_dir.join("data"))?;
+        Ok(r)
+    }
+
+    async fn scenario_status(&mut self) -> Result<Vec<StatusRun>> {
+        self.warm = None;
+        let mut out = Vec::new();
+        for run in 0..self.runs {
+            let stores = if run % 2 == 0 {
+                [Store::Postgres, Store::Sqlite]
+            } else {
+                [Store::Sqlite, Store::Postgres]
+            };
+            for store in stores {
+                let r = self.run_status(store, run + 1).await?;
+                log(format!(
+                    "(status) run {}/{} {}: {:.0} req/s ({} in {:.2} s, {} errors)",
+                    run + 1,
+                    self.runs,
+                    r.store,
+                    r.rps(),
+                    r.ok,
+                    r.secs,
+                    r.errors
+                ));
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     async fn scenario_c(&mut self, image: &BenchImage) -> Result<Vec<Series>> {
         let bytes = image.total_bytes();
         let mut acr = Series::new(Scenario::C, Tool::AcrImport, bytes);
-        let mut sko = Series::new(Scenario::C, Tool::Skopeo, bytes);
         let target = backend_repo(REPO_A);
 
         self.tgt.wipe().await?;
@@ -723,21 +1269,31 @@ impl Bench {
         self.verify_target(&target, image, "acr-import (Force)")
             .await?;
 
-        self.tgt.wipe().await?;
-        self.skopeo(REPO_A).await?;
-        for run in 0..self.runs {
-            let s = self.run_skopeo(REPO_A).await?;
-            log(format!(
-                "(c) run {}/{} skopeo re-copy: {:.1} ms",
-                run + 1,
-                self.runs,
-                s.wall.as_secs_f64() * 1000.0
-            ));
-            sko.samples.push(s);
-        }
-        self.verify_target(&target, image, "skopeo (re-copy)")
+        let mut series = vec![acr];
+        for peer in self.peers() {
+            let mut s = Series::new(Scenario::C, peer.tool(), bytes);
+            self.tgt.wipe().await?;
+            self.peer(peer, REPO_A).await?;
+            for run in 0..self.runs {
+                let x = self.run_peer(peer, REPO_A).await?;
+                log(format!(
+                    "(c) run {}/{} {} re-copy: {:.1} ms",
+                    run + 1,
+                    self.runs,
+                    peer.tool().label(),
+                    x.wall.as_secs_f64() * 1000.0
+                ));
+                s.samples.push(x);
+            }
+            self.verify_target(
+                &target,
+                image,
+                &format!("{} (re-copy)", peer.tool().label()),
+            )
             .await?;
-        Ok(vec![acr, sko])
+            series.push(s);
+        }
+        Ok(series)
     }
 }
 
@@ -782,7 +1338,12 @@ async fn main() -> Result<()> {
             bail!("{tool} is not installed (scripts/bench.sh installs it)");
         }
     }
-    let mut report = Report::new(&opts.scenarios, opts.runs, &bin);
+    let crane = find_crane()?;
+    match &crane {
+        Some(p) => log(format!("crane: {}", p.display())),
+        None => log("crane not found (CRANE unset and no crane on PATH): running without crane; the table says so"),
+    }
+    let mut report = Report::new(&opts.scenarios, opts.runs, &bin, crane.as_deref());
 
     clean_work_dir(&opts.work_dir)?;
     let scratch = opts.work_dir.join("scratch");
@@ -816,6 +1377,43 @@ async fn main() -> Result<()> {
     if let Some(img) = &image_b {
         push_source(&src, REPO_B, img).await?;
     }
+    let batch = [Scenario::Batch, Scenario::Accept, Scenario::Status]
+        .into_iter()
+        .any(wants)
+        .then(|| {
+            (0..BATCH_IMAGES)
+                .map(|n| {
+                    BenchImage::index(
+                        0xBA7C_0000 + n as u64,
+                        &Platform::three(),
+                        &[BATCH_LAYER; BATCH_LAYERS],
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+    if let Some(images) = &batch {
+        let t0 = Instant::now();
+        let base = src.url();
+        let pushed: Vec<Result<()>> = futures::stream::iter(images.iter().enumerate())
+            .map(|(n, img)| {
+                let base = base.clone();
+                async move {
+                    img.push(&base, &batch_repo(n), TAG)
+                        .await
+                        .with_context(|| format!("push {}:{TAG} to the source", batch_repo(n)))
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        pushed.into_iter().collect::<Result<()>>()?;
+        log(format!(
+            "pushed {} (batch) images ({:.1} MiB in all) to the source in {:.1} s",
+            images.len(),
+            images.iter().map(BenchImage::total_bytes).sum::<u64>() as f64 / 1048576.0,
+            t0.elapsed().as_secs_f64()
+        ));
+    }
 
     let mut bench = Bench {
         runs: opts.runs,
@@ -825,13 +1423,17 @@ async fn main() -> Result<()> {
         tgt,
         db,
         warm: None,
+        crane,
     };
-    // (b) last: it stops the warm service that (a) and (c) share.
+    // (b) last: it stops the warm service that (a), (c) and (batch) share.
     if let (true, Some(img)) = (wants(Scenario::A), &image_a) {
         report.series.extend(bench.scenario_a(img).await?);
     }
     if let (true, Some(img)) = (wants(Scenario::C), &image_a) {
         report.series.extend(bench.scenario_c(img).await?);
+    }
+    if let (true, Some(images)) = (wants(Scenario::Batch), &batch) {
+        report.series.extend(bench.scenario_batch(images).await?);
     }
     // For profiling: ACR_BENCH_SERVICE_LOG=FILE keeps the warm service's log of (a) and (c).
     if let (Ok(keep), Some(svc)) = (std::env::var("ACR_BENCH_SERVICE_LOG"), bench.warm.as_ref()) {
@@ -843,6 +1445,12 @@ async fn main() -> Result<()> {
     }
     if let (true, Some(img)) = (wants(Scenario::E), &image_a) {
         report.series.extend(bench.scenario_e(img).await?);
+    }
+    if let (true, Some(images)) = (wants(Scenario::Accept), &batch) {
+        report.accept = bench.scenario_accept(images.len()).await?;
+    }
+    if wants(Scenario::Status) {
+        report.status = bench.scenario_status().await?;
     }
     if let (true, Some(img)) = (wants(Scenario::B), &image_b) {
         report.series.extend(bench.scenario_b(img).await?);

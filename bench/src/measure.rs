@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -119,8 +120,11 @@ pub struct Timed {
 
 /// Runs `program args…` under `/usr/bin/time -f '%U %S %M'`; wall time is measured here,
 /// from just before the spawn to just after the reap. Fails on a non-zero exit.
+/// Several may run at once (the batch scenario runs its peers 4 at a time): each has its own
+/// `/usr/bin/time` output file.
 pub async fn run_timed(program: &str, args: &[String], scratch: &Path) -> Result<Timed> {
-    let time_out = scratch.join("time.out");
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let time_out = scratch.join(format!("time-{}.out", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_file(&time_out);
     let mut cmd = tokio::process::Command::new("/usr/bin/time");
     cmd.arg("-f")
@@ -149,6 +153,7 @@ pub async fn run_timed(program: &str, args: &[String], scratch: &Path) -> Result
         );
     }
     let text = std::fs::read_to_string(&time_out).context("read /usr/bin/time output")?;
+    let _ = std::fs::remove_file(&time_out);
     // The last line holds the format (earlier lines may note a non-zero exit).
     let last = text.lines().last().unwrap_or_default();
     let v: Vec<f64> = last
@@ -217,4 +222,15 @@ pub fn min(v: &[f64]) -> f64 {
 
 pub fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The `p`-th percentile (0..=100) by the nearest-rank method; NaN for no values.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
 }

@@ -1,10 +1,11 @@
-//! The Markdown results: a summary table (median, min, max, MiB/s, ratios, CPU split, peak
-//! RSS), the targets with PASS/FAIL, and every run.
+//! The Markdown results: a summary table (every peer's median, min, max, MiB/s, acr-import's
+//! ratio to the fastest peer, CPU split, peak RSS), the accept-latency and status-GET tables,
+//! the targets with PASS/FAIL, and every run.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::measure::{command_output, max, median, min, Sample};
+use crate::measure::{command_output, max, median, min, percentile, Sample};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -15,6 +16,13 @@ pub enum Scenario {
     D,
     /// skopeo pulls from docker-registry against the same pulls from the built-in registry.
     E,
+    /// 50 small 3-platform images: acr-import gets 50 POSTs then awaits them all; the peers
+    /// copy 4 at a time.
+    Batch,
+    /// A stream of POSTs at a fixed rate while the workers copy: each POST's latency.
+    Accept,
+    /// GETs of a status URL over 32 keep-alive connections: requests per second.
+    Status,
 }
 
 impl Scenario {
@@ -25,6 +33,9 @@ impl Scenario {
             Scenario::C => "(c) Force re-import of the (a) image already at the target",
             Scenario::D => "(d) import of the (a) image into an external docker-registry vs into the built-in registry (a fresh service per run)",
             Scenario::E => "(e) `skopeo copy --all … dir:` pull of the (a) image from docker-registry vs from the built-in registry",
+            Scenario::Batch => "(batch) 50 small 3-platform images (2 × 512 KiB layers per platform, 3.0 MiB each, 150 MiB in all): acr-import gets 50 POSTs one after another, then awaits every operation; the peers copy 4 images at a time",
+            Scenario::Accept => "(accept) importImage POSTs at a fixed rate while the service's 4 workers copy what earlier POSTs queued: latency of each POST (send → 202 read)",
+            Scenario::Status => "(status) GETs of an `Azure-AsyncOperation` status URL over keep-alive connections: requests per second",
         }
     }
     pub fn short(self) -> &'static str {
@@ -34,6 +45,9 @@ impl Scenario {
             Scenario::C => "(c)",
             Scenario::D => "(d)",
             Scenario::E => "(e)",
+            Scenario::Batch => "(batch)",
+            Scenario::Accept => "(accept)",
+            Scenario::Status => "(status)",
         }
     }
     /// (c) is reported in milliseconds, the copies in seconds.
@@ -46,6 +60,8 @@ impl Scenario {
 pub enum Tool {
     AcrImport,
     Skopeo,
+    /// `crane copy` (go-containerregistry), when found.
+    Crane,
     /// `curl GET | curl -T - PUT`: the plain loopback blob copy.
     Curl,
     /// (d) acr-import on PostgreSQL writing into an external docker-registry.
@@ -54,6 +70,10 @@ pub enum Tool {
     ImportToBuiltinPostgres,
     /// (d) acr-import on its embedded SQLite store writing into its built-in registry.
     ImportToBuiltinSqlite,
+    /// (d) skopeo pushing into the built-in registry of an idle service.
+    SkopeoToBuiltin,
+    /// (d) crane pushing into the built-in registry of an idle service.
+    CraneToBuiltin,
     /// (e) skopeo pulling from docker-registry.
     PullFromDockerRegistry,
     /// (e) skopeo pulling from the built-in registry.
@@ -65,10 +85,13 @@ impl Tool {
         match self {
             Tool::AcrImport => "acr-import",
             Tool::Skopeo => "skopeo copy --all",
+            Tool::Crane => "crane copy",
             Tool::Curl => "curl \\| curl -T - (blob only)",
             Tool::ImportToDockerRegistry => "acr-import → docker-registry (store: PostgreSQL)",
             Tool::ImportToBuiltinPostgres => "acr-import → built-in registry (store: PostgreSQL)",
             Tool::ImportToBuiltinSqlite => "acr-import → built-in registry (store: SQLite)",
+            Tool::SkopeoToBuiltin => "skopeo copy --all → built-in registry",
+            Tool::CraneToBuiltin => "crane copy → built-in registry",
             Tool::PullFromDockerRegistry => "skopeo pull ← docker-registry",
             Tool::PullFromBuiltin => "skopeo pull ← built-in registry",
         }
@@ -83,9 +106,26 @@ impl Tool {
             _ => None,
         }
     }
+    /// The peers acr-import's row is compared with (the fastest of those that ran).
+    fn peers(self) -> &'static [Tool] {
+        match self {
+            Tool::AcrImport => &[Tool::Skopeo, Tool::Crane],
+            Tool::ImportToBuiltinPostgres | Tool::ImportToBuiltinSqlite => {
+                &[Tool::SkopeoToBuiltin, Tool::CraneToBuiltin]
+            }
+            _ => &[],
+        }
+    }
+    fn is_peer(self) -> bool {
+        matches!(
+            self,
+            Tool::Skopeo | Tool::Crane | Tool::SkopeoToBuiltin | Tool::CraneToBuiltin
+        )
+    }
     /// Whether a separate target registry process exists whose CPU time is reported (the
     /// built-in registry runs inside the service: its CPU time is in the copier's; a pull has
-    /// no target registry).
+    /// no target registry; a peer pushing into the built-in registry has the service as its
+    /// target).
     fn has_target_process(self) -> bool {
         !matches!(
             self,
@@ -129,11 +169,65 @@ impl Series {
     }
 }
 
+/// One run of (accept) on one store.
+pub struct AcceptRun {
+    pub store: &'static str,
+    pub run: usize,
+    /// POSTs per second asked for.
+    pub rate: f64,
+    pub sent: usize,
+    /// Answered 202.
+    pub accepted: usize,
+    /// From the first POST's send to the last POST's.
+    pub send_secs: f64,
+    /// Every POST's latency, milliseconds.
+    pub latencies_ms: Vec<f64>,
+    /// The generator's worst lag behind its schedule, milliseconds.
+    pub max_lag_ms: f64,
+    /// Operations already Succeeded when the stream ended (read back right after it).
+    pub finished: usize,
+    /// CPU-s of the service during the stream.
+    pub service_cpu: f64,
+    /// CPU-s of this driver (the generator) during the stream.
+    pub client_cpu: f64,
+    /// The machine's other busy CPU-s (PostgreSQL's server processes, other work).
+    pub rest_cpu: f64,
+    pub peak_rss: u64,
+}
+
+/// One run of (status) on one store.
+pub struct StatusRun {
+    pub store: &'static str,
+    pub run: usize,
+    pub conns: usize,
+    pub secs: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub latencies_ms: Vec<f64>,
+    pub service_cpu: f64,
+    pub client_cpu: f64,
+    /// The machine's other busy CPU-s (PostgreSQL's server processes, other work).
+    pub rest_cpu: f64,
+}
+
+impl StatusRun {
+    pub fn rps(&self) -> f64 {
+        self.ok as f64 / self.secs
+    }
+}
+
+/// Accept latency goal, milliseconds (p99), and the status rate goal (requests per second).
+const ACCEPT_P99_MS: f64 = 10.0;
+const STATUS_RPS: f64 = 10_000.0;
+
 pub struct Report {
     pub series: Vec<Series>,
+    pub accept: Vec<AcceptRun>,
+    pub status: Vec<StatusRun>,
     scenarios: Vec<Scenario>,
     header: String,
     load_start: String,
+    crane_found: bool,
 }
 
 fn mib(bytes: u64) -> String {
@@ -155,7 +249,8 @@ fn loadavg() -> String {
 }
 
 impl Report {
-    pub fn new(scenarios: &[Scenario], runs: usize, bin: &Path) -> Self {
+    /// `crane`: the crane binary when found (`CRANE=…` or on `PATH`).
+    pub fn new(scenarios: &[Scenario], runs: usize, bin: &Path, crane: Option<&Path>) -> Self {
         let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let command = std::env::var("ACR_BENCH_COMMAND").unwrap_or_else(|_| {
             std::iter::once("acr-import-bench".to_string())
@@ -178,7 +273,7 @@ impl Report {
         let _ = writeln!(h, "- Command: `{command}`");
         let _ = writeln!(
             h,
-            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a), (b) and (d) (the built-in registry: a fresh service on an empty data dir); in (e) the pulled copy is deleted and skopeo's blob-info cache cleared before every run",
+            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a), (b), (d) and (batch) (the built-in registry: a fresh service on an empty data dir); in (e) the pulled copy is deleted and skopeo's blob-info cache cleared before every run",
             scenarios
                 .iter()
                 .map(|s| s.short())
@@ -190,9 +285,17 @@ impl Report {
             "- Service: `{}` with `--workers 4`, default copy settings; status polled every 10 ms",
             bin.display()
         );
+        let crane_line = match crane {
+            Some(p) => format!(
+                "crane `{}` (version: {})",
+                p.display(),
+                first_line(command_output(&p.display().to_string(), &["version"]))
+            ),
+            None => "**crane: not found** (set `CRANE=/path/to/crane` or put it on `PATH`): no crane rows, the fastest peer is skopeo's row alone".to_string(),
+        };
         let _ = writeln!(
             h,
-            "- Machine: {} cores (`nproc`), {mem_gib}, kernel {}; {}; {}; {}",
+            "- Machine: {} cores (`nproc`), {mem_gib}, kernel {}; {}; {}; {crane_line}; {}",
             command_output("nproc", &[]),
             command_output("uname", &["-r"]),
             first_line(command_output("docker-registry", &["--version"])),
@@ -204,9 +307,12 @@ impl Report {
         );
         Self {
             series: Vec::new(),
+            accept: Vec::new(),
+            status: Vec::new(),
             scenarios: scenarios.to_vec(),
             header: h,
             load_start: loadavg(),
+            crane_found: crane.is_some(),
         }
     }
 
@@ -227,33 +333,22 @@ impl Report {
     fn vs_baseline_paired(&self, scenario: Scenario, tool: Tool) -> Option<(f64, f64, f64)> {
         let t = self.find(scenario, tool)?;
         let b = self.find(scenario, tool.baseline()?)?;
-        let r: Vec<f64> = t
-            .samples
-            .iter()
-            .zip(&b.samples)
-            .map(|(x, y)| x.wall.as_secs_f64() / y.wall.as_secs_f64())
-            .collect();
-        (!r.is_empty()).then(|| (median(&r), min(&r), max(&r)))
+        Some(paired(t, b))
     }
 
-    fn ratio(&self, scenario: Scenario) -> Option<f64> {
-        let a = self.find(scenario, Tool::AcrImport)?;
-        let s = self.find(scenario, Tool::Skopeo)?;
-        Some(a.median_wall() / s.median_wall())
+    /// The peer of `tool` (see [`Tool::peers`]) with the smallest median in `scenario`.
+    fn fastest_peer(&self, scenario: Scenario, tool: Tool) -> Option<&Series> {
+        tool.peers()
+            .iter()
+            .filter_map(|p| self.find(scenario, *p))
+            .min_by(|a, b| a.median_wall().total_cmp(&b.median_wall()))
     }
 
-    /// acr-import ÷ skopeo per run (the two ran back to back, so host load hits both alike):
-    /// (median, min, max).
-    fn paired(&self, scenario: Scenario) -> Option<(f64, f64, f64)> {
-        let a = self.find(scenario, Tool::AcrImport)?;
-        let s = self.find(scenario, Tool::Skopeo)?;
-        let r: Vec<f64> = a
-            .samples
-            .iter()
-            .zip(&s.samples)
-            .map(|(x, y)| x.wall.as_secs_f64() / y.wall.as_secs_f64())
-            .collect();
-        (!r.is_empty()).then(|| (median(&r), min(&r), max(&r)))
+    /// `tool` ÷ the fastest peer, medians; and that peer.
+    fn vs_fastest(&self, scenario: Scenario, tool: Tool) -> Option<(f64, &Series)> {
+        let t = self.find(scenario, tool)?;
+        let p = self.fastest_peer(scenario, tool)?;
+        Some((t.median_wall() / p.median_wall(), p))
     }
 
     /// acr-import's rate as a fraction of a curl baseline's.
@@ -269,6 +364,55 @@ impl Report {
         } else {
             format!("{secs:.2} s")
         }
+    }
+
+    /// The Comparison cell of a summary row.
+    fn comparison(&self, s: &Series) -> String {
+        let mut parts = Vec::new();
+        if let Some((r, p)) = self.vs_fastest(s.scenario, s.tool) {
+            parts.push(format!("÷ fastest peer ({}) = **{r:.3}**", p.tool.label()));
+            for other in s.tool.peers() {
+                if let Some(o) = self.find(s.scenario, *other) {
+                    if o.tool != p.tool {
+                        parts.push(format!(
+                            "÷ {} = {:.3}",
+                            o.tool.label(),
+                            s.median_wall() / o.median_wall()
+                        ));
+                    }
+                }
+            }
+        }
+        if s.tool.is_peer() {
+            let acr = [
+                Tool::AcrImport,
+                Tool::ImportToBuiltinPostgres,
+                Tool::ImportToBuiltinSqlite,
+            ];
+            if acr.iter().any(|a| {
+                self.fastest_peer(s.scenario, *a)
+                    .is_some_and(|p| p.tool == s.tool)
+            }) {
+                parts.push("fastest peer".to_string());
+            }
+        }
+        match s.tool {
+            Tool::Curl => {
+                if let Some(f) = self.of_curl() {
+                    parts.push(format!("acr-import = **{:.0} %** of this rate", f * 100.0));
+                }
+            }
+            Tool::ImportToDockerRegistry | Tool::PullFromDockerRegistry => {
+                parts.push("baseline".to_string())
+            }
+            Tool::ImportToBuiltinPostgres | Tool::ImportToBuiltinSqlite | Tool::PullFromBuiltin => {
+                if let Some(r) = self.vs_baseline(s.scenario, s.tool) {
+                    parts.push(format!("÷ docker-registry = **{r:.3}**"));
+                }
+            }
+            _ => {}
+        }
+        parts.join("; ")
     }
 
     pub fn render(&self) -> String {
@@ -297,26 +441,6 @@ impl Report {
                 format!("{:.1}", s.mib_per_s())
             };
             let cpu = |f: fn(&Sample) -> f64| median(&s.samples.iter().map(f).collect::<Vec<_>>());
-            let comparison = match s.tool {
-                Tool::AcrImport => self
-                    .ratio(s.scenario)
-                    .map(|r| format!("÷ skopeo = **{r:.3}**"))
-                    .unwrap_or_default(),
-                Tool::Skopeo => String::new(),
-                Tool::Curl => self
-                    .of_curl()
-                    .map(|f| format!("acr-import = **{:.0} %** of this rate", f * 100.0))
-                    .unwrap_or_default(),
-                Tool::ImportToDockerRegistry | Tool::PullFromDockerRegistry => {
-                    "baseline".to_string()
-                }
-                Tool::ImportToBuiltinPostgres
-                | Tool::ImportToBuiltinSqlite
-                | Tool::PullFromBuiltin => self
-                    .vs_baseline(s.scenario, s.tool)
-                    .map(|r| format!("÷ docker-registry = **{r:.3}**"))
-                    .unwrap_or_default(),
-            };
             let tgt_cpu = if s.tool.has_target_process() {
                 format!("{:.2}", cpu(|x| x.cpu.tgt))
             } else {
@@ -324,16 +448,23 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {rate} | {comparison} | {:.2} / {:.2} / {tgt_cpu} / {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {rate} | {} | {:.2} / {:.2} / {tgt_cpu} / {:.2} | {} |",
                 s.scenario.short(),
                 s.tool.label(),
                 Self::fmt_time(s.scenario, median(&w)),
                 Self::fmt_time(s.scenario, min(&w)),
                 Self::fmt_time(s.scenario, max(&w)),
+                self.comparison(s),
                 cpu(|x| x.cpu.copier),
                 cpu(|x| x.cpu.src),
                 cpu(|x| x.cpu.rest),
                 s.peak_rss().map(mib).unwrap_or_default(),
+            );
+        }
+        if !self.crane_found {
+            let _ = writeln!(
+                out,
+                "\n**crane was not found** (`CRANE=/path/to/crane` or `crane` on `PATH`; DEVELOPERS.md says how to build it): the tables have no crane rows and \"fastest peer\" means skopeo."
             );
         }
         let _ = writeln!(
@@ -345,57 +476,179 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
+        let _ = writeln!(
+            out,
+            "Peers: `skopeo copy --all --src-tls-verify=false --dest-tls-verify=false docker://SRC docker://DST` and `crane copy --insecure SRC DST` (crane copies an index with all its platforms; its default `--jobs` is GOMAXPROCS). *Fastest peer*: the peer with the smallest median in that scenario; acr-import's ratio is to its median."
+        );
         if self.scenarios.contains(&Scenario::D) || self.scenarios.contains(&Scenario::E) {
             let _ = writeln!(
                 out,
-                "(d) and (e): *copier* is the acr-import service for (d), which for the built-in rows includes the built-in registry (same process, so no separate target CPU: —), and skopeo for (e); *source reg.* is the registry pulled from: the source docker-registry in (d) and in (e)'s docker-registry row, the acr-import service (built-in registry) in (e)'s built-in row. Peak RSS in (d): the fresh service's `VmHWM` after the import (built-in rows: registry included)."
+                "(d) and (e): *copier* is the acr-import service for (d)'s acr-import rows, which for the built-in rows includes the built-in registry (same process, so no separate target CPU: —); for (d)'s peer rows the copier is the peer and *target reg.* the idle service (SQLite store) whose built-in registry they push into; skopeo for (e); *source reg.* is the registry pulled from: the source docker-registry in (d) and in (e)'s docker-registry row, the acr-import service (built-in registry) in (e)'s built-in row. Peak RSS in (d): the fresh service's `VmHWM` after the import (built-in rows: registry included); for the peers their own."
+            );
+        }
+        if self.scenarios.contains(&Scenario::Batch) {
+            let _ = writeln!(
+                out,
+                "(batch): acr-import is the warm service of (a) (PostgreSQL, docker-registry target): 50 POSTs sent one after another, then each operation's status URL polled every 10 ms in turn until all are Succeeded; the wall time runs from the first POST to the last Succeeded. The peers run as 50 processes, at most 4 at a time; their CPU is the sum and their peak RSS the largest of the 50."
             );
         }
         let _ = writeln!(
             out,
-            "Peak RSS: acr-import's `VmHWM` from /proc (for (b) a fresh process per run; for (a) and (c) the one long-running service since its start); skopeo's and curl's from `/usr/bin/time` (%M; for the curl pipeline the larger of the two curls). MiB/s: bytes moved (all blobs and manifests; for curl the one blob) ÷ median wall time."
+            "Peak RSS: acr-import's `VmHWM` from /proc (for (b) a fresh process per run; for (a), (c) and (batch) the one long-running service since its start); skopeo's, crane's and curl's from `/usr/bin/time` (%M; for the curl pipeline the larger of the two curls). MiB/s: bytes moved (all blobs and manifests; for curl the one blob) ÷ median wall time."
         );
         let _ = writeln!(
             out,
-            "CPU-s: user + system seconds during the timed window, from `/proc/<pid>/stat` (service, registries) and `/usr/bin/time` (skopeo, curl); *rest of host* is the machine's busy time from `/proc/stat` minus those: other work on the machine, kernel writeback of the target's files, and this driver's 10 ms polling. 2 cores = at most 2 CPU-s per second of wall time."
+            "CPU-s: user + system seconds during the timed window, from `/proc/<pid>/stat` (service, registries) and `/usr/bin/time` (skopeo, crane, curl); *rest of host* is the machine's busy time from `/proc/stat` minus those: other work on the machine, kernel writeback of the target's files, and this driver's 10 ms polling. 2 cores = at most 2 CPU-s per second of wall time."
         );
 
+        self.render_accept(&mut out);
+        self.render_status(&mut out);
+        self.render_targets(&mut out);
+        self.render_runs(&mut out);
+        out
+    }
+
+    fn stores<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut v: Vec<&str> = Vec::new();
+        for n in names {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        v
+    }
+
+    /// p50/p99/max over every POST of every run of `store`.
+    fn accept_pooled(&self, store: &str) -> (Vec<f64>, usize, usize) {
+        let runs = self.accept.iter().filter(|r| r.store == store);
+        let mut lat = Vec::new();
+        let (mut sent, mut accepted) = (0, 0);
+        for r in runs {
+            lat.extend_from_slice(&r.latencies_ms);
+            sent += r.sent;
+            accepted += r.accepted;
+        }
+        (lat, sent, accepted)
+    }
+
+    fn render_accept(&self, out: &mut String) {
+        if self.accept.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n## Accept latency (importImage POST → 202)\n");
+        let _ = writeln!(
+            out,
+            "| Store | Run | POSTs sent | 202 | Rate asked / achieved | p50 | p90 | p99 | Max | Generator's worst lag | Succeeded by the end | CPU-s service / driver / rest of host | Peak RSS |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|"
+        );
+        for r in &self.accept {
+            let l = &r.latencies_ms;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} / {:.0} per s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {:.2} / {:.2} / {:.2} | {} |",
+                r.store,
+                r.run,
+                r.sent,
+                r.accepted,
+                r.rate,
+                r.sent as f64 / r.send_secs,
+                percentile(l, 50.0),
+                percentile(l, 90.0),
+                percentile(l, 99.0),
+                max(l),
+                r.max_lag_ms,
+                r.finished,
+                r.service_cpu,
+                r.client_cpu,
+                r.rest_cpu,
+                mib(r.peak_rss),
+            );
+        }
+        for store in Self::stores(self.accept.iter().map(|r| r.store)) {
+            let (l, sent, accepted) = self.accept_pooled(store);
+            let _ = writeln!(
+                out,
+                "| **{store}, all runs** | | {sent} | {accepted} | | **{:.2} ms** | {:.2} ms | **{:.2} ms** | {:.2} ms | | | | |",
+                percentile(&l, 50.0),
+                percentile(&l, 90.0),
+                percentile(&l, 99.0),
+                max(&l),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nEach run: a fresh service (built-in registry, `--workers 4`) on the store named, 32 registries in 32 subscriptions (so no subscription's queue limit of 100 unfinished operations is reached), then an open-loop stream: POST *i* leaves at *i* / rate from its own task, over one keep-alive reqwest client, whatever the earlier POSTs are doing. Each POST is a Force import of one of the (batch) images (3 platforms, 3 MiB) to a new tag, round robin over the 32 registries, so the workers copy (the first import of an image into a registry copies its blobs; later ones only write a tag) during the whole stream. Latency: from handing the request to the client to reading the answer's last byte. *Succeeded by the end*: operations whose status read Succeeded right after the stream."
+        );
+    }
+
+    fn render_status(&self, out: &mut String) {
+        if self.status.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n## Status GETs\n");
+        let _ = writeln!(
+            out,
+            "| Store | Run | Connections | Seconds | 200s | Errors | Requests/s | p50 | p99 | CPU-s service / driver / rest of host |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for r in &self.status {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {} | {} | **{:.0}** | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} |",
+                r.store,
+                r.run,
+                r.conns,
+                r.secs,
+                r.ok,
+                r.errors,
+                r.rps(),
+                percentile(&r.latencies_ms, 50.0),
+                percentile(&r.latencies_ms, 99.0),
+                r.service_cpu,
+                r.client_cpu,
+                r.rest_cpu,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nEach run: a fresh service (built-in registry, `--workers 4`, idle) on the store named, after 4 imports of (batch) images have Succeeded; then 32 tasks of this driver, each with its own keep-alive HTTP/1.1 connection (hyper), GET the 4 operations' `Azure-AsyncOperation` URLs round robin, each request sent when the previous answer's body has been read, for the time shown. The driver runs on the same 2 cores as the service (its CPU is the second figure)."
+        );
+    }
+
+    fn render_targets(&self, out: &mut String) {
         let _ = writeln!(out, "\n## Targets\n");
         let _ = writeln!(out, "| Target | Goal | Measured | Result |");
         let _ = writeln!(out, "|---|---|---:|---|");
-        if let Some(r) = self.ratio(Scenario::A) {
+        let fastest_rows = [
+            (Scenario::A, Tool::AcrImport, 0.90, "issue 14"),
+            (Scenario::B, Tool::AcrImport, 1.00, "issue 14"),
+            (Scenario::D, Tool::ImportToBuiltinPostgres, 0.80, "issue 14"),
+            (Scenario::D, Tool::ImportToBuiltinSqlite, 0.80, "issue 14"),
+            (Scenario::Batch, Tool::AcrImport, 0.80, "issue 14"),
+        ];
+        for (scenario, tool, goal, _) in fastest_rows {
+            let Some((r, p)) = self.vs_fastest(scenario, tool) else {
+                continue;
+            };
             let _ = writeln!(
                 out,
-                "| (a) acr-import / skopeo, median wall time | ≤ 0.70 | {r:.3} | {} |",
-                pass(r <= 0.7)
+                "| {} {} ÷ fastest peer ({}), median wall time | ≤ {goal:.2} | {r:.3} | {} |",
+                scenario.short(),
+                tool.label(),
+                p.tool.label(),
+                pass(r <= goal)
             );
-        }
-        if let Some((m, lo, hi)) = self.paired(Scenario::A) {
-            let _ = writeln!(
-                out,
-                "| (a) the same, per run (back-to-back pairs), for information | | {m:.3} (median; {lo:.3}–{hi:.3}) | |"
-            );
-        }
-        if let Some(r) = self.ratio(Scenario::B) {
-            let _ = writeln!(
-                out,
-                "| (b) acr-import / skopeo, median wall time | ≤ 1.20 | {r:.3} | {} |",
-                pass(r <= 1.2)
-            );
-        }
-        if let Some((m, lo, hi)) = self.paired(Scenario::B) {
-            let _ = writeln!(
-                out,
-                "| (b) the same, per run (same-run pairs), for information | | {m:.3} (median; {lo:.3}–{hi:.3}) | |"
-            );
-        }
-        if let Some(f) = self.of_curl() {
-            let _ = writeln!(
-                out,
-                "| (b) acr-import MiB/s vs the plain `curl \\| curl` blob copy | ≥ 80 % | {:.0} % | {} |",
-                f * 100.0,
-                pass(f >= 0.8)
-            );
+            if let Some(t) = self.find(scenario, tool) {
+                let (m, lo, hi) = paired(t, p);
+                let _ = writeln!(
+                    out,
+                    "| {} the same, per run (same-round pairs), for information | | {m:.3} (median; {lo:.3}–{hi:.3}) | |",
+                    scenario.short()
+                );
+            }
         }
         if let Some(rss) = self
             .find(Scenario::B, Tool::AcrImport)
@@ -408,6 +661,40 @@ impl Report {
                 pass(rss < 64 << 20)
             );
         }
+        for store in Self::stores(self.accept.iter().map(|r| r.store)) {
+            let (l, sent, accepted) = self.accept_pooled(store);
+            let p99 = percentile(&l, 99.0);
+            let all = accepted == sent;
+            let _ = writeln!(
+                out,
+                "| (accept) POST → 202 latency p99 at {:.0} POST/s while 4 workers copy, store {store} (all runs' POSTs) | ≤ {ACCEPT_P99_MS:.0} ms, every POST 202 | {p99:.2} ms, {accepted}/{sent} 202 | {} |",
+                self.accept.first().map(|r| r.rate).unwrap_or_default(),
+                pass(p99 <= ACCEPT_P99_MS && all)
+            );
+        }
+        for store in Self::stores(self.status.iter().map(|r| r.store)) {
+            let rps: Vec<f64> = self
+                .status
+                .iter()
+                .filter(|r| r.store == store)
+                .map(StatusRun::rps)
+                .collect();
+            let m = median(&rps);
+            let _ = writeln!(
+                out,
+                "| (status) status GETs per second, store {store} (median of runs) | ≥ {STATUS_RPS:.0} | {m:.0} | {} |",
+                pass(m >= STATUS_RPS)
+            );
+        }
+        // Earlier issues' targets that still hold.
+        if let Some(f) = self.of_curl() {
+            let _ = writeln!(
+                out,
+                "| (b) acr-import MiB/s vs the plain `curl \\| curl` blob copy | ≥ 80 % | {:.0} % | {} |",
+                f * 100.0,
+                pass(f >= 0.8)
+            );
+        }
         if let Some(s) = self.find(Scenario::C, Tool::AcrImport) {
             let m = s.median_wall() * 1000.0;
             let _ = writeln!(
@@ -416,7 +703,6 @@ impl Report {
                 pass(m < 100.0)
             );
         }
-
         for (scenario, what) in [(Scenario::D, "import"), (Scenario::E, "skopeo pull")] {
             for tool in [
                 Tool::ImportToBuiltinPostgres,
@@ -448,7 +734,9 @@ impl Report {
                 }
             }
         }
+    }
 
+    fn render_runs(&self, out: &mut String) {
         let _ = writeln!(out, "\n## Every run\n");
         let _ = writeln!(
             out,
@@ -476,6 +764,16 @@ impl Report {
                 );
             }
         }
-        out
     }
+}
+
+/// `a` ÷ `b` per run (they ran in the same round): (median, min, max).
+fn paired(a: &Series, b: &Series) -> (f64, f64, f64) {
+    let r: Vec<f64> = a
+        .samples
+        .iter()
+        .zip(&b.samples)
+        .map(|(x, y)| x.wall.as_secs_f64() / y.wall.as_secs_f64())
+        .collect();
+    (median(&r), min(&r), max(&r))
 }
