@@ -523,15 +523,15 @@ async fn resolve_source(
                     None => Credentials::Token(SecretString::from(c.password.clone())),
                 },
             };
-            let client = RegistryClient::new(
-                ctx.http.clone(),
+            let client = ctx.sources.get(
+                &ctx.http,
                 url,
                 credentials,
                 &ctx.config.client,
                 &ctx.limits,
             );
             Ok(Source {
-                client: Arc::new(client),
+                client,
                 repository: spec.source_image.repository.clone(),
                 display: format!("{}/{}", addr.authority(), spec.source_image.repository),
                 external: true,

@@ -13,6 +13,7 @@
 mod delete;
 mod execute;
 mod record;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,7 @@ pub struct WorkerPool {
     http: reqwest::Client,
     backend: Arc<RegistryClient>,
     limits: Arc<HostLimits>,
+    sources: Arc<sources::SourceClients>,
     owner: String,
     source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
 }
@@ -108,6 +110,7 @@ impl WorkerPool {
             http,
             backend,
             limits,
+            sources: Arc::default(),
             owner,
             source_auth: None,
         })
@@ -186,6 +189,7 @@ impl WorkerPool {
             http: self.http.clone(),
             backend: self.backend.clone(),
             limits: self.limits.clone(),
+            sources: self.sources.clone(),
             source_auth: self.source_auth.clone(),
         }
     }
@@ -199,6 +203,7 @@ pub(crate) struct WorkerCtx {
     pub http: reqwest::Client,
     pub backend: Arc<RegistryClient>,
     pub limits: Arc<HostLimits>,
+    pub sources: Arc<sources::SourceClients>,
     pub source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
 }
 
