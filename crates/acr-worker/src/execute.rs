@@ -163,6 +163,7 @@ pub(crate) async fn execute(
         progress,
         pinned: pinned_digest(op),
         gate: Some(gate),
+        sink: ctx.blob_sink.clone(),
     };
     match copy_image(&req).await {
         Ok(report) => {

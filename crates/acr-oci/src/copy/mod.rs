@@ -27,7 +27,8 @@ use blob::BlobCopy;
 use graph::{subgraph, walk, Graph, Node};
 
 pub use request::{
-    CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget, Progress,
+    BlobBody, BlobSink, CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget,
+    Progress,
 };
 
 /// Runs the copy.
@@ -214,6 +215,11 @@ async fn copy_into(
         Some(prim) => (&req.target, prim),
         None => (&req.source, &req.source_repository),
     };
+    // Into the in-process sink only what comes from another registry (a mount stays a mount).
+    let sink = req
+        .sink
+        .clone()
+        .filter(|_| !from_client.same_registry(&req.target));
     let op_slots = Arc::new(tokio::sync::Semaphore::new(req.concurrency.max(1)));
     let jobs: Vec<_> = blobs
         .into_values()
@@ -225,6 +231,7 @@ async fn copy_into(
                 dst_repo: repo.clone(),
                 progress: req.progress.clone(),
                 op_slots: op_slots.clone(),
+                sink: sink.clone(),
             };
             async move { blob.run(&d).await }
         })
