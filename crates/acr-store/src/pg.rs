@@ -29,35 +29,39 @@ pub(crate) async fn enqueue(
     credentials: Option<serde_json::Value>,
     limits: QueueLimits,
 ) -> Result<Enqueued, StoreError> {
+    // Enqueues are serialized by the advisory lock until their commit (the count must see
+    // every earlier insert), so the locked part is kept to three round trips: the lock, one
+    // statement that checks, one that inserts and notifies; then the commit.
     let mut tx = pool.begin().await?;
     if limits.any() {
         sqlx::query("select pg_advisory_xact_lock($1)")
             .bind(ENQUEUE_LOCK)
             .execute(&mut *tx)
             .await?;
-        let existing: Option<OperationRecord> =
-            sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
-                .bind(&op.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(rec) = existing {
-            tx.commit().await?;
-            return Ok(Enqueued::Existing(rec));
-        }
-        let (in_sub, total): (i64, i64) = sqlx::query_as(
-            "select count(*) filter (where subscription_id = $1), count(*)
+        let (exists, in_sub, total): (bool, i64, i64) = sqlx::query_as(
+            "select exists (select 1 from operations where id = $1),
+                    count(*) filter (where subscription_id = $2), count(*)
                from operations where state in ('Queued', 'Running') and kind = 'import'",
         )
+        .bind(&op.id)
         .bind(&op.subscription_id)
         .fetch_one(&mut *tx)
         .await?;
-        check_limits(op, limits, in_sub, total)?;
+        if !exists {
+            check_limits(op, limits, in_sub, total)?;
+        }
     }
+    // The notification goes in the statement that inserts (and only when it did).
     let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
-        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials, kind)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         on conflict (id) do nothing
-         returning {COLUMNS}"
+        "with ins as (
+             insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials, kind)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             on conflict (id) do nothing
+             returning {COLUMNS}
+         ), notified as (
+             select pg_notify($10, ins.id) from ins
+         )
+         select * from ins where (select count(*) from notified) >= 0"
     ))
     .bind(&op.id)
     .bind(&op.subscription_id)
@@ -68,17 +72,11 @@ pub(crate) async fn enqueue(
     .bind(Json(op.work.request()?))
     .bind(credentials.map(Json))
     .bind(op.work.kind())
+    .bind(NOTIFY_CHANNEL)
     .fetch_optional(&mut *tx)
     .await?;
     let out = match inserted {
-        Some(rec) => {
-            sqlx::query("select pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(&op.id)
-                .execute(&mut *tx)
-                .await?;
-            Enqueued::Created(rec)
-        }
+        Some(rec) => Enqueued::Created(rec),
         None => {
             let rec: OperationRecord =
                 sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
