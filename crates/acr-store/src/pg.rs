@@ -8,7 +8,8 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::operations::{
-    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
+    check_limits, ClaimRow, Ending, Enqueued, LimitExceeded, NewOperation, OperationRecord,
+    QueueLimits, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
@@ -16,28 +17,84 @@ use crate::{StoreError, NOTIFY_CHANNEL};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
-/// The key of the advisory lock that makes the limit check and the insert atomic.
+/// The queue's advisory lock (a bigint key): taken shared by enqueues that are far from the
+/// total limit, exclusively near it. See [`enqueue`].
 const ENQUEUE_LOCK: i64 = 0x6163_725f_696d_706f; // "acr_impo"
+/// The namespace of the per-subscription advisory locks (two-int keys: this, the hash of the
+/// subscription id).
+const SUBSCRIPTION_LOCKS: i32 = 0x6163_7273; // "acrs"
 
 fn interval_secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Enqueues `op`, keeping the queue limits exact across processes without making every
+/// enqueue wait for the one before it to commit:
+/// - the per-subscription limit under that subscription's own lock (held to commit), so only
+///   enqueues of one subscription queue behind each other;
+/// - the total limit under the queue lock taken *shared*: an enqueue counts the committed
+///   unfinished operations and the enqueues holding the lock with it (`pg_locks`, read before
+///   the count, so none is missed: one that committed before the read is in the count, one
+///   that took the lock after it sees this one in its own read). If all of them might not fit,
+///   it starts again with the lock taken *exclusively*, which waits for them to commit and
+///   counts exactly, as every enqueue did before.
 pub(crate) async fn enqueue(
     pool: &PgPool,
     op: &NewOperation,
     credentials: Option<serde_json::Value>,
     limits: QueueLimits,
 ) -> Result<Enqueued, StoreError> {
-    // Enqueues are serialized by the advisory lock until their commit (the count must see
-    // every earlier insert), so the locked part is kept to three round trips: the lock, one
-    // statement that checks, one that inserts and notifies; then the commit.
+    // Shared first; an exclusive attempt always decides.
+    let mut exclusive = false;
+    loop {
+        if let Some(out) = enqueue_once(pool, op, &credentials, limits, exclusive).await? {
+            return Ok(out);
+        }
+        exclusive = true;
+    }
+}
+
+/// One attempt of [`enqueue`]; `None` when the shared attempt is too close to the total limit.
+async fn enqueue_once(
+    pool: &PgPool,
+    op: &NewOperation,
+    credentials: &Option<serde_json::Value>,
+    limits: QueueLimits,
+    exclusive: bool,
+) -> Result<Option<Enqueued>, StoreError> {
     let mut tx = pool.begin().await?;
     if limits.any() {
-        sqlx::query("select pg_advisory_xact_lock($1)")
+        let lock = if exclusive {
+            "select pg_advisory_xact_lock($1)"
+        } else {
+            "select pg_advisory_xact_lock_shared($1)"
+        };
+        sqlx::query(lock)
             .bind(ENQUEUE_LOCK)
             .execute(&mut *tx)
             .await?;
+        if limits.per_subscription.is_some() {
+            sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(SUBSCRIPTION_LOCKS)
+                .bind(&op.subscription_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Enqueues holding the queue lock shared now, this one included (their rows may not
+        // be visible to the count below yet).
+        let in_flight: i64 = if exclusive || limits.total.is_none() {
+            1
+        } else {
+            sqlx::query_scalar(
+                "select count(*) from pg_locks
+                  where locktype = 'advisory' and mode = 'ShareLock' and granted
+                    and classid::bigint = $1 and objid::bigint = $2 and objsubid = 1",
+            )
+            .bind(ENQUEUE_LOCK >> 32)
+            .bind(ENQUEUE_LOCK & 0xffff_ffff)
+            .fetch_one(&mut *tx)
+            .await?
+        };
         let (exists, in_sub, total): (bool, i64, i64) = sqlx::query_as(
             "select exists (select 1 from operations where id = $1),
                     count(*) filter (where subscription_id = $2), count(*)
@@ -48,7 +105,15 @@ pub(crate) async fn enqueue(
         .fetch_one(&mut *tx)
         .await?;
         if !exists {
-            check_limits(op, limits, in_sub, total)?;
+            // Counting the others in flight as if they will all insert: `total` plus them
+            // must stay under the limit, else the exclusive attempt decides exactly.
+            match check_limits(op, limits, in_sub, total + in_flight.max(1) - 1) {
+                Err(StoreError::Limit(LimitExceeded::Total { .. })) if !exclusive => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                r => r?,
+            }
         }
     }
     // The notification goes in the statement that inserts (and only when it did).
@@ -70,7 +135,7 @@ pub(crate) async fn enqueue(
     .bind(&op.location)
     .bind(&op.api_version)
     .bind(Json(op.work.request()?))
-    .bind(credentials.map(Json))
+    .bind(credentials.clone().map(Json))
     .bind(op.work.kind())
     .bind(NOTIFY_CHANNEL)
     .fetch_optional(&mut *tx)
@@ -87,7 +152,7 @@ pub(crate) async fn enqueue(
         }
     };
     tx.commit().await?;
-    Ok(out)
+    Ok(Some(out))
 }
 
 pub(crate) async fn get_operation(

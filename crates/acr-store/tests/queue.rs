@@ -496,6 +496,56 @@ async fn concurrent_enqueues_cannot_overshoot_a_limit(t: &TestStore) {
     };
     let results = race("registries-b", b, total).await;
     assert_eq!(count(&results), (5, 15), "{results:?}");
+
+    // Many subscriptions at once near the total limit (on PostgreSQL these take the queue lock
+    // shared, each under its own subscription's lock): still never one too many. 8 of the
+    // total are taken; 40 enqueues in 10 subscriptions race for the last 4.
+    let both = QueueLimits {
+        per_subscription: Some(3),
+        total: Some(12),
+    };
+    let subs: Vec<String> = (0..10)
+        .map(|i| format!("00000000-0000-0000-0000-0000000001{i:02}"))
+        .collect();
+    let results = futures::future::join_all((0..40).map(|i| {
+        let s = s.clone();
+        let sub = subs[i % 10].clone();
+        async move {
+            s.enqueue_limited(&op_in(&format!("registries-m-{i}"), &sub), both)
+                .await
+        }
+    }))
+    .await;
+    assert_eq!(count(&results), (4, 36), "{results:?}");
+    // (Up to 3 of the 4 may go to one subscription, whose 4th is then refused by its own limit.)
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(
+                    e,
+                    StoreError::Limit(LimitExceeded::Total { limit: 12 })
+                        | StoreError::Limit(LimitExceeded::Subscription { limit: 3, .. })
+                ),
+                "{e:?}"
+            );
+        }
+    }
+
+    // Far from the total limit, each subscription gets exactly its own limit.
+    let roomy = QueueLimits {
+        per_subscription: Some(2),
+        total: Some(1000),
+    };
+    let results = futures::future::join_all((0..30).map(|i| {
+        let s = s.clone();
+        let sub = format!("00000000-0000-0000-0000-0000000002{:02}", i % 5);
+        async move {
+            s.enqueue_limited(&op_in(&format!("registries-r-{i}"), &sub), roomy)
+                .await
+        }
+    }))
+    .await;
+    assert_eq!(count(&results), (10, 20), "{results:?}");
 }
 
 async fn credentials_are_encrypted_at_rest_and_decrypted_at_claim(t: &TestStore) {
