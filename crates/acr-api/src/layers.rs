@@ -150,13 +150,15 @@ fn with_path<B>(mut req: axum::http::Request<B>, new_path: String) -> axum::http
     req
 }
 
-/// The caller of ARM requests (those under `/subscriptions`); other paths need no token.
+/// The caller of ARM requests (those under `/subscriptions`) and of the operations feed, which
+/// is authorized like ARM reads; other paths need no token.
 pub(crate) async fn identify_arm(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path().starts_with("/subscriptions") {
+    let path = req.uri().path();
+    if path.starts_with("/subscriptions") || path.starts_with("/_acr-import/operations") {
         crate::caller::identify(State(state), req, next).await
     } else {
         next.run(req).await
