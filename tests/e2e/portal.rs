@@ -66,7 +66,10 @@ fn assert_preflight_ok(r: &reqwest::Response, origin: &str, method: &str, what: 
         "x-ms-client-request-id",
         "x-ms-return-client-request-id",
     ] {
-        assert!(headers.contains(h), "{what}: allow-headers {headers:?} lacks {h}");
+        assert!(
+            headers.contains(h),
+            "{what}: allow-headers {headers:?} lacks {h}"
+        );
     }
 }
 
@@ -81,7 +84,10 @@ fn assert_exposed(r: &reqwest::Response, what: &str) {
         "docker-content-digest",
         "link",
     ] {
-        assert!(exposed.contains(h), "{what}: expose-headers {exposed:?} lacks {h}");
+        assert!(
+            exposed.contains(h),
+            "{what}: expose-headers {exposed:?} lacks {h}"
+        );
     }
 }
 
@@ -113,7 +119,10 @@ async fn cors_answers_on_every_listener() {
         (env.arm.registry_url(&env.sub, &env.rg, "CorsReg01"), "PUT"),
         (status_url.clone(), "GET"),
         (result_url.clone(), "GET"),
-        (format!("{arm}/metadata/endpoints?api-version=2022-09-01"), "GET"),
+        (
+            format!("{arm}/metadata/endpoints?api-version=2022-09-01"),
+            "GET",
+        ),
         (format!("{arm}/metadata/identity/oauth2/token"), "GET"),
         (format!("{arm}/_acr-import/operations"), "GET"),
         (format!("{arm}/_acr-import/operations/events"), "GET"),
@@ -207,7 +216,11 @@ async fn get_json(url: &str, bearer: Option<&str>) -> (u16, Value, String) {
     let r = req.send().await.expect("get");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +275,10 @@ async fn the_feed_pages_filters_and_never_shows_credentials() {
     assert_eq!(first["status"], "Succeeded");
     assert_eq!(first["percentComplete"], 100.0);
     assert_eq!(first["mode"], "Force");
-    assert!(first["progress"]["manifestsTotal"].as_u64().unwrap_or(0) > 0, "{first}");
+    assert!(
+        first["progress"]["manifestsTotal"].as_u64().unwrap_or(0) > 0,
+        "{first}"
+    );
     assert!(first["startedAt"].is_string() && first["endedAt"].is_string());
     // Its ARM status is one request away.
     let (s, st, _) = get_json(first["statusUrl"].as_str().unwrap_or_default(), None).await;
@@ -383,9 +399,12 @@ async fn events_follow_an_import_and_resume_after_last_event_id() {
     assert_eq!(last["status"], "Succeeded");
     assert_eq!(last["percentComplete"], 100.0);
     let op_id = last["id"].as_str().unwrap_or_default().to_owned();
-    assert!(events.iter().all(|(e, _, d)| ["created", "progress", "finished"]
-        .contains(&e.as_str())
-        && d["id"] == op_id.as_str()));
+    assert!(events
+        .iter()
+        .all(
+            |(e, _, d)| ["created", "progress", "finished"].contains(&e.as_str())
+                && d["id"] == op_id.as_str()
+        ));
     let ids: Vec<i64> = events
         .iter()
         .map(|(_, id, _)| id.parse().expect("numeric id"))
@@ -410,7 +429,10 @@ async fn events_follow_an_import_and_resume_after_last_event_id() {
     assert_eq!((e.as_str(), d["id"].clone()), ("finished", json!(op_id)));
     assert_eq!(id, last_id);
     // After the last event: nothing more (a short wait sees no event).
-    let quiet = read_events(&url, Some(&last_id), None, Duration::from_secs(2), |_| false).await;
+    let quiet = read_events(&url, Some(&last_id), None, Duration::from_secs(2), |_| {
+        false
+    })
+    .await;
     assert!(quiet.is_empty(), "{quiet:?}");
     // A bad id is an ARM error.
     let (s, bad, _) = get_json(&format!("{url}?lastEventId=x"), None).await;
@@ -456,10 +478,7 @@ async fn token_for(env: &TestEnv, oid: &str) -> String {
         .send(Method::GET, &url, &[("X-IDENTITY-HEADER", "x")], None, None)
         .await;
     assert_eq!(r.status.as_u16(), 200, "{r}");
-    r.json()["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    r.json()["access_token"].as_str().expect("token").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,7 +514,12 @@ async fn the_feed_shows_only_registries_the_caller_may_read() {
     let (s, none, _) = get_json(&base, None).await;
     assert_eq!(s, 401, "{none}");
     assert_eq!(none["error"]["code"], "AuthenticationFailed");
-    assert_preflight_ok(&preflight(&base, ORIGIN, "GET").await, ORIGIN, "GET", "rbac");
+    assert_preflight_ok(
+        &preflight(&base, ORIGIN, "GET").await,
+        ORIGIN,
+        "GET",
+        "rbac",
+    );
     // The owner sees both; the reader of A only A's.
     let (_, all, _) = get_json(&base, Some(&owner)).await;
     assert_eq!(all["value"].as_array().map(Vec::len), Some(2), "{all}");
@@ -562,7 +586,11 @@ async fn the_dashboard_is_served_with_a_strict_policy() {
         assert_eq!(a.status().as_u16(), 200, "{path}");
         assert!(header(&a, "content-type").starts_with(kind), "{path}");
     }
-    let (s, config, _) = get_json(&format!("{}/_acr-import/portal/config", env.arm.base()), None).await;
+    let (s, config, _) = get_json(
+        &format!("{}/_acr-import/portal/config", env.arm.base()),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(config["auth"], "none");
     assert_eq!(config["registryEndpoint"], env.service.login_url().as_str());

@@ -49,12 +49,7 @@ async fn portal_browser() {
     assert!(ok, "tests/portal/setup.sh failed:\n{out}");
 
     // Layers of a few MiB, so that the bar has something to show.
-    let image = TestImage::index(
-        1505,
-        Format::Oci,
-        &Platform::three(),
-        &[3 << 20, 1 << 20],
-    );
+    let image = TestImage::index(1505, Format::Oci, &Platform::three(), &[3 << 20, 1 << 20]);
     let rbac_sub = uuid::Uuid::new_v4().to_string();
     let tmp = tempfile::tempdir().expect("temp dir");
     let rbac_path = tmp.path().join("rbac.json");
@@ -81,13 +76,16 @@ async fn portal_browser() {
     );
     let t = rbac_env
         .arm
-        .send(Method::GET, &token_url, &[("X-IDENTITY-HEADER", "x")], None, None)
+        .send(
+            Method::GET,
+            &token_url,
+            &[("X-IDENTITY-HEADER", "x")],
+            None,
+            None,
+        )
         .await;
     assert_eq!(t.status.as_u16(), 200, "{t}");
-    let reader_token = t.json()["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let reader_token = t.json()["access_token"].as_str().expect("token").to_owned();
 
     let mut cmd = Command::new("bash");
     cmd.arg(dir.join("run.sh"))

@@ -488,7 +488,7 @@ function crumbs(parts) {
   nav.replaceChildren(...parts.flatMap(([label, fn], i) => [
     i ? h("span", { class: "sep", text: " / " }) : null,
     fn ? h("button", { type: "button", class: "link", onclick: fn }, label) : h("span", { "aria-current": "location", text: label }),
-  ]));
+  ]).filter(Boolean));
 }
 
 function registryName() {

@@ -37,7 +37,9 @@ impl CorsOrigins {
         }
         let mut list = Vec::new();
         for v in values {
-            let bad = || format!("--cors-origin '{v}' must be '*' or an origin such as https://portal.example:8443 (scheme, host and port only)");
+            let bad = || {
+                format!("--cors-origin '{v}' must be '*' or an origin such as https://portal.example:8443 (scheme, host and port only)")
+            };
             let u = url::Url::parse(v).map_err(|_| bad())?;
             if !matches!(u.scheme(), "http" | "https")
                 || u.host_str().is_none()
@@ -127,7 +129,12 @@ mod tests {
                 "http://127.0.0.1:9000".into()
             ]))
         );
-        for bad in ["portal.example", "https://a.example/path", "ftp://a", "https://u@a"] {
+        for bad in [
+            "portal.example",
+            "https://a.example/path",
+            "ftp://a",
+            "https://u@a",
+        ] {
             assert!(CorsOrigins::parse(&[bad.into()]).is_err(), "{bad}");
         }
     }

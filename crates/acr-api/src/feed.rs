@@ -370,12 +370,17 @@ fn resume_point(headers: &HeaderMap, raw: Option<&str>) -> Result<Option<i64>, A
         .or(from_query);
     match text.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
-        Some(t) => t.parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                "InvalidParameter",
-                "Last-Event-ID must be an event id of this stream (a non-negative integer).",
-            )
-        }),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "InvalidParameter",
+                    "Last-Event-ID must be an event id of this stream (a non-negative integer).",
+                )
+            }),
     }
 }
 
@@ -417,7 +422,13 @@ fn events(
     start: i64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
-        (state, caller, base, start, std::collections::VecDeque::<Event>::new()),
+        (
+            state,
+            caller,
+            base,
+            start,
+            std::collections::VecDeque::<Event>::new(),
+        ),
         |(state, caller, base, mut seq, mut pending)| async move {
             loop {
                 if let Some(e) = pending.pop_front() {

@@ -200,7 +200,10 @@ mod tests {
         assert!(!INDEX_HTML.contains("<script>"), "no inline script");
         assert!(!INDEX_HTML.contains("<style"), "no inline style");
         assert!(!INDEX_HTML.contains(" style="), "no inline style");
-        assert!(!APP_JS.contains("innerHTML"), "text is never parsed as HTML");
+        assert!(
+            !APP_JS.contains("innerHTML"),
+            "text is never parsed as HTML"
+        );
         assert!(!APP_JS.contains("eval("), "no eval");
     }
 }

@@ -159,10 +159,7 @@ async fn changes_follow_inserts_and_visible_updates(t: &TestStore) {
     let ids: Vec<&str> = ended.iter().map(|r| r.record.id.as_str()).collect();
     assert_eq!(ids, ["registries-b", "registries-a"]);
     assert_eq!(ended[1].record.state, "Succeeded");
-    assert_eq!(
-        s.last_change_seq().await.expect("seq"),
-        ended[1].change_seq
-    );
+    assert_eq!(s.last_change_seq().await.expect("seq"), ended[1].change_seq);
     // The limit bounds a batch.
     assert_eq!(s.changes_since(0, 1).await.expect("changes").len(), 1);
 }
