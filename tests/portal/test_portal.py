@@ -169,6 +169,7 @@ def test_a_failed_import_shows_its_arm_error(page):
     shown = item.locator(".op-error").text_content()
     # The very error of the ARM status document, in full.
     item.get_by_role("button", name="ARM status JSON").click()
+    expect(page.locator("#json-dialog")).to_be_visible()
     status = json.loads(page.locator("#json-body").text_content())
     page.click("#json-close")
     assert status["status"] == "Failed"
@@ -176,6 +177,25 @@ def test_a_failed_import_shows_its_arm_error(page):
     open_view(page, "import")
     expect(page.locator("#import-status")).to_have_text("Failed")
     expect(page.locator("#import-detail")).to_contain_text(status["error"]["message"])
+
+
+def test_the_views_work_with_the_keyboard(page):
+    page.goto(f"{URL}/")
+    expect(page.locator("#live")).to_have_text("live")
+    # Tab reaches the navigation; Enter opens a view.
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "nav-operations":
+            break
+    assert page.evaluate("document.activeElement.id") == "nav-operations"
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-operations")).to_be_visible()
+    # A form is submitted with Enter from a field.
+    open_view(page, "registries")
+    name = f"portalkeys{RUN}"
+    page.locator('#create-form input[name="name"]').fill(name)
+    page.locator('#create-form input[name="name"]').press("Enter")
+    expect(page.locator(f'tr[data-registry="{name}"]')).to_be_visible()
 
 
 class _Blank(http.server.BaseHTTPRequestHandler):

@@ -288,6 +288,7 @@ function setBadge(el, status) {
 async function showJson(url) {
   const dialog = $("#json-dialog");
   $("#json-title").textContent = "ARM status";
+  $("#json-body").textContent = "";
   try {
     const body = await armJson("GET", url);
     $("#json-body").textContent = JSON.stringify(body, null, 2);
