@@ -379,18 +379,17 @@ async fn events_follow_an_import_and_resume_after_last_event_id() {
     let body = json!({"source": {"registryUri": src.host(), "sourceImage": "demo/multi:v1",
                                  "credentials": {"username": "u", "password": SECRET}},
                       "targetTags": ["app:v1"]});
-    // The stream starts at "now": it sees the import that follows, to its end.
+    // From the start of the sequence (this service has no operation yet): the stream sees
+    // the import that follows, to its end, whenever it is opened.
     let reader = tokio::spawn({
         let url = url.clone();
         async move {
-            read_events(&url, None, None, Duration::from_secs(60), |evs| {
+            read_events(&url, Some("0"), None, Duration::from_secs(60), |evs| {
                 evs.iter().any(|(e, _, _)| e == "finished")
             })
             .await
         }
     });
-    // Give the stream a moment to be opened before the import starts (its start is "now").
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let r = env.arm.import(&env.sub, &env.rg, "EventReg01", &body).await;
     assert!(r.status.is_success(), "{r}");
     let events = reader.await.expect("reader");
@@ -595,4 +594,43 @@ async fn the_dashboard_is_served_with_a_strict_policy() {
     assert_eq!(config["auth"], "none");
     assert_eq!(config["registryEndpoint"], env.service.login_url().as_str());
     assert_eq!(config["loginServerSuffix"], "azurecr.io");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_operations_leave_the_feed() {
+    let image = TestImage::single(1506, Format::Oci, &[1024]);
+    let (env, src) = tokio::join!(
+        TestEnv::start_with(|c| c.flag("--operation-retention-seconds", 1)),
+        anonymous_source("demo/one", "v1", &image)
+    );
+    env.create_registry("ExpireReg1").await;
+    let r = env
+        .arm
+        .import(
+            &env.sub,
+            &env.rg,
+            "ExpireReg1",
+            &json!({"source": {"registryUri": src.host(), "sourceImage": "demo/one:v1"},
+                    "targetTags": ["one:v1"]}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{r}");
+    let base = format!("{}/_acr-import/operations", env.arm.base());
+    // Shown while it runs and just after; gone once its results expire, like its status URL.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = false;
+    loop {
+        let (s, page, text) = get_json(&base, None).await;
+        assert_eq!(s, 200, "{text}");
+        let n = page["value"].as_array().map(Vec::len).unwrap_or(0);
+        seen |= n == 1;
+        if seen && n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never shown, or never expired: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -6,7 +6,8 @@
 //!
 //! Authorized like ARM reads: in `--auth arm-rbac` a token is required (the caller is
 //! identified as for `/subscriptions`) and only operations on registries the caller may read
-//! (`Microsoft.ContainerRegistry/registries/read` on the registry) are shown. Credentials are
+//! (`Microsoft.ContainerRegistry/registries/read` on the registry) are shown. Operations past
+//! `--operation-retention-seconds` are not shown (their URLs answer 404). Credentials are
 //! never shown: the store does not select them.
 
 use std::convert::Infallible;
@@ -200,12 +201,19 @@ fn item(base: &str, row: FeedRow) -> FeedOperation {
     }
 }
 
-/// Whether the caller may read the operation's registry.
+/// Whether the operation is shown: its results are still kept (an expired operation's URLs
+/// answer 404, so the feed forgets it too) and the caller may read its registry.
 fn visible(state: &AppState, caller: &Caller, row: &FeedRow) -> bool {
+    let r = &row.record;
+    if let Some(ended) = r.ended_at {
+        let age = (chrono::Utc::now() - ended).to_std().unwrap_or_default();
+        if age > state.config.operation_retention {
+            return false;
+        }
+    }
     let AuthMode::ArmRbac { rbac, .. } = &state.config.auth else {
         return true;
     };
-    let r = &row.record;
     let scope = format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerRegistry/registries/{}",
         r.subscription_id, r.resource_group, r.registry_name
@@ -301,11 +309,7 @@ pub async fn list_operations(
     let mut more = false;
     // Reads on until a page of visible operations is full (or a bound is reached: the
     // nextLink then continues where the reading stopped).
-    let want = if matches!(state.config.auth, AuthMode::Open) {
-        q.top + 1
-    } else {
-        BATCH
-    };
+    let want = BATCH.max(q.top + 1);
     'read: for _ in 0..MAX_BATCHES {
         more = false;
         let rows = state
