@@ -225,9 +225,7 @@ pub async fn throttled_source(jobs: &[Job], rate: Option<u64>) -> (TestRegistry,
 /// A service on `db_url` and `backend` with a short lease (quick takeover after a crash)
 /// that answers every import at once with 202 (no synchronous wait: batches are posted fast).
 pub fn chaos_config(db_url: &str, backend: &TestRegistry) -> ServiceConfig {
-    ServiceConfig::new(db_url, &backend.url())
-        .lease_seconds(3)
-        .flag("--sync-wait-ms", 0)
+    ServiceConfig::new(db_url, &backend.url()).lease_seconds(3)
 }
 
 /// Asserts `resp` is a quick ARM-shaped 503 with `Retry-After`.

@@ -104,9 +104,7 @@ async fn noforce_one_winner_per_tag_across_two_processes() {
     );
     push_all(&src, &jobs).await;
     let proxy = ThrottleProxy::start(&src.host(), Some(4 << 20)).await;
-    let config = ServiceConfig::new(db.url(), &backend.url())
-        .workers(4)
-        .flag("--sync-wait-ms", 0);
+    let config = ServiceConfig::new(db.url(), &backend.url()).workers(4);
     let (a, b) = tokio::join!(
         TestService::start(config.clone()),
         TestService::start(config)
@@ -141,8 +139,7 @@ async fn noforce_one_winner_per_tag_on_sqlite() {
     let proxy = ThrottleProxy::start(&src.host(), Some(4 << 20)).await;
     let config = ServiceConfig::sqlite(&data.path().join("data"), "unused")
         .builtin_registry(false)
-        .workers(8)
-        .flag("--sync-wait-ms", 0);
+        .workers(8);
     let port = config.registry_port.expect("built-in registry port");
     let svc = TestService::start(config).await;
     let arm = ArmClient::new(&svc.base_url());
@@ -175,9 +172,7 @@ async fn a_reservation_survives_its_workers_sigkill() {
         .await
         .unwrap();
     let proxy = ThrottleProxy::start(&src.host(), Some(1 << 20)).await;
-    let config = ServiceConfig::new(db.url(), &backend.url())
-        .lease_seconds(3)
-        .flag("--sync-wait-ms", 0);
+    let config = ServiceConfig::new(db.url(), &backend.url()).lease_seconds(3);
     let mut svc = TestService::start(config.clone()).await;
     let arm = ArmClient::new(&svc.base_url());
     let sub = uuid::Uuid::new_v4().to_string();
@@ -254,12 +249,7 @@ async fn concurrent_force_imports_end_consistent() {
     );
     push_all(&src, &jobs).await;
     let proxy = ThrottleProxy::start(&src.host(), Some(4 << 20)).await;
-    let svc = TestService::start(
-        ServiceConfig::new(db.url(), &backend.url())
-            .workers(6)
-            .flag("--sync-wait-ms", 0),
-    )
-    .await;
+    let svc = TestService::start(ServiceConfig::new(db.url(), &backend.url()).workers(6)).await;
     let arm = ArmClient::new(&svc.base_url());
     let sub = uuid::Uuid::new_v4().to_string();
     arm.create_registry(&sub, RG, REG).await;
@@ -320,9 +310,8 @@ async fn a_source_tag_moved_mid_import_leaves_a_complete_target() {
     let proxy = ThrottleProxy::start(&src.host(), Some(2 << 20)).await;
     let data = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let mut config = ServiceConfig::sqlite(&data.path().join("data"), "unused")
-        .builtin_registry(false)
-        .flag("--sync-wait-ms", 0);
+    let mut config =
+        ServiceConfig::sqlite(&data.path().join("data"), "unused").builtin_registry(false);
     config.registry_port = Some(port);
     let svc = TestService::start(config).await;
     let arm = ArmClient::new(&svc.base_url());

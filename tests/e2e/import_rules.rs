@@ -220,12 +220,32 @@ async fn network_rules_of_source_and_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_to_copy_completes_synchronously() {
+async fn nothing_to_copy_completes_synchronously_when_opted_in() {
+    let body = |env: &TestEnv| {
+        json!({"source": {"resourceId": env.registry_id("SrcReg01"), "sourceImage": "app/multi:v1"},
+               "targetTags": ["app/multi:v1"], "mode": "Force"})
+    };
+    // By default a POST never waits for the copy: even with nothing to copy it answers 202.
     let (env, _image) = with_emulated_source(|c| c).await;
-    // Everything already there (same tag, same digest, Force): 200 at once, no operation URLs.
-    let body = json!({"source": {"resourceId": env.registry_id("SrcReg01"), "sourceImage": "app/multi:v1"},
-                      "targetTags": ["app/multi:v1"], "mode": "Force"});
-    let r = env.arm.import(&env.sub, &env.rg, "SrcReg01", &body).await;
+    let r = env
+        .arm
+        .import(&env.sub, &env.rg, "SrcReg01", &body(&env))
+        .await;
+    assert_eq!(r.status.as_u16(), 202, "{r}");
+    let status = env
+        .arm
+        .poll_until_done(&r.async_operation(), Duration::from_secs(30))
+        .await;
+    assert_succeeded(&status);
+    drop(env);
+
+    // Opted in (--sync-wait-ms): everything already there (same tag, same digest, Force) is
+    // answered 200 at once, with no operation URLs.
+    let (env, _image) = with_emulated_source(|c| c.flag("--sync-wait-ms", 2000)).await;
+    let r = env
+        .arm
+        .import(&env.sub, &env.rg, "SrcReg01", &body(&env))
+        .await;
     assert_eq!(r.status.as_u16(), 200, "{r}");
     assert!(
         r.header("location").is_none() && r.header("azure-asyncoperation").is_none(),

@@ -62,8 +62,7 @@ impl World {
             .flag("--listen-tls", format!("127.0.0.1:{}", free_port()))
             .arg("--tls-self-signed")
             .flag("--tls-dir", tls_dir.display())
-            .flag("--proxy-listen", format!("127.0.0.1:{proxy}"))
-            .flag("--sync-wait-ms", 0);
+            .flag("--proxy-listen", format!("127.0.0.1:{proxy}"));
         let svc = TestService::start(config).await;
         let arm = ArmClient::new(&svc.base_url());
         World {

@@ -61,9 +61,7 @@ async fn portal_browser() {
     )
     .expect("rbac.json");
     let (env, rbac_env, src) = tokio::join!(
-        // Always 202 (never the synchronous 200 of an import with nothing to copy): the
-        // suite follows Azure-AsyncOperation URLs.
-        TestEnv::start_with(|c| c.flag("--sync-wait-ms", 0)),
+        TestEnv::start(),
         TestEnv::start_with(|c| c
             .flag("--auth", "arm-rbac")
             .flag("--rbac-config", rbac_path.display())

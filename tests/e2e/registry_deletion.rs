@@ -260,9 +260,7 @@ async fn an_import_racing_the_delete_is_cancelled_and_leaves_nothing() {
     let proxy = ThrottleProxy::start(&src.host(), Some(1 << 20)).await;
     let data = tempfile::tempdir().expect("temp dir");
     let svc = TestService::start(
-        ServiceConfig::sqlite(&data.path().join("data"), "unused")
-            .builtin_registry(false)
-            .flag("--sync-wait-ms", 0),
+        ServiceConfig::sqlite(&data.path().join("data"), "unused").builtin_registry(false),
     )
     .await;
     let arm = ArmClient::new(&svc.base_url());

@@ -379,7 +379,6 @@ async fn queue_limits_answer_429() {
     let env = TestEnv::start_with(|c| {
         c.flag("--max-operations-per-subscription", 2)
             .flag("--max-queued-operations", 3)
-            .flag("--sync-wait-ms", 0)
     })
     .await;
     env.create_registry(REG).await;

@@ -35,7 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
            ("api-version" = String, Query, description = "API version", min_length = 1),
            ("x-ms-client-request-id" = Option<String>, Header, description = "A GUID: the operation becomes registries-<guid>; repeats return the same operation")),
     request_body = ImportImageParameters,
-    responses((status = 200, description = "Completed at once: everything was already in the target"),
+    responses((status = 200, description = "Completed at once: everything was already in the target (only when the service runs with --sync-wait-ms)"),
               (status = 202, description = "Accepted; poll the Azure-AsyncOperation or Location URL",
                headers(("Location" = String, description = "Operation result URL"),
                        ("Azure-AsyncOperation" = String, description = "Operation status URL"),

@@ -140,3 +140,54 @@ async fn collect_garbage_every(
         }
     }
 }
+
+/// The built-in registry as the copy engine's in-process blob sink: the workers' blobs from
+/// other registries go to its upload path directly (one hash instead of two, no loopback HTTP).
+pub struct Sink(pub acr_registry::Registry);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("built-in registry sink")
+    }
+}
+
+impl acr_oci::BlobSink for Sink {
+    fn put_blob<'a>(
+        &'a self,
+        repository: &'a acr_core::reference::Repository,
+        digest: &'a acr_core::reference::Digest,
+        size: u64,
+        body: acr_oci::BlobBody,
+    ) -> BoxFuture<'a, Result<(), acr_oci::OciError>> {
+        use acr_oci::OciError;
+        use acr_registry::PutBlobError;
+        Box::pin(async move {
+            let registry = "built-in registry".to_owned();
+            let what = format!("blob {digest}");
+            self.0
+                .put_blob(repository.as_str(), digest, size, body)
+                .await
+                .map_err(|e| match e {
+                    PutBlobError::Digest { expected, computed } => OciError::DigestMismatch {
+                        registry,
+                        what,
+                        expected: expected.to_string(),
+                        actual: computed.to_string(),
+                    },
+                    PutBlobError::Length { expected, got } => OciError::SizeMismatch {
+                        registry,
+                        what,
+                        expected,
+                        actual: got,
+                    },
+                    // The body is the source's stream: its failures are recorded (and judged)
+                    // by the copy engine; this only says the write stopped.
+                    PutBlobError::Body(detail) => OciError::Network { registry, detail },
+                    other => OciError::Invalid {
+                        registry,
+                        detail: crate::error_chain(&other),
+                    },
+                })
+        })
+    }
+}

@@ -241,7 +241,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => acr_frontdoor::Backend::http(pool.backend().clone(), false),
     };
     let front = login::front_door(&settings, &store, admin_key, backend).await?;
-    let pool = pool.with_source_auth(std::sync::Arc::new(login::SourceCredentials(front.clone())));
+    let mut pool =
+        pool.with_source_auth(std::sync::Arc::new(login::SourceCredentials(front.clone())));
+    if let Some(b) = &builtin {
+        pool = pool.with_blob_sink(std::sync::Arc::new(builtin::Sink(b.registry.clone())));
+    }
     let login_servers = login::start(
         login_bound,
         &settings.login,

@@ -21,7 +21,8 @@ pub use client::transport::challenge as auth;
 
 pub use client::{ClientConfig, Credentials, HostLimits, RegistryClient};
 pub use copy::{
-    CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget, Progress,
+    BlobBody, BlobSink, CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget,
+    Progress,
 };
 pub use error::OciError;
 pub use netguard::{AddressRefused, NetworkPolicy};

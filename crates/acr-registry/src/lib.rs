@@ -127,6 +127,7 @@ pub use access::{Action, Authenticator};
 pub use error::RegistryError;
 pub use gc::{GcOptions, GcReport};
 
+use digest::Digest;
 use routes::Inner;
 
 /// Stripes of the per-repository lock of manifest and tag changes.
@@ -203,6 +204,56 @@ impl Registry {
         })
     }
 
+    /// Stores `body`, exactly `size` bytes, as blob `digest` of repository `repo` (its full
+    /// name): what a single-POST upload does, in-process (the same session file, running hash,
+    /// digest check and commit), for an embedder that copies blobs into this registry without
+    /// the HTTP hop. On any error nothing is stored and the upload file is removed.
+    pub async fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        body: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> Result<(), PutBlobError> {
+        if !names::valid_repository(repo) || repo.len() > names::MAX_NAME_LEN {
+            return Err(PutBlobError::Name(repo.to_owned()));
+        }
+        let inner = &self.inner;
+        let session = inner.uploads.create(
+            &inner.store.uploads_dir(),
+            repo,
+            Some(digest.algorithm()),
+            false,
+        );
+        let _cleanup = upload::RemoveOnDrop(session.path.clone());
+        let mut st = session.state.lock().await;
+        st.closed = true;
+        upload::append(
+            &session,
+            &mut st,
+            axum::body::Body::from_stream(body),
+            Some(size),
+        )
+        .await
+        .map_err(|e| match e {
+            upload::AppendError::Body(e) => PutBlobError::Body(e.to_string()),
+            upload::AppendError::Length { expected, got } => PutBlobError::Length { expected, got },
+            upload::AppendError::Io(e) => PutBlobError::Io {
+                what: "write upload",
+                source: e,
+            },
+        })?;
+        upload::finish(&inner.store, &session, &mut st, digest, repo)
+            .await
+            .map_err(|e| match e {
+                upload::FinishError::Mismatch { computed } => PutBlobError::Digest {
+                    expected: digest.clone(),
+                    computed,
+                },
+                upload::FinishError::Io(what, source) => PutBlobError::Io { what, source },
+            })
+    }
+
     /// `/v2/…` and the token endpoint `/oauth2/token`; anything else is 404.
     pub fn router(&self) -> Router {
         Router::new()
@@ -214,4 +265,23 @@ impl Registry {
             .fallback(routes::not_found)
             .with_state(self.inner.clone())
     }
+}
+
+/// Why [`Registry::put_blob`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PutBlobError {
+    #[error("invalid repository name {0:?}")]
+    Name(String),
+    #[error("reading the blob: {0}")]
+    Body(String),
+    #[error("the blob is {got} bytes or more, expected {expected}")]
+    Length { expected: u64, got: u64 },
+    #[error("the blob has digest {computed}, expected {expected}")]
+    Digest { expected: Digest, computed: Digest },
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use uuid::Uuid;
 
 use crate::digest::{Algorithm, Digest, Hasher};
-use crate::storage;
+use crate::storage::{self, Disk};
 
 /// Write buffer between the request body and the file: few, large writes to the blocking pool.
 const WRITE_BUF: usize = 1 << 20;
@@ -273,4 +273,37 @@ pub(crate) async fn seal(session: &Session, st: &mut State) -> io::Result<()> {
     }
     st.file = None;
     Ok(())
+}
+
+/// Why [`finish`] stored nothing.
+#[derive(Debug)]
+pub(crate) enum FinishError {
+    /// The bytes hash to `computed`, not to the digest given.
+    Mismatch { computed: Digest },
+    /// `what` failed on the file system.
+    Io(&'static str, io::Error),
+}
+
+/// Verifies the uploaded bytes against `d`, moves them into the store and links the blob to
+/// `repo`: the end of every upload, over HTTP or in-process. On a mismatch nothing is stored.
+pub(crate) async fn finish(
+    store: &Disk,
+    session: &Session,
+    st: &mut State,
+    d: &Digest,
+    repo: &str,
+) -> Result<(), FinishError> {
+    let computed = digest(session, st, d.algorithm())
+        .await
+        .map_err(|e| FinishError::Io("hash upload", e))?;
+    if computed != *d {
+        return Err(FinishError::Mismatch { computed });
+    }
+    seal(session, st)
+        .await
+        .map_err(|e| FinishError::Io("finish upload", e))?;
+    store
+        .commit_blob(&session.path, d, repo)
+        .await
+        .map_err(|e| FinishError::Io("commit blob", e))
 }

@@ -91,7 +91,7 @@ impl Store {
                     .bind(location)
                     .bind(tags.map(Json))
                     .bind(now_text(Utc::now()))
-                    .execute(db.pool())
+                    .execute(db.writer())
                     .await?;
             }
         }
@@ -243,7 +243,7 @@ impl Store {
                 Ok(rec)
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
                 let now = now_text(Utc::now());
                 sqlx::query(&for_sqlite(mark))
                     .bind(subscription)
@@ -329,7 +329,7 @@ impl Store {
                 sqlx::query(&for_sqlite(sql))
                     .bind(subscription)
                     .bind(group.to_lowercase())
-                    .execute(db.pool())
+                    .execute(db.writer())
                     .await?;
             }
         }

@@ -192,7 +192,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Postgres(pool) => pg::MIGRATOR.run(pool).await,
-            Backend::Sqlite(db) => sqlite::MIGRATOR.run(db.pool()).await,
+            Backend::Sqlite(db) => sqlite::MIGRATOR.run(db.writer()).await,
         }
         .map_err(StoreError::Migrate)
     }
@@ -232,7 +232,10 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Postgres(pool) => pool.close().await,
-            Backend::Sqlite(db) => db.pool().close().await,
+            Backend::Sqlite(db) => {
+                db.writer().close().await;
+                db.pool().close().await;
+            }
         }
     }
 

@@ -110,7 +110,7 @@ impl Store {
                 Ok(DeletionStarted::Started(rec))
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
                 let row: Option<(Option<String>,)> = sqlx::query_as(
                     "select deletion_operation_id from registries
                       where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2",
@@ -208,7 +208,7 @@ impl Store {
                 Ok(u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0))
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
                 let ids: Vec<(String,)> = sqlx::query_as(
                     "update operations
                         set state = 'Canceled', error_code = ?2,
@@ -289,7 +289,7 @@ impl Store {
                 )
                 .bind(id)
                 .bind(attempt)
-                .execute(db.pool())
+                .execute(db.writer())
                 .await?;
             }
         }
@@ -339,7 +339,7 @@ impl Store {
                 Ok(true)
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
                 let r = sqlx::query(
                     "update operations
                         set state = 'Succeeded', ended_at = ?3, percent_complete = 100,
@@ -394,11 +394,11 @@ impl Store {
                 sqlx::query(&crate::metadata::for_sqlite(sql))
                     .bind(name)
                     .bind(hex::encode(candidate))
-                    .execute(db.pool())
+                    .execute(db.writer())
                     .await?;
                 sqlx::query_scalar(&crate::metadata::for_sqlite(read))
                     .bind(name)
-                    .fetch_one(db.pool())
+                    .fetch_one(db.writer())
                     .await?
             }
         };

@@ -163,6 +163,7 @@ pub(crate) async fn execute(
         progress,
         pinned: pinned_digest(op),
         gate: Some(gate),
+        sink: ctx.blob_sink.clone(),
     };
     match copy_image(&req).await {
         Ok(report) => {
@@ -523,15 +524,15 @@ async fn resolve_source(
                     None => Credentials::Token(SecretString::from(c.password.clone())),
                 },
             };
-            let client = RegistryClient::new(
-                ctx.http.clone(),
+            let client = ctx.sources.get(
+                &ctx.http,
                 url,
                 credentials,
                 &ctx.config.client,
                 &ctx.limits,
             );
             Ok(Source {
-                client: Arc::new(client),
+                client,
                 repository: spec.source_image.repository.clone(),
                 display: format!("{}/{}", addr.authority(), spec.source_image.repository),
                 external: true,

@@ -13,6 +13,7 @@
 mod delete;
 mod execute;
 mod record;
+mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +77,10 @@ pub struct WorkerPool {
     http: reqwest::Client,
     backend: Arc<RegistryClient>,
     limits: Arc<HostLimits>,
+    sources: Arc<sources::SourceClients>,
     owner: String,
     source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
+    blob_sink: Option<Arc<dyn acr_oci::BlobSink>>,
 }
 
 impl WorkerPool {
@@ -108,8 +111,10 @@ impl WorkerPool {
             http,
             backend,
             limits,
+            sources: Arc::default(),
             owner,
             source_auth: None,
+            blob_sink: None,
         })
     }
 
@@ -117,6 +122,14 @@ impl WorkerPool {
     /// refused: nothing can vouch for them).
     pub fn with_source_auth(mut self, auth: Arc<dyn EmulatedSourceAuth>) -> Self {
         self.source_auth = Some(auth);
+        self
+    }
+
+    /// The backend's blob store in this process (the built-in registry): blobs from other
+    /// registries are written there without the HTTP hop; everything else still goes
+    /// through the backend's HTTP API.
+    pub fn with_blob_sink(mut self, sink: Arc<dyn acr_oci::BlobSink>) -> Self {
+        self.blob_sink = Some(sink);
         self
     }
 
@@ -186,7 +199,9 @@ impl WorkerPool {
             http: self.http.clone(),
             backend: self.backend.clone(),
             limits: self.limits.clone(),
+            sources: self.sources.clone(),
             source_auth: self.source_auth.clone(),
+            blob_sink: self.blob_sink.clone(),
         }
     }
 }
@@ -199,7 +214,9 @@ pub(crate) struct WorkerCtx {
     pub http: reqwest::Client,
     pub backend: Arc<RegistryClient>,
     pub limits: Arc<HostLimits>,
+    pub sources: Arc<sources::SourceClients>,
     pub source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
+    pub blob_sink: Option<Arc<dyn acr_oci::BlobSink>>,
 }
 
 /// Drives one claimed operation to an end (or gives it back), every event of it inside the

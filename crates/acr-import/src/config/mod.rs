@@ -263,9 +263,10 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub operation_retention_seconds: u64,
-    /// How long importImage waits for an import that has nothing to copy, to answer 200 at
-    /// once as ACR does (0: always 202).
-    #[arg(long, env = "ACR_IMPORT_SYNC_WAIT_MS", default_value_t = 300)]
+    /// Opt-in: how long importImage may wait for an import that turns out to have nothing to
+    /// copy, to answer 200 at once as ACR does. Default 0: a POST never waits for a copy and
+    /// every accepted import answers 202 as soon as it is stored.
+    #[arg(long, env = "ACR_IMPORT_SYNC_WAIT_MS", default_value_t = 0)]
     pub sync_wait_ms: u64,
     /// File holding a 32-byte key (raw, or 64 hex characters): source credentials are stored
     /// AES-256-GCM encrypted while their operation runs. Every process on the database needs it.

@@ -9,7 +9,7 @@ use acr_core::reference::{Digest, Repository};
 use futures::stream::{self, StreamExt};
 
 use super::verify::{Hasher, SourceFailure, VerifyState};
-use super::{CopyError, Progress};
+use super::{BlobBody, BlobSink, CopyError, Progress};
 use crate::client::{RegistryClient, UploadStart};
 use crate::error::OciError;
 use crate::media::Descriptor;
@@ -34,6 +34,8 @@ pub(super) struct BlobCopy {
     pub(super) progress: Arc<Progress>,
     /// The operation's own bound on concurrent transfers.
     pub(super) op_slots: Arc<tokio::sync::Semaphore>,
+    /// Blobs from the source go here instead of an HTTP upload to `dst`.
+    pub(super) sink: Option<Arc<dyn BlobSink>>,
 }
 
 impl BlobCopy {
@@ -138,6 +140,11 @@ impl BlobCopy {
         {
             return Ok(true);
         }
+        if let Some(sink) = &self.sink {
+            return self
+                .attempt_local(sink.as_ref(), digest, size, counted, slots)
+                .await;
+        }
         let mut session = None;
         if self.src.same_registry(&self.dst) {
             match self
@@ -166,52 +173,13 @@ impl BlobCopy {
             },
         };
 
-        let resp = match self.src.get_blob(&self.src_repo, digest).await {
-            Ok(r) => r,
+        let (body, failure) = match self.source_body(digest, size, counted, slots, true).await {
+            Ok(b) => b,
             Err(e) => {
                 self.dst.cancel_upload(&self.dst_repo, &url).await;
-                let restart = e.is_transient();
-                let e = CopyError::Source(e);
-                return Err(if restart {
-                    BlobFailure::Restart(e)
-                } else {
-                    BlobFailure::Fatal(e)
-                });
+                return Err(e);
             }
         };
-        if let Some(len) = resp.content_length() {
-            if len != size {
-                self.dst.cancel_upload(&self.dst_repo, &url).await;
-                return Err(BlobFailure::Fatal(CopyError::Source(
-                    OciError::SizeMismatch {
-                        registry: self.src.name().to_owned(),
-                        what: format!("blob {digest}"),
-                        expected: size,
-                        actual: len,
-                    },
-                )));
-            }
-        }
-
-        // Source-side failures are recorded here so they are not blamed on the target.
-        let failure: Arc<Mutex<Option<SourceFailure>>> = Arc::new(Mutex::new(None));
-        let verifier = VerifyState {
-            src: self.src.clone(),
-            repo: self.src_repo.clone(),
-            inner: resp.bytes_stream().boxed(),
-            hasher: Some(Hasher::new(digest.algorithm())),
-            seen: 0,
-            since_connect: 0,
-            resumes: 0,
-            stalls: 0,
-            size,
-            digest: digest.clone(),
-            progress: self.progress.clone(),
-            counted,
-            failure: failure.clone(),
-            slots: Some(slots),
-        };
-        let body = stream::try_unfold(verifier, VerifyState::next);
         let put = if self.dst.chunked_only() {
             self.dst
                 .upload_chunked(&self.dst_repo, &url, min_chunk, digest, Box::pin(body))
@@ -246,6 +214,114 @@ impl BlobCopy {
                 }
                 Err(target_err(e))
             }
+            (None, Ok(())) => Ok(false),
+        }
+    }
+}
+
+impl BlobCopy {
+    /// The source's body of the blob as the stream the target reads: size checked, resumed
+    /// with `Range` after a break, and (with `hash`) its digest checked before the last byte
+    /// leaves. Source failures met while it is read are left in the returned slot.
+    async fn source_body(
+        &self,
+        digest: &Digest,
+        size: u64,
+        counted: Arc<AtomicU64>,
+        slots: Slots,
+        hash: bool,
+    ) -> Result<(BlobBody, Arc<Mutex<Option<SourceFailure>>>), BlobFailure> {
+        let resp = match self.src.get_blob(&self.src_repo, digest).await {
+            Ok(r) => r,
+            Err(e) => {
+                let restart = e.is_transient();
+                let e = CopyError::Source(e);
+                return Err(if restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                });
+            }
+        };
+        if let Some(len) = resp.content_length() {
+            if len != size {
+                return Err(BlobFailure::Fatal(CopyError::Source(
+                    OciError::SizeMismatch {
+                        registry: self.src.name().to_owned(),
+                        what: format!("blob {digest}"),
+                        expected: size,
+                        actual: len,
+                    },
+                )));
+            }
+        }
+        let failure: Arc<Mutex<Option<SourceFailure>>> = Arc::new(Mutex::new(None));
+        let verifier = VerifyState {
+            src: self.src.clone(),
+            repo: self.src_repo.clone(),
+            inner: resp.bytes_stream().boxed(),
+            hasher: hash.then(|| Hasher::new(digest.algorithm())),
+            seen: 0,
+            since_connect: 0,
+            resumes: 0,
+            stalls: 0,
+            size,
+            digest: digest.clone(),
+            progress: self.progress.clone(),
+            counted,
+            failure: failure.clone(),
+            slots: Some(slots),
+        };
+        Ok((
+            stream::try_unfold(verifier, VerifyState::next).boxed(),
+            failure,
+        ))
+    }
+
+    /// One attempt into the in-process sink (the built-in registry): the source's stream goes
+    /// straight to its upload path, which checks the digest (the one hash of the copy; over
+    /// HTTP both sides hash) and stores nothing on any error.
+    async fn attempt_local(
+        &self,
+        sink: &dyn BlobSink,
+        digest: &Digest,
+        size: u64,
+        counted: Arc<AtomicU64>,
+        slots: Slots,
+    ) -> Result<bool, BlobFailure> {
+        let (body, failure) = self
+            .source_body(digest, size, counted, slots, false)
+            .await?;
+        let put = sink.put_blob(&self.dst_repo, digest, size, body).await;
+        let source_failure = match failure.lock() {
+            Ok(mut f) => f.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        match (source_failure, put) {
+            (Some(f), _) => {
+                let e = CopyError::Source(f.error);
+                Err(if f.restart {
+                    BlobFailure::Restart(e)
+                } else {
+                    BlobFailure::Fatal(e)
+                })
+            }
+            // The sink's digest check is the copy's: a mismatch is the source's content.
+            (
+                None,
+                Err(OciError::DigestMismatch {
+                    expected, actual, ..
+                }),
+            ) => Err(BlobFailure::Fatal(CopyError::Source(
+                OciError::DigestMismatch {
+                    registry: self.src.name().to_owned(),
+                    what: format!("blob {digest}"),
+                    expected,
+                    actual,
+                },
+            ))),
+            (None, Err(e)) if e.is_transient() => Err(BlobFailure::Restart(CopyError::Target(e))),
+            (None, Err(e)) => Err(BlobFailure::Fatal(CopyError::Target(e))),
             (None, Ok(())) => Ok(false),
         }
     }

@@ -5,7 +5,7 @@
 //! - `graph`: the source graph fetched once, children by digest, limits checked while walking;
 //! - this module: [`copy_image`] (NoForce check, resolve once, walk, copy into every target
 //!   repository by digest, then tags) and the per-repository copy (skip present sub-graphs,
-//!   dedupe blobs, manifests in post-order);
+//!   dedupe blobs, HEADs level by level, manifests by height with children first);
 //! - `blob`: one blob source → target (HEAD, mount, session, upload; restarts; transfer slots);
 //! - `verify`: the upload's body stream (hash and size checked before the last byte leaves,
 //!   `Range` resumes after a broken or stalled download).
@@ -27,7 +27,8 @@ use blob::BlobCopy;
 use graph::{subgraph, walk, Graph, Node};
 
 pub use request::{
-    CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget, Progress,
+    BlobBody, BlobSink, CopiedManifest, CopyError, CopyGate, CopyReport, CopyRequest, CopyTarget,
+    Progress,
 };
 
 /// Runs the copy.
@@ -148,26 +149,41 @@ async fn copy_into(
     // Manifests the target has, with everything under them: each counted done once, however
     // many present manifests share it.
     let mut present_below: HashSet<&Digest> = HashSet::new();
-    let mut stack = vec![root];
     let p = &req.progress;
     p.manifests_total
         .fetch_add(graph.nodes.len() as u64, Ordering::Relaxed);
-    while let Some(n) = stack.pop() {
-        if !seen.insert(&n.digest) {
-            continue;
+    // Level by level, each level's HEADs at once: an index's children cost one round trip.
+    let mut level = vec![root];
+    while !level.is_empty() {
+        level.retain(|n| seen.insert(&n.digest));
+        // Collected first: a lazy `Map` of closures inside the stream makes the future not
+        // provably `Send` for the worker's `spawn` (a higher-ranked lifetime).
+        let heads: Vec<_> = level
+            .iter()
+            .map(|&n| async move {
+                let present = req
+                    .target
+                    .head_manifest(repo, &n.digest.to_string())
+                    .await
+                    .map_err(CopyError::Target)?
+                    .is_some();
+                Ok::<_, CopyError>((n, present))
+            })
+            .collect();
+        let answers = stream::iter(heads)
+            .buffered(req.concurrency.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut next = Vec::new();
+        for (n, present) in answers {
+            if present {
+                subgraph(graph, n, &mut present_below);
+            } else {
+                needed.insert(&n.digest);
+                next.extend(n.children.iter().filter_map(|c| graph.get(c)));
+            }
         }
-        let present = req
-            .target
-            .head_manifest(repo, &n.digest.to_string())
-            .await
-            .map_err(CopyError::Target)?
-            .is_some();
-        if present {
-            subgraph(graph, n, &mut present_below);
-            continue;
-        }
-        needed.insert(&n.digest);
-        stack.extend(n.children.iter().filter_map(|c| graph.get(c)));
+        level = next;
     }
     let already = present_below
         .iter()
@@ -199,6 +215,11 @@ async fn copy_into(
         Some(prim) => (&req.target, prim),
         None => (&req.source, &req.source_repository),
     };
+    // Into the in-process sink only what comes from another registry (a mount stays a mount).
+    let sink = req
+        .sink
+        .clone()
+        .filter(|_| !from_client.same_registry(&req.target));
     let op_slots = Arc::new(tokio::sync::Semaphore::new(req.concurrency.max(1)));
     let jobs: Vec<_> = blobs
         .into_values()
@@ -210,6 +231,7 @@ async fn copy_into(
                 dst_repo: repo.clone(),
                 progress: req.progress.clone(),
                 op_slots: op_slots.clone(),
+                sink: sink.clone(),
             };
             async move { blob.run(&d).await }
         })
@@ -223,12 +245,36 @@ async fn copy_into(
         .await?;
     tracing::debug!(repository = %repo, elapsed = ?started.elapsed(), "blobs copied");
 
-    for n in ordered {
-        req.target
-            .put_manifest(repo, &n.digest.to_string(), &n.bytes, &n.media_type)
-            .await
-            .map_err(CopyError::Target)?;
-        p.manifests_done.fetch_add(1, Ordering::Relaxed);
+    // Children before parents: manifests of one height (0 = images, an index one more than
+    // its highest child) go up together, each height after the one below it.
+    let mut heights: BTreeMap<&Digest, usize> = BTreeMap::new();
+    for n in &ordered {
+        let h = n
+            .children
+            .iter()
+            .filter_map(|c| heights.get(c).map(|h| h + 1))
+            .max()
+            .unwrap_or(0);
+        heights.insert(&n.digest, h);
+    }
+    let top = heights.values().copied().max().unwrap_or(0);
+    for h in 0..=top {
+        let puts: Vec<_> = ordered
+            .iter()
+            .filter(|n| heights.get(&n.digest) == Some(&h))
+            .map(|&n| async move {
+                req.target
+                    .put_manifest(repo, &n.digest.to_string(), &n.bytes, &n.media_type)
+                    .await
+                    .map_err(CopyError::Target)?;
+                p.manifests_done.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, CopyError>(())
+            })
+            .collect();
+        stream::iter(puts)
+            .buffer_unordered(req.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
     }
     tracing::debug!(repository = %repo, elapsed = ?started.elapsed(), "manifests pushed");
     Ok(())

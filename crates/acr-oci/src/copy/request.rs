@@ -46,7 +46,29 @@ pub struct CopyRequest {
     pub pinned: Option<Digest>,
     /// The owner's say at the two points where an import's promises are kept.
     pub gate: Option<Arc<dyn CopyGate>>,
+    /// `target`'s blob store in this process (the built-in registry): blobs read from the
+    /// source are written there directly instead of through an HTTP upload. Manifests, tags,
+    /// HEADs and mounts still go through `target`.
+    pub sink: Option<Arc<dyn BlobSink>>,
 }
+
+/// A target's blob store reached without HTTP: the same write path and checks as an upload
+/// (the digest verified, nothing stored on any error), without the loopback hop and the
+/// second hash.
+pub trait BlobSink: Send + Sync + std::fmt::Debug {
+    /// Stores `body`, exactly `size` bytes, as blob `digest` of `repository`. A body that is
+    /// not `digest` fails with [`OciError::DigestMismatch`]; a body that fails fails the put.
+    fn put_blob<'a>(
+        &'a self,
+        repository: &'a Repository,
+        digest: &'a Digest,
+        size: u64,
+        body: BlobBody,
+    ) -> BoxFuture<'a, Result<(), OciError>>;
+}
+
+/// A blob's bytes as a target reads them (from the source, size checked, resumed after breaks).
+pub type BlobBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
 /// What the owner of a copy decides (the worker: it persists the resolved digest and confirms
 /// its tag reservations in the store). A `CopyError` from either call stops the copy.

@@ -663,6 +663,7 @@ pub fn request(
         progress: Arc::new(Progress::default()),
         pinned: None,
         gate: None,
+        sink: None,
     }
 }
 

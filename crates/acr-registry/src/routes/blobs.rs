@@ -322,26 +322,16 @@ async fn commit(
     st: &mut upload::State,
     d: &Digest,
 ) -> Result<Response, ApiError> {
-    let computed = upload::digest(session, st, d.algorithm())
-        .await
-        .map_err(internal("hash upload"))?;
-    if computed != *d {
-        return Err(ApiError::new(
+    match upload::finish(&inner.store, session, st, d, &repo.full).await {
+        Ok(()) => Ok(blob_created(repo, d)),
+        Err(FinishError::Mismatch { computed }) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             Code::DigestInvalid,
             "provided digest did not match uploaded content",
         )
-        .detail(json!({ "expected": d.to_string(), "computed": computed.to_string() })));
+        .detail(json!({ "expected": d.to_string(), "computed": computed.to_string() }))),
+        Err(FinishError::Io(what, e)) => Err(internal(what)(e)),
     }
-    upload::seal(session, st)
-        .await
-        .map_err(internal("finish upload"))?;
-    inner
-        .store
-        .commit_blob(&session.path, d, &repo.full)
-        .await
-        .map_err(internal("commit blob"))?;
-    Ok(blob_created(repo, d))
 }
 
 pub(super) async fn upload_status(repo: &Repo, session: &Session) -> Result<Response, ApiError> {

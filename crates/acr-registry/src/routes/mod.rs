@@ -40,7 +40,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, Code};
 use crate::names;
 use crate::storage::Disk;
-use crate::upload::{self, AppendError, Session, Uploads};
+use crate::upload::{self, AppendError, FinishError, Session, Uploads};
 
 /// Manifests larger than this are refused (413); the spec asks registries to take at least 4 MiB.
 pub(crate) const MANIFEST_MAX: usize = 4 << 20;

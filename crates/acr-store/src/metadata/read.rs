@@ -375,7 +375,7 @@ impl Store {
                 .bind(update.write_enabled)
                 .bind(update.read_enabled)
                 .bind(update.list_enabled)
-                .execute(db.pool())
+                .execute(db.writer())
                 .await?
                 .rows_affected(),
         };
@@ -463,7 +463,7 @@ impl Store {
                 if let Some(k) = key {
                     q = q.bind(k);
                 }
-                q.execute(db.pool()).await?.rows_affected()
+                q.execute(db.writer()).await?.rows_affected()
             }
         })
     }
