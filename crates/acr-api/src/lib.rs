@@ -134,8 +134,10 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
-        // Outermost: a preflight is answered before anything asks for a token.
+        // A preflight is answered before anything asks for a token (its body, if any, read
+        // and dropped first).
         .layer(cors)
+        .layer(middleware::from_fn(layers::drain_options_body))
         .with_state(state)
 }
 
