@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (.ci/run). Installs and starts what the suite
-# needs (docker-registry, htpasswd, skopeo, PostgreSQL), then runs fmt, clippy, the build and every test
-# of the workspace. Works from any directory; on a fresh Debian machine run it as root.
+# needs (docker-registry, htpasswd, skopeo, PostgreSQL, chromium + Playwright for Python), then
+# runs fmt, clippy, the build and every test of the workspace. Works from any directory; on a fresh Debian machine run it as root.
 #
 #   ACR_TEST_DATABASE_URL  admin URL of the PostgreSQL server the tests create their databases on
 #                          (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -13,6 +13,9 @@ source scripts/lib.sh
 command -v cargo >/dev/null 2>&1 || { log "cargo is not installed (https://rustup.rs)"; exit 1; }
 command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
 apt_install docker-registry apache2-utils skopeo
+# The dashboard's browser suite: Debian's chromium and Playwright for Python (in a venv).
+apt_install chromium python3-venv
+bash tests/portal/setup.sh
 
 ACR_TEST_DATABASE_URL=$(ensure_postgres "${ACR_TEST_DATABASE_URL:-}")
 export ACR_TEST_DATABASE_URL

@@ -27,6 +27,8 @@ mod lro;
 mod malformed;
 mod missing_source;
 mod modes;
+mod portal;
+mod portal_browser;
 mod rbac;
 mod registries;
 mod registry_deletion;

@@ -57,6 +57,27 @@ pub(crate) async fn read_body_first(req: Request, next: Next) -> Response {
         .await
 }
 
+/// The CORS layer answers a preflight (`OPTIONS`) before `read_body_first` runs: a body sent
+/// with one is read and dropped here first (up to [`DRAIN_LIMIT_BYTES`]), so that the
+/// connection stays usable (hyper closes a connection whose request body was left unread).
+pub(crate) async fn drain_options_body(req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    if req.method() != axum::http::Method::OPTIONS || http_body::Body::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut total = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        total += chunk.len();
+        if total > DRAIN_LIMIT_BYTES {
+            break;
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::empty()))
+        .await
+}
+
 /// ARM treats the fixed segments of a resource path case-insensitively; axum does not. This
 /// rewrites them to their canonical spelling before routing.
 pub fn normalize_arm_path<B>(req: axum::http::Request<B>) -> axum::http::Request<B> {
@@ -150,13 +171,15 @@ fn with_path<B>(mut req: axum::http::Request<B>, new_path: String) -> axum::http
     req
 }
 
-/// The caller of ARM requests (those under `/subscriptions`); other paths need no token.
+/// The caller of ARM requests (those under `/subscriptions`) and of the operations feed, which
+/// is authorized like ARM reads; other paths need no token.
 pub(crate) async fn identify_arm(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path().starts_with("/subscriptions") {
+    let path = req.uri().path();
+    if path.starts_with("/subscriptions") || path.starts_with("/_acr-import/operations") {
         crate::caller::identify(State(state), req, next).await
     } else {
         next.run(req).await

@@ -3,7 +3,8 @@
 //! Owns the axum router ([`router`]) and what wraps every route (`layers`: body read before
 //! routing, request ids, ARM path normalisation, 404/405), the handlers — registries
 //! ([`registries`]), imports ([`imports`]), the operation URLs ([`operations`]), resource groups
-//! ([`groups`]), the cloud around them ([`cloud`]) — the ARM caller and its permissions
+//! ([`groups`]), the cloud around them ([`cloud`]), the emulator's own operations feed
+//! ([`feed`]) and dashboard ([`portal`]) — CORS for browser frontends ([`cors`]), the ARM caller and its permissions
 //! ([`caller`]), the tokens we sign ([`tokens`]), the URLs we hand out (`urls`), the import
 //! rules ([`rules`]), the extractors whose rejections are ARM errors ([`extract`]), the one
 //! [`error::ApiError`] → `{"error":{…}}` mapping, and the OpenAPI document ([`openapi`]).
@@ -15,13 +16,16 @@
 
 pub mod caller;
 pub mod cloud;
+pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod groups;
 pub mod imports;
 mod layers;
 pub mod openapi;
 pub mod operations;
+pub mod portal;
 pub mod registries;
 pub mod registry_path;
 pub mod rules;
@@ -74,6 +78,10 @@ pub struct ApiConfig {
     pub source_network: acr_core::netpolicy::NetworkPolicy,
     /// Derives the admin users' passwords (`listCredentials`); `None`: not available.
     pub admin_key: Option<acr_core::admin::AdminKey>,
+    /// Which browser origins may call (`--cors-origin`).
+    pub cors: cors::CorsOrigins,
+    /// What the built-in dashboard is told (the login servers' listeners).
+    pub portal: portal::PortalConfig,
 }
 
 /// The scheme of the listener a request came in on (a request extension set per listener), so
@@ -103,12 +111,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(registries::routes())
         .merge(imports::routes())
         .merge(operations::routes())
+        .merge(feed::routes())
+        .merge(portal::routes())
 }
 
 /// Builds the whole application. Wrap it with [`normalize_arm_path`] before serving.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
+    let cors = cors::layer(&state.config.cors);
     routes
+        .merge(portal::assets())
         .fallback(layers::not_found)
         .method_not_allowed_fallback(layers::method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -122,6 +134,10 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        // A preflight is answered before anything asks for a token (its body, if any, read
+        // and dropped first).
+        .layer(cors)
+        .layer(middleware::from_fn(layers::drain_options_body))
         .with_state(state)
 }
 

@@ -35,7 +35,7 @@ pub(crate) fn public_base(
 }
 
 /// The operation's result (`Location`) and status (`Azure-AsyncOperation`) URLs under `base`.
-fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
+pub(crate) fn operation_urls(base: &str, rec: &OperationRecord) -> (String, String) {
     let prefix = format!(
         "{base}/subscriptions/{}/providers/Microsoft.ContainerRegistry/locations/{}",
         rec.subscription_id, rec.location

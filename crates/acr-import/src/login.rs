@@ -141,6 +141,7 @@ pub async fn start(
     login: &LoginSettings,
     front: FrontDoor,
     store: acr_store::Store,
+    cors_origins: acr_api::cors::CorsOrigins,
     stop: &CancellationToken,
 ) -> anyhow::Result<LoginServers> {
     let mut tasks = Vec::new();
@@ -150,7 +151,9 @@ pub async fn start(
         tls,
         proxy,
     } = bound;
-    let router = front.router(Listener::Plain);
+    // Browser frontends call the login servers too (the dashboard's browse view).
+    let cors = acr_api::cors::layer(&cors_origins);
+    let router = front.router(Listener::Plain).layer(cors.clone());
     let s = stop.clone();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(plain, router)
@@ -172,7 +175,7 @@ pub async fn start(
             h.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         let config = axum_server::tls_rustls::RustlsConfig::from_config(material.config);
-        let app = front.router(Listener::Tls);
+        let app = front.router(Listener::Tls).layer(cors);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum_server::from_tcp_rustls(l, config)
                 .handle(handle)

@@ -251,6 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &settings.login,
         front,
         store.clone(),
+        settings.api.cors.clone(),
         &registry_stop,
     )
     .await?;
@@ -268,6 +269,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(proxy = %addr, "login-server proxy on http://{addr} (HTTPS_PROXY=http://{addr})");
     }
 
+    // The dashboard browses through the login servers' listeners.
+    settings.api.portal = acr_api::portal::PortalConfig {
+        registry_listen: Some(login_servers.plain),
+        registry_listen_tls: login_servers.tls,
+    };
     let state = acr_api::AppState {
         store: store.clone(),
         config: settings.api.clone(),

@@ -3,7 +3,7 @@
 //! It owns the database handle and the embedded migrations ([`Store::connect`] for PostgreSQL,
 //! [`Store::open_sqlite`] for the embedded store, [`Store::migrate`]), the registry resources
 //! ([`registries`]), the operation queue ([`operations`]), the queue limits and the encryption
-//! of stored credentials ([`secrets`]).
+//! of stored credentials ([`secrets`]), and the operations feed ([`feed`]).
 //!
 //! Two backends, one behaviour. PostgreSQL is the store of shared and multi-replica
 //! deployments; SQLite (a file in the data directory, `migrations/sqlite`) is the default of a
@@ -22,6 +22,7 @@
 //! statement. NoForce imports reserve their target tags ([`reservations`]): one winner per tag
 //! across workers and processes. No transaction is ever held open while a copy runs.
 
+pub mod feed;
 pub mod groups;
 pub mod lifecycle;
 pub mod metadata;
@@ -40,6 +41,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
+pub use feed::{FeedRow, OperationFilter, PageKey};
 pub use groups::{GroupPut, ResourceGroup};
 pub use lifecycle::DeletionStarted;
 pub use operations::{

@@ -144,6 +144,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Browser origins allowed to call the ARM API, the operations feed and the login servers
+    /// (CORS), e.g. https://portal.example:8443; `*` or none: any origin (ARM authenticates
+    /// with a bearer header, never a cookie).
+    #[arg(
+        long = "cors-origin",
+        env = "ACR_IMPORT_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     /// Suffix of login servers: <name>.<suffix>.
     #[arg(
         long,

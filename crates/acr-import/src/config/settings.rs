@@ -253,6 +253,9 @@ impl ServeArgs {
             },
             source_network: self.network_policy(),
             admin_key: None,
+            cors: acr_api::cors::CorsOrigins::parse(&self.cors_origins)
+                .map_err(anyhow::Error::msg)?,
+            portal: Default::default(),
         })
     }
 
