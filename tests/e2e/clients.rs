@@ -34,6 +34,8 @@ use acr_import_tests::{
 };
 use serde_json::json;
 
+use crate::common::run;
+
 const SRC_USER: &str = "importer";
 const SRC_PASS: &str = "Cl1ents-Pa55!";
 const SINGLE: (&str, &str) = ("demo/single", "v1");
@@ -60,21 +62,6 @@ fn clients_dir() -> PathBuf {
 
 fn cli_enabled() -> bool {
     std::env::var("ACR_TEST_AZ_CLI").as_deref() == Ok("1")
-}
-
-/// Runs `cmd` to completion off the async runtime; returns (success, stdout+stderr).
-async fn run(mut cmd: Command) -> (bool, String) {
-    let what = format!("{cmd:?}");
-    tokio::task::spawn_blocking(move || {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    })
-    .await
-    .expect("join")
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {

@@ -297,3 +297,18 @@ pub async fn assert_nothing_copied(env: &TestEnv, repo: &str, image: &TestImage)
     assert!(tags.is_empty(), "{repo} has tags {tags:?}");
     backend.assert_has_none_of(repo, image).await;
 }
+
+/// Runs `cmd` to completion off the async runtime; returns (success, stdout+stderr).
+pub async fn run(mut cmd: std::process::Command) -> (bool, String) {
+    let what = format!("{cmd:?}");
+    tokio::task::spawn_blocking(move || {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    })
+    .await
+    .expect("join")
+}

@@ -18,26 +18,12 @@ use acr_import_tests::{TestEnv, TestImage};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::anonymous_source;
+use crate::common::{anonymous_source, run};
 
 const READER: &str = "15151515-3333-4333-8333-333333333333";
 
 fn portal_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("portal")
-}
-
-async fn run(mut cmd: Command) -> (bool, String) {
-    let what = format!("{cmd:?}");
-    tokio::task::spawn_blocking(move || {
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    })
-    .await
-    .expect("join")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,8 +142,9 @@ fn item(base: &str, row: FeedRow) -> FeedOperation {
             .unwrap_or_default()
     };
     let is_import = rec.kind == "import";
-    let has_error = matches!(st, Some(OperationState::Failed))
-        || (matches!(st, Some(OperationState::Canceled)) && rec.error_message.is_some());
+    let error = rec
+        .error()
+        .map(|(code, message)| FeedError { code, message });
     FeedOperation {
         registry: FeedRegistry {
             id: format!(
@@ -183,16 +184,7 @@ fn item(base: &str, row: FeedRow) -> FeedOperation {
         progress: rec
             .progress_json()
             .and_then(|p| serde_json::from_value(p.clone()).ok()),
-        error: has_error.then(|| FeedError {
-            code: rec
-                .error_code
-                .clone()
-                .unwrap_or_else(|| "InternalServerError".into()),
-            message: rec
-                .error_message
-                .clone()
-                .unwrap_or_else(|| "The operation failed.".into()),
-        }),
+        error,
         id: rec.id,
         kind: rec.kind,
         status_url,

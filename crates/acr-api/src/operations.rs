@@ -121,15 +121,9 @@ pub async fn operation_result(
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .filter(|s| s.is_client_error() || s.is_server_error())
                 .unwrap_or(StatusCode::BAD_REQUEST);
-            Err(ApiError::new(
-                status,
-                rec.error_code
-                    .clone()
-                    .unwrap_or_else(|| "InternalServerError".into()),
-                rec.error_message
-                    .clone()
-                    .unwrap_or_else(|| "The import failed.".into()),
-            ))
+            // (A failed record always has an error; the default is never seen.)
+            let (code, message) = rec.error().unwrap_or_default();
+            Err(ApiError::new(status, code, message))
         }
         OperationState::Canceled => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -157,17 +151,9 @@ pub async fn operation_status(
     let rec = load_operation(&state, &sub, &op_id).await?;
     let st = rec.state()?;
     // A cancelled operation says why when it knows (its registry was deleted).
-    let has_error = st == OperationState::Failed
-        || (st == OperationState::Canceled && rec.error_message.is_some());
-    let error = has_error.then(|| ErrorDetail {
-        code: rec
-            .error_code
-            .clone()
-            .unwrap_or_else(|| "InternalServerError".into()),
-        message: rec
-            .error_message
-            .clone()
-            .unwrap_or_else(|| "The import failed.".into()),
+    let error = rec.error().map(|(code, message)| ErrorDetail {
+        code,
+        message,
         target: None,
         details: None,
     });

@@ -117,6 +117,24 @@ impl OperationRecord {
     pub fn progress_json(&self) -> Option<&serde_json::Value> {
         self.progress.as_ref().map(|p| &p.0)
     }
+
+    /// The error an operation reports, as (code, message): a failed one always (with defaults
+    /// if none was recorded), a cancelled one when it knows why (its registry was deleted).
+    pub fn error(&self) -> Option<(String, String)> {
+        let st = OperationState::parse(&self.state)?;
+        let has_error = st == OperationState::Failed
+            || (st == OperationState::Canceled && self.error_message.is_some());
+        has_error.then(|| {
+            (
+                self.error_code
+                    .clone()
+                    .unwrap_or_else(|| "InternalServerError".into()),
+                self.error_message
+                    .clone()
+                    .unwrap_or_else(|| "The operation failed.".into()),
+            )
+        })
+    }
 }
 
 /// A claimed operation: the record, its request and credentials, and the attempt that fences it.
