@@ -156,6 +156,28 @@ def test_create_import_watch_and_browse(page):
     shot(page, "operations-phone")
 
 
+def test_a_registry_is_deleted_from_the_page(page):
+    page.goto(f"{URL}/")
+    name = f"gone{RUN}"
+    kept = f"kept{RUN}"
+    create_registry(page, kept)
+    create_registry(page, name)
+    row = page.locator(f'tr[data-registry="{name}"]')
+    # The page asks first; accepting the question deletes through ARM's DELETE and its
+    # Azure-AsyncOperation, then the list no longer has it.
+    asked = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+    row.get_by_role("button", name=f"Delete {name}").click()
+    expect(page.get_by_text(f"Registry {name} deleted.")).to_be_visible()
+    expect(row).to_have_count(0)
+    assert asked and name in asked[0], asked
+    # After a reload too: the registry is gone from ARM, not only from the page.
+    page.reload()
+    open_view(page, "registries")
+    expect(page.locator(f'tr[data-registry="{kept}"]')).to_be_visible()
+    expect(page.locator(f'tr[data-registry="{name}"]')).to_have_count(0)
+
+
 def test_a_failed_import_shows_its_arm_error(page):
     page.goto(f"{URL}/")
     expect(page.locator("#live")).to_have_text("live")
