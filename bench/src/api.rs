@@ -121,12 +121,7 @@ impl Bench {
         self.warm = None;
         let mut out = Vec::new();
         for run in 0..self.runs {
-            let stores = if run % 2 == 0 {
-                [Store::Postgres, Store::Sqlite]
-            } else {
-                [Store::Sqlite, Store::Postgres]
-            };
-            for store in stores {
+            for store in Store::in_order_of_run(run) {
                 let r = self.run_accept(store, run + 1, images).await?;
                 let l = &r.latencies_ms;
                 log(format!(
@@ -213,12 +208,7 @@ impl Bench {
         self.warm = None;
         let mut out = Vec::new();
         for run in 0..self.runs {
-            let stores = if run % 2 == 0 {
-                [Store::Postgres, Store::Sqlite]
-            } else {
-                [Store::Sqlite, Store::Postgres]
-            };
-            for store in stores {
+            for store in Store::in_order_of_run(run) {
                 let r = self.run_status(store, run + 1).await?;
                 log(format!(
                     "(status) run {}/{} {}: {:.0} req/s ({} in {:.2} s, {} errors)",

@@ -416,6 +416,16 @@ impl Store {
             Store::Sqlite => "SQLite",
         }
     }
+
+    /// Both stores, in the order of run `run` (0-based): alternated, so neither always goes
+    /// first on a machine that warms up or gets busier.
+    fn in_order_of_run(run: usize) -> [Store; 2] {
+        if run.is_multiple_of(2) {
+            [Store::Postgres, Store::Sqlite]
+        } else {
+            [Store::Sqlite, Store::Postgres]
+        }
+    }
 }
 
 /// The repository of (batch) image `n` at the source.
