@@ -228,7 +228,12 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     };
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "registry" if !v.is_empty() => q.filter.registry = Some(v.into_owned()),
+            "registry" if !v.is_empty() => {
+                // Only a name a registry can have reaches the store (no NUL, no SQL surprise).
+                acr_core::arm::validate_registry_name(&v)
+                    .map_err(|e| ApiError::bad_request("InvalidParameter", e.message))?;
+                q.filter.registry = Some(v.into_owned());
+            }
             "state" if !v.is_empty() => {
                 let s = ["Queued", "Running", "Succeeded", "Failed", "Canceled"]
                     .iter()
@@ -481,9 +486,16 @@ mod tests {
         assert!(parse_list_query(Some("top=0")).is_err());
         assert!(parse_list_query(Some("top=201")).is_err());
         assert!(parse_list_query(Some("state=Done")).is_err());
-        let q = parse_list_query(Some("top=5&state=running&registry=MyReg")).expect("ok");
+        let q = parse_list_query(Some("top=5&state=running&registry=MyReg1")).expect("ok");
         assert_eq!(q.top, 5);
         assert_eq!(q.filter.state.as_deref(), Some("Running"));
-        assert_eq!(q.filter.registry.as_deref(), Some("MyReg"));
+        assert_eq!(q.filter.registry.as_deref(), Some("MyReg1"));
+        for bad in ["a%00b", "my-reg", "abc", "%E2%9C%93abcde"] {
+            let e = parse_list_query(Some(&format!("registry={bad}")))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+            assert_eq!(e.code, "InvalidParameter", "{bad}");
+        }
     }
 }
