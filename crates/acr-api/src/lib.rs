@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod feed;
 pub mod groups;
+pub mod health;
 pub mod imports;
 mod layers;
 pub mod openapi;
@@ -35,11 +36,11 @@ mod urls;
 use std::time::Duration;
 
 use acr_store::Store;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderName;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::{Json, Router};
+use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
@@ -94,6 +95,8 @@ pub struct ListenerScheme(pub &'static str);
 pub struct AppState {
     pub store: Store,
     pub config: ApiConfig,
+    /// What `/health/ready` checks besides the store.
+    pub readiness: health::Readiness,
 }
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
@@ -105,7 +108,9 @@ pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation
 /// (axum's rule; `az group exists` uses it).
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
-        .routes(routes!(health))
+        .routes(routes!(health::health))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
         .merge(cloud::routes())
         .merge(groups::routes())
         .merge(registries::routes())
@@ -139,23 +144,4 @@ pub fn router(state: AppState) -> Router {
         .layer(cors)
         .layer(middleware::from_fn(layers::drain_options_body))
         .with_state(state)
-}
-
-/// Liveness and database reachability.
-#[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "The service and its database are up"),
-              (status = 503, description = "The database is unreachable", body = acr_core::wire::ErrorResponse)))]
-pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    tokio::time::timeout(Duration::from_secs(3), state.store.ping())
-        .await
-        .map_err(|_| {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "The database did not answer in time.",
-            );
-            e.retry_after = Some(5);
-            e
-        })??;
-    Ok(Json(serde_json::json!({"status": "ok"})))
 }

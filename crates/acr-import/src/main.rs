@@ -4,6 +4,7 @@
 mod builtin;
 mod config;
 mod login;
+mod ready;
 mod tls;
 
 use std::process::ExitCode;
@@ -232,6 +233,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pool = acr_worker::WorkerPool::new(store.clone(), settings.worker.clone())
         .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
     check_backend(&settings.worker).await?;
+    let heartbeat = pool.heartbeat();
     let backend = match &builtin {
         Some(b) => acr_frontdoor::Backend::in_process(
             pool.backend().clone(),
@@ -274,9 +276,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry_listen: Some(login_servers.plain),
         registry_listen_tls: login_servers.tls,
     };
+    let readiness = ready::readiness(
+        heartbeat,
+        settings
+            .worker
+            .client
+            .build_http()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        &settings.worker.backend_url,
+        builtin.is_some(),
+        login_servers.plain,
+    )?;
     let state = acr_api::AppState {
         store: store.clone(),
         config: settings.api.clone(),
+        readiness,
     };
     let app_for = |scheme: &'static str| {
         tower::ServiceExt::<axum::extract::Request>::map_request(
@@ -295,9 +309,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "acr-import serving ARM on http://{local}"
     );
     let workers = tokio::spawn(pool.run(shutdown.clone()));
+    let mut listeners = ready::Listeners {
+        arm: Some(local),
+        registry: Some(login_servers.plain),
+        registry_tls: login_servers.tls,
+        proxy: login_servers.proxy,
+        ..ready::Listeners::default()
+    };
     let tls_server = match tls {
         None => None,
         Some((listener, addr, material)) => {
+            listeners.arm_tls = Some(addr);
             tracing::info!(
                 listen_tls = %addr,
                 ca = ?material.ca_path,
@@ -325,6 +347,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let http_shutdown = shutdown.clone();
+    // Every listener is bound (connections wait in its backlog until accepted), every server
+    // task spawned: say so once.
+    listeners.announce();
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app_for("http")),

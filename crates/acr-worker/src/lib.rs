@@ -28,6 +28,74 @@ use url::Url;
 
 pub use execute::failure_for;
 
+/// Whether a pool's claim loop runs, for readiness: set while [`WorkerPool::run`] loops (it
+/// beats on every turn, at least once per poll interval), cleared when it stops for any reason
+/// (shutdown, a panic).
+#[derive(Clone)]
+pub struct Heartbeat {
+    inner: Arc<HeartbeatInner>,
+}
+
+struct HeartbeatInner {
+    started: std::time::Instant,
+    /// Milliseconds since `started` of the last beat; `u64::MAX`: not running.
+    last: std::sync::atomic::AtomicU64,
+    poll_interval: Duration,
+}
+
+impl Heartbeat {
+    fn new(poll_interval: Duration) -> Self {
+        Self {
+            inner: Arc::new(HeartbeatInner {
+                started: std::time::Instant::now(),
+                last: std::sync::atomic::AtomicU64::new(u64::MAX),
+                poll_interval,
+            }),
+        }
+    }
+
+    fn beat(&self) {
+        let ms = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.inner
+            .last
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stop(&self) {
+        self.inner
+            .last
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `Err(reason)` when the loop is not running, or has not turned for three poll intervals
+    /// (at least 10 s: a claim may wait on a slow database that long).
+    pub fn check(&self) -> Result<(), String> {
+        let last = self.inner.last.load(std::sync::atomic::Ordering::Relaxed);
+        if last == u64::MAX {
+            return Err("the workers are not running".into());
+        }
+        let now = self.inner.started.elapsed();
+        let since = now.saturating_sub(Duration::from_millis(last));
+        let limit = (self.inner.poll_interval * 3).max(Duration::from_secs(10));
+        if since > limit {
+            return Err(format!(
+                "the workers' claim loop has not turned for {} s",
+                since.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Clears the heartbeat when the loop ends, however it ends.
+struct Running(Heartbeat);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Settings of the workers.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -81,6 +149,7 @@ pub struct WorkerPool {
     owner: String,
     source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
     blob_sink: Option<Arc<dyn acr_oci::BlobSink>>,
+    heartbeat: Heartbeat,
 }
 
 impl WorkerPool {
@@ -105,8 +174,10 @@ impl WorkerPool {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let heartbeat = Heartbeat::new(config.poll_interval);
         Ok(Self {
             store,
+            heartbeat,
             config: Arc::new(config),
             http,
             backend,
@@ -138,13 +209,20 @@ impl WorkerPool {
         &self.backend
     }
 
+    /// Tells whether [`WorkerPool::run`] is looping (readiness).
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
+    }
+
     /// Runs until `shutdown` is cancelled and every running copy has finished or been released.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut listener = self.store.wakeups().await.ok();
         tracing::info!(owner = %self.owner, workers = self.config.workers, "workers started");
+        let running = Running(self.heartbeat.clone());
         loop {
+            running.0.beat();
             // Claim while there are free slots and runnable operations.
             while let Ok(permit) = slots.clone().try_acquire_owned() {
                 if shutdown.is_cancelled() {
@@ -187,6 +265,7 @@ impl WorkerPool {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
+        drop(running);
         tracing::info!(running = tasks.len(), "workers stopping: no new claims");
         while tasks.join_next().await.is_some() {}
         tracing::info!("workers stopped");
@@ -448,5 +527,46 @@ async fn heartbeat(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_says_whether_the_claim_loop_runs() {
+        let h = Heartbeat::new(Duration::from_millis(10));
+        assert_eq!(
+            h.check(),
+            Err("the workers are not running".to_string()),
+            "before the loop starts"
+        );
+        let running = Running(h.clone());
+        running.0.beat();
+        assert_eq!(h.check(), Ok(()));
+        drop(running);
+        assert!(h.check().is_err(), "after the loop ends, however it ends");
+    }
+
+    #[test]
+    fn a_loop_that_stopped_turning_is_not_ready() {
+        let h = Heartbeat::new(Duration::from_millis(10));
+        // A beat 20 s ago: past three poll intervals and past the 10 s floor.
+        h.inner.last.store(0, std::sync::atomic::Ordering::Relaxed);
+        let started = std::time::Instant::now() - Duration::from_secs(20);
+        let old = Heartbeat {
+            inner: Arc::new(HeartbeatInner {
+                started,
+                last: std::sync::atomic::AtomicU64::new(0),
+                poll_interval: Duration::from_millis(10),
+            }),
+        };
+        let err = old.check().expect_err("stale");
+        assert!(
+            err.starts_with("the workers' claim loop has not turned for 2"),
+            "{err}"
+        );
+        assert_eq!(h.check(), Ok(()), "a fresh beat is within the floor");
     }
 }

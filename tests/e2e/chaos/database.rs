@@ -58,11 +58,33 @@ async fn chaos_postgres_restart_under_load() {
         )
         .await;
     assert_unavailable("GET registry", &reg, t.elapsed());
+    // Readiness says why, at once; liveness does not care.
+    let t = Instant::now();
+    let ready = arm.get(&format!("{}/health/ready", svc.base_url())).await;
+    assert_unavailable("GET /health/ready", &ready, t.elapsed());
+    let message = ready.error_message().unwrap_or_default();
+    assert!(
+        message.starts_with("Not ready. store: "),
+        "the reason names the store: {ready}"
+    );
+    let live = arm.get(&format!("{}/health/live", svc.base_url())).await;
+    assert_eq!(live.status.as_u16(), 200, "{live}");
     // Keep it down across a lease (3 s), so heartbeats and finishes fail too.
     let rest = Duration::from_secs(4).saturating_sub(down_at.elapsed());
     tokio::time::sleep(rest).await;
 
     pg.start_server().await;
+    // Ready again by itself.
+    acr_import_tests::util::poll_until(
+        "/health/ready to answer 200 again",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let r = arm.get(&format!("{}/health/ready", svc.base_url())).await;
+            (r.status.as_u16() == 200).then_some(())
+        },
+    )
+    .await;
     proxy.set_rate(None);
     let statuses = wait_all(&[svc.base_url()], &urls, Duration::from_secs(50)).await;
     report(scenario, &statuses);
