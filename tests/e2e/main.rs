@@ -17,6 +17,7 @@ mod concurrency;
 mod copy_graph;
 mod crash;
 mod fault_proxy;
+mod full_disk;
 mod harness;
 mod health;
 mod import_basic;

@@ -21,6 +21,27 @@ pub enum RegistryError {
     },
 }
 
+/// How every answer and error caused by a full file system starts.
+pub const OUT_OF_SPACE: &str = "the registry is out of disk space";
+
+/// Whether `err` (or an error it wraps) is the file system saying it is full (`ENOSPC`) or
+/// that a quota is exhausted (`EDQUOT`).
+pub fn is_out_of_space(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+                || matches!(io.raw_os_error(), Some(28 | 122))
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// The error codes of the distribution spec (plus `UNKNOWN` for our own failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Code {
@@ -175,8 +196,18 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, Code::Denied, message)
     }
 
-    /// Our own failure (I/O). Logged once here with its cause; the client sees only that it failed.
-    pub(crate) fn internal(what: &str, err: &dyn std::error::Error) -> Self {
+    /// Our own failure (I/O). Logged once here with its cause; the client sees only that it
+    /// failed — or, when the file system is full, 507 and that the registry is out of space
+    /// (what a client can act on: free space, retry).
+    pub(crate) fn internal(what: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        if is_out_of_space(err) {
+            tracing::warn!(error = %err, "registry: {what}: out of space");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                Code::Unknown,
+                format!("{OUT_OF_SPACE} ({what}); free space and retry"),
+            );
+        }
         tracing::error!(error = %err, "registry: {what}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

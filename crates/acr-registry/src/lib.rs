@@ -124,7 +124,7 @@ use axum::routing::any;
 use axum::Router;
 
 pub use access::{Action, Authenticator};
-pub use error::RegistryError;
+pub use error::{is_out_of_space, RegistryError, OUT_OF_SPACE};
 pub use gc::{GcOptions, GcReport};
 
 use digest::Digest;
@@ -238,10 +238,7 @@ impl Registry {
         .map_err(|e| match e {
             upload::AppendError::Body(e) => PutBlobError::Body(e.to_string()),
             upload::AppendError::Length { expected, got } => PutBlobError::Length { expected, got },
-            upload::AppendError::Io(e) => PutBlobError::Io {
-                what: "write upload",
-                source: e,
-            },
+            upload::AppendError::Io(e) => PutBlobError::io("write upload", e),
         })?;
         upload::finish(&inner.store, &session, &mut st, digest, repo)
             .await
@@ -250,7 +247,7 @@ impl Registry {
                     expected: digest.clone(),
                     computed,
                 },
-                upload::FinishError::Io(what, source) => PutBlobError::Io { what, source },
+                upload::FinishError::Io(what, source) => PutBlobError::io(what, source),
             })
     }
 
@@ -278,10 +275,30 @@ pub enum PutBlobError {
     Length { expected: u64, got: u64 },
     #[error("the blob has digest {computed}, expected {expected}")]
     Digest { expected: Digest, computed: Digest },
+    /// The file system is full (or a quota exhausted): the blob was not stored and its upload
+    /// file is gone; the same write succeeds once space is freed.
+    #[error("{} ({what}: {error}); free space and retry", error::OUT_OF_SPACE)]
+    OutOfSpace {
+        what: &'static str,
+        error: std::io::Error,
+    },
     #[error("{what}")]
     Io {
         what: &'static str,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl PutBlobError {
+    fn io(what: &'static str, source: std::io::Error) -> Self {
+        if error::is_out_of_space(&source) {
+            PutBlobError::OutOfSpace {
+                what,
+                error: source,
+            }
+        } else {
+            PutBlobError::Io { what, source }
+        }
+    }
 }

@@ -169,7 +169,11 @@ impl Disk {
     /// Writes `bytes` to `dest` through a temp file and a rename.
     async fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.tmp_path();
-        fs::write(&tmp, bytes).await?;
+        if let Err(e) = fs::write(&tmp, bytes).await {
+            // A full disk stops the write half-way: the part written goes too.
+            let _ = fs::remove_file(&tmp).await;
+            return Err(e);
+        }
         if let Some(parent) = dest.parent() {
             if let Err(e) = fs::create_dir_all(parent).await {
                 let _ = fs::remove_file(&tmp).await;

@@ -47,6 +47,13 @@ pub(crate) struct State {
     pub(crate) closed: bool,
 }
 
+impl State {
+    /// Drops the open file handle (before the file is removed).
+    pub(crate) fn close_file(&mut self) {
+        self.file = None;
+    }
+}
+
 impl Session {
     pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Relaxed)

@@ -341,6 +341,7 @@ pub(super) async fn upload_status(repo: &Repo, session: &Session) -> Result<Resp
 }
 
 pub(super) async fn upload_patch(
+    inner: &Inner,
     repo: &Repo,
     session: &Session,
     headers: &HeaderMap,
@@ -359,9 +360,19 @@ pub(super) async fn upload_patch(
             return Err(e);
         }
     };
-    upload::append(session, &mut st, body, expected)
-        .await
-        .map_err(append_error)?;
+    match upload::append(session, &mut st, body, expected).await {
+        Ok(_) => {}
+        Err(AppendError::Io(e)) if crate::error::is_out_of_space(&e) => {
+            // A full disk ends the session: its file goes at once (keeping it would hold the
+            // space the client needs), and the client starts again once space is freed.
+            st.closed = true;
+            inner.uploads.remove(&session.id);
+            st.close_file();
+            let _ = tokio::fs::remove_file(&session.path).await;
+            return Err(append_error(AppendError::Io(e)));
+        }
+        Err(e) => return Err(append_error(e)),
+    }
     let mut r = empty_response(StatusCode::ACCEPTED);
     upload_headers(r.headers_mut(), repo, session, st.size);
     Ok(r)

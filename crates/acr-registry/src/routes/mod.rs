@@ -512,7 +512,7 @@ async fn handle(
                 Method::GET | Method::HEAD => upload_status(&repo, &session).await,
                 Method::PATCH => {
                     let b = body.take().unwrap_or_default();
-                    upload_patch(&repo, &session, &parts.headers, b).await
+                    upload_patch(inner, &repo, &session, &parts.headers, b).await
                 }
                 Method::PUT => {
                     upload_finish(inner, &repo, &session, &query, &parts.headers, body).await
