@@ -18,6 +18,7 @@ mod copy_graph;
 mod crash;
 mod fault_proxy;
 mod full_disk;
+mod gc;
 mod harness;
 mod health;
 mod import_basic;

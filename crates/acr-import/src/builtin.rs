@@ -73,6 +73,8 @@ pub async fn start(
         login_server_suffix: None,
         auth: Some(Arc::new(InternalOnly { password })),
         token_lifetime: Duration::from_secs(3600),
+        durability: b.durability,
+        upload_idle_timeout: b.upload_idle,
     })
     .await
     .map_err(|e| anyhow::anyhow!("opening the built-in registry: {}", crate::error_chain(&e)))?;
@@ -92,6 +94,11 @@ pub async fn start(
             stop.clone(),
         ));
     }
+    tokio::spawn(sweep_uploads_every(
+        registry.clone(),
+        (b.upload_idle / 2).min(Duration::from_secs(60)),
+        stop.clone(),
+    ));
     let stop = stop.clone();
     let router = registry.router();
     let server = tokio::spawn(async move {
@@ -105,6 +112,24 @@ pub async fn start(
         addr,
         authorization,
     })
+}
+
+/// Cancels idle upload sessions every `every` until `stop`.
+async fn sweep_uploads_every(
+    registry: acr_registry::Registry,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let n = registry.sweep_uploads().await;
+        if n > 0 {
+            tracing::info!(cancelled = n, "idle upload sessions cancelled");
+        }
+    }
 }
 
 /// Collects the built-in registry's garbage every `every` until `stop`.
@@ -190,4 +215,59 @@ impl acr_oci::BlobSink for Sink {
                 })
         })
     }
+}
+
+/// `acr-import gc`: one collection of the built-in registry of a stopped data directory (its
+/// lock refuses a directory a service is using), printing every blob freed and a summary.
+pub async fn collect_offline(args: &config::GcArgs) -> anyhow::Result<()> {
+    let dir = args.data_dir.join(config::REGISTRY_DIR);
+    if !dir.join("blobs").is_dir() {
+        anyhow::bail!(
+            "{} holds no built-in registry (no blobs/ directory)",
+            dir.display()
+        );
+    }
+    let registry = acr_registry::Registry::open(acr_registry::RegistryConfig {
+        data_dir: dir.clone(),
+        login_server_suffix: None,
+        auth: None,
+        token_lifetime: Duration::from_secs(60),
+        durability: acr_registry::Durability::None,
+        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", crate::error_chain(&e)))?;
+    let report = registry
+        .collect_garbage(acr_registry::GcOptions {
+            grace: Duration::from_secs(args.grace_seconds),
+            dry_run: args.dry_run,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("garbage collection: {}", crate::error_chain(&e)))?;
+    let verb = if args.dry_run { "would free" } else { "freed" };
+    for (digest, size) in &report.freed {
+        println!("{verb} {digest} {size} bytes");
+    }
+    println!(
+        "{}: {} of {} blobs, {} of {} bytes{}{}",
+        dir.display(),
+        report.freed_blobs,
+        report.blobs,
+        report.freed_bytes,
+        report.bytes,
+        if args.dry_run {
+            " would be freed (dry run: nothing deleted)"
+        } else {
+            " freed"
+        },
+        if report.kept_recent > 0 {
+            format!(
+                "; {} unreferenced kept (younger than --grace-seconds)",
+                report.kept_recent
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }

@@ -45,7 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => {
             init_tracing(args.log_format);
-            let store = open_store(&args.storage).await?;
+            let store = open_store(&args.storage, false).await?;
             store.migrate().await.context("applying migrations")?;
             store.close().await;
             tracing::info!("migrations applied");
@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => serve(*args).await,
         Command::Hosts(args) => hosts(&args).await,
+        Command::Gc(args) => builtin::collect_offline(&args).await,
     }
 }
 
@@ -71,7 +72,10 @@ fn init_tracing(format: config::LogFormat) {
 }
 
 /// Opens the store DATABASE_URL names, or the embedded SQLite store in the data directory.
-async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<acr_store::Store> {
+async fn open_store(
+    storage: &config::StorageArgs,
+    durable: bool,
+) -> anyhow::Result<acr_store::Store> {
     use secrecy::ExposeSecret;
     match storage.location()? {
         config::StoreLocation::Postgres(url) => {
@@ -92,7 +96,7 @@ async fn open_store(storage: &config::StorageArgs) -> anyhow::Result<acr_store::
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the data directory {}", dir.display()))?;
             }
-            let store = acr_store::Store::open_sqlite(&path)
+            let store = acr_store::Store::open_sqlite_with(&path, durable)
                 .await
                 .map_err(|e| match e {
                     // Says all there is to say, the remedy included.
@@ -168,7 +172,8 @@ pub(crate) use acr_core::error_chain;
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     let mut settings = args.settings()?;
-    let store = open_store(&args.storage)
+    let durable = args.registry_durability == config::Durability::Fsync;
+    let store = open_store(&args.storage, durable)
         .await?
         .with_credentials_key(settings.credentials_key.clone());
     store

@@ -38,6 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         login_server_suffix: Some("azurecr.io".to_owned()),
         auth,
         token_lifetime: Duration::from_secs(3600),
+        durability: acr_registry::Durability::None,
+        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -19,6 +19,9 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process (or another open in this one) has the data directory.
+    #[error("another process{} is using the registry data directory {}; stop it first (one process per data directory)", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), dir.display())]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 /// How every answer and error caused by a full file system starts.

@@ -11,6 +11,8 @@
 //!     login_server_suffix: Some("azurecr.io".into()),
 //!     auth: None, // anonymous read/write
 //!     token_lifetime: std::time::Duration::from_secs(3600),
+//!     durability: acr_registry::Durability::None,
+//!     upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
 //! })
 //! .await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
@@ -73,27 +75,42 @@
 //! entries are small files written to `data_dir/tmp/` and renamed into place, so a crash never
 //! leaves half a tag. Manifest and tag changes of one repository are serialised in-process.
 //! Upload sessions live in memory: a restart forgets them and [`Registry::open`] deletes
-//! `uploads/` and `tmp/`; a session idle for an hour is dropped. Deleting a blob or manifest
+//! `uploads/` and `tmp/`; a session idle for longer than
+//! [`RegistryConfig::upload_idle_timeout`] (an hour by default) is cancelled and its file removed. Deleting a blob or manifest
 //! removes it from the repository; [`Registry::collect_garbage`] deletes the content files no
 //! repository references any more (mark and sweep, safe while pushes run: see `gc.rs`).
 //! `DELETE /acr/v1/<name>` (ACR's repository delete) removes a whole repository at once.
 //!
-//! # No fsync
+//! # Durability: `none` (default) or `fsync`
 //!
-//! Nothing is fsynced. Measured on this project's machines: `dd` of 200 MiB took ~0.2 s without
-//! and ~0.9 s with an fsync before close; through this registry one 256 MiB single-POST upload
-//! took 0.9–1.7 s without and 1.2–1.7 s with an fsync of the blob before the rename (noisy:
-//! the network and hashing hide part of the flush), and BENCHMARKS.md shows the external
-//! registry's per-blob fsync stalling every writer on the filesystem journal during a
-//! multi-layer import. Temp file + rename already makes every change atomic against a crashed
-//! or killed process (the page cache survives it); what is given up is durability across a
-//! power loss or kernel crash, where the newest files may come back empty or short. That is the
-//! right trade for an emulator; a blob damaged that way is caught by the digest check of any
-//! client that pulls it. (For scale: the same machine moved 256 MiB through `docker-registry`
-//! in 2.6 s up / 0.33 s down, through this registry, debug build, in ~1.2 s / ~0.18 s.)
+//! With [`Durability::None`] nothing is fsynced. Measured on this project's machines: `dd` of
+//! 200 MiB took ~0.2 s without and ~0.9 s with an fsync before close; through this registry one
+//! 256 MiB single-POST upload took 0.9–1.7 s without and 1.2–1.7 s with an fsync of the blob
+//! before the rename (noisy: the network and hashing hide part of the flush), and BENCHMARKS.md
+//! shows the external registry's per-blob fsync stalling every writer on the filesystem journal
+//! during a multi-layer import. Temp file + rename already makes every change atomic against a
+//! crashed or killed process (the page cache survives it); what is given up is durability
+//! across a power loss or kernel crash, where the newest files may come back empty or short (a
+//! blob damaged that way is caught by the digest check of any client that pulls it). That is
+//! the default for an emulator. With [`Durability::Fsync`] every write is durable before it is
+//! answered: a blob's file is fsynced before its rename, a metadata file (tag, revision,
+//! referrer) before its rename, and after each rename, link, removal or directory creation the
+//! directory holding the entry is fsynced, so an acknowledged blob, manifest or tag survives a
+//! power loss. (For scale: the same machine moved 256 MiB through `docker-registry` in 2.6 s
+//! up / 0.33 s down, through this registry, debug build, in ~1.2 s / ~0.18 s.)
+//!
+//! # A full disk
+//!
+//! An `ENOSPC`/`EDQUOT` anywhere in a write answers 507 with `UNKNOWN` and a message starting
+//! "the registry is out of disk space" (never a 500): a chunked upload's session ends and its
+//! file is removed, a single-POST or in-process upload's file is removed, a metadata write's
+//! temp file is removed; since every content file is renamed into place whole, nothing
+//! half-written is ever visible, and the same write succeeds once space is freed.
 //!
 //! One process per data directory: [`Registry::open`] empties `uploads/` and `tmp/`, which
-//! would break a second process's uploads in flight.
+//! would break a second process's uploads in flight, so it takes an exclusive lock on
+//! `<data dir>/.lock` (held while the registry is open) and refuses a directory another
+//! process holds, naming its pid.
 //!
 //! # Conformance notes
 //!
@@ -111,6 +128,7 @@ mod access;
 mod digest;
 mod error;
 mod gc;
+mod lock;
 mod names;
 mod routes;
 mod storage;
@@ -126,6 +144,8 @@ use axum::Router;
 pub use access::{Action, Authenticator};
 pub use error::{is_out_of_space, RegistryError, OUT_OF_SPACE};
 pub use gc::{GcOptions, GcReport};
+pub use storage::Durability;
+pub use upload::UPLOAD_IDLE_TIMEOUT;
 
 use digest::Digest;
 use routes::Inner;
@@ -146,6 +166,10 @@ pub struct RegistryConfig {
     pub auth: Option<Arc<dyn Authenticator>>,
     /// Lifetime of the Bearer tokens the token endpoint issues.
     pub token_lifetime: Duration,
+    /// When a write is acknowledged (`fsync` or not).
+    pub durability: Durability,
+    /// An upload session nobody touched for this long is cancelled and its file removed.
+    pub upload_idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -155,6 +179,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("login_server_suffix", &self.login_server_suffix)
             .field("auth", &self.auth.as_ref().map(|_| "Authenticator"))
             .field("token_lifetime", &self.token_lifetime)
+            .field("durability", &self.durability)
+            .field("upload_idle_timeout", &self.upload_idle_timeout)
             .finish()
     }
 }
@@ -169,8 +195,12 @@ impl Registry {
     /// Creates the data directories and deletes what an earlier process left half-done
     /// (upload files and temp files).
     pub async fn open(config: RegistryConfig) -> Result<Self, RegistryError> {
-        let store = storage::Disk::new(config.data_dir);
         let io = |path: PathBuf| move |source| RegistryError::Io { path, source };
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .map_err(io(config.data_dir.clone()))?;
+        let lock = lock::DirLock::acquire(&config.data_dir)?;
+        let store = storage::Disk::new(config.data_dir, config.durability);
         for dir in [store.uploads_dir(), store.tmp_dir()] {
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => {}
@@ -192,7 +222,7 @@ impl Registry {
         Ok(Registry {
             inner: Arc::new(Inner {
                 store,
-                uploads: upload::Uploads::default(),
+                uploads: upload::Uploads::new(config.upload_idle_timeout),
                 suffix,
                 auth: config.auth,
                 tokens: access::Tokens::new(config.token_lifetime),
@@ -200,6 +230,7 @@ impl Registry {
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
                 gc_lock: tokio::sync::Mutex::new(()),
+                _dir_lock: lock,
             }),
         })
     }
@@ -249,6 +280,17 @@ impl Registry {
                 },
                 upload::FinishError::Io(what, source) => PutBlobError::io(what, source),
             })
+    }
+
+    /// Cancels upload sessions idle for longer than the configured timeout and removes their
+    /// files (also done at every session start); returns how many.
+    pub async fn sweep_uploads(&self) -> usize {
+        self.inner.uploads.sweep().await
+    }
+
+    /// `fsync` calls made so far (none with [`Durability::None`]).
+    pub fn syncs(&self) -> u64 {
+        self.inner.store.syncs()
     }
 
     /// `/v2/…` and the token endpoint `/oauth2/token`; anything else is 404.

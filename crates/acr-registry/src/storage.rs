@@ -27,8 +27,24 @@ use crate::names;
 /// exclusive (see `gc.rs`).
 const BLOB_LOCKS: usize = 64;
 
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// When the page cache has it: atomic against a crashed or killed process, not against a
+    /// power loss or kernel crash (see the crate doc).
+    #[default]
+    None,
+    /// When the file and the directory entries that name it are on disk (`fsync` of the file,
+    /// then of each directory created or changed on its way), so an acknowledged blob, manifest
+    /// or tag survives a power loss.
+    Fsync,
+}
+
 pub(crate) struct Disk {
     root: PathBuf,
+    durability: Durability,
+    /// `fsync` calls made (files and directories), for tests and the curious.
+    syncs: std::sync::atomic::AtomicU64,
     /// Held while a blob gains a reference (commit + link, mount, manifest + revision) and
     /// while the garbage collector decides on and deletes it.
     blob_locks: Vec<tokio::sync::Mutex<()>>,
@@ -45,9 +61,11 @@ fn ignore_missing<T: Default>(r: io::Result<T>) -> io::Result<T> {
 }
 
 impl Disk {
-    pub(crate) fn new(root: PathBuf) -> Disk {
+    pub(crate) fn new(root: PathBuf, durability: Durability) -> Disk {
         Disk {
             root,
+            durability,
+            syncs: std::sync::atomic::AtomicU64::new(0),
             blob_locks: (0..BLOB_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -166,16 +184,34 @@ impl Disk {
         ))
     }
 
-    /// Writes `bytes` to `dest` through a temp file and a rename.
+    /// Writes `bytes` to `dest` through a temp file and a rename (durably with
+    /// [`Durability::Fsync`]: the file before the rename, the directory after).
     async fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.tmp_path();
-        if let Err(e) = fs::write(&tmp, bytes).await {
+        let written = match self.durability {
+            Durability::None => fs::write(&tmp, bytes).await,
+            Durability::Fsync => {
+                let (path, data) = (tmp.clone(), bytes.to_vec());
+                let r = blocking(move || {
+                    use std::io::Write as _;
+                    let mut f = std::fs::File::create(&path)?;
+                    f.write_all(&data)?;
+                    f.sync_all()
+                })
+                .await;
+                if r.is_ok() {
+                    self.count_syncs(1);
+                }
+                r
+            }
+        };
+        if let Err(e) = written {
             // A full disk stops the write half-way: the part written goes too.
             let _ = fs::remove_file(&tmp).await;
             return Err(e);
         }
         if let Some(parent) = dest.parent() {
-            if let Err(e) = fs::create_dir_all(parent).await {
+            if let Err(e) = self.create_dirs(parent).await {
                 let _ = fs::remove_file(&tmp).await;
                 return Err(e);
             }
@@ -184,7 +220,79 @@ impl Disk {
             let _ = fs::remove_file(&tmp).await;
             return Err(e);
         }
+        self.sync_parent(dest).await
+    }
+
+    /// `create_dir_all`; with [`Durability::Fsync`] each directory created is made durable in
+    /// its parent.
+    async fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return fs::create_dir_all(dir).await;
+        }
+        if exists(dir).await? {
+            return Ok(());
+        }
+        // The missing ancestors, outermost first.
+        let mut missing = vec![dir.to_path_buf()];
+        let mut at = dir.parent();
+        while let Some(p) = at {
+            if exists(p).await? {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            at = p.parent();
+        }
+        for d in missing.iter().rev() {
+            match fs::create_dir(d).await {
+                Ok(()) => self.sync_parent(d).await?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
+    }
+
+    /// With [`Durability::Fsync`], makes the directory entry of `path` durable.
+    async fn sync_parent(&self, path: &Path) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        let Some(parent) = path.parent().map(Path::to_path_buf) else {
+            return Ok(());
+        };
+        blocking(move || std::fs::File::open(&parent)?.sync_all()).await?;
+        self.count_syncs(1);
+        Ok(())
+    }
+
+    /// With [`Durability::Fsync`], makes a file's content durable.
+    async fn sync_file(&self, path: &Path) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        let path = path.to_path_buf();
+        blocking(move || std::fs::File::open(&path)?.sync_all()).await?;
+        self.count_syncs(1);
+        Ok(())
+    }
+
+    fn count_syncs(&self, n: u64) {
+        self.syncs
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Removes a file; with [`Durability::Fsync`] the removal is made durable too.
+    async fn remove(&self, p: &Path) -> io::Result<bool> {
+        let removed = remove(p).await?;
+        if removed {
+            self.sync_parent(p).await?;
+        }
+        Ok(removed)
+    }
+
+    /// `fsync` calls made so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The blob's size when its content is stored, whatever repository it belongs to.
@@ -210,10 +318,12 @@ impl Disk {
     pub(crate) async fn commit_blob(&self, file: &Path, d: &Digest, repo: &str) -> io::Result<()> {
         let _held = self.blob_lock(d).lock().await;
         let dest = self.blob_path(d);
+        self.sync_file(file).await?;
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).await?;
+            self.create_dirs(parent).await?;
         }
         fs::rename(file, &dest).await?;
+        self.sync_parent(&dest).await?;
         self.link_blob(repo, d).await?;
         self.touch(d);
         Ok(())
@@ -243,7 +353,7 @@ impl Disk {
     async fn link_blob(&self, repo: &str, d: &Digest) -> io::Result<()> {
         let link = self.layer_link(repo, d);
         if let Some(parent) = link.parent() {
-            fs::create_dir_all(parent).await?;
+            self.create_dirs(parent).await?;
         }
         fs::OpenOptions::new()
             .create(true)
@@ -251,12 +361,13 @@ impl Disk {
             .write(true)
             .open(&link)
             .await
-            .map(drop)
+            .map(drop)?;
+        self.sync_parent(&link).await
     }
 
     /// Removes the blob from `repo` (the content stays: other repositories may share it).
     pub(crate) async fn unlink_blob(&self, repo: &str, d: &Digest) -> io::Result<bool> {
-        remove(&self.layer_link(repo, d)).await
+        self.remove(&self.layer_link(repo, d)).await
     }
 
     /// Stores a manifest's bytes (unless already there) and its revision in `repo`, as one
@@ -297,7 +408,7 @@ impl Disk {
     }
 
     pub(crate) async fn delete_revision(&self, repo: &str, d: &Digest) -> io::Result<bool> {
-        remove(&self.revision_path(repo, d)).await
+        self.remove(&self.revision_path(repo, d)).await
     }
 
     pub(crate) async fn put_tag(&self, repo: &str, tag: &str, d: &Digest) -> io::Result<()> {
@@ -317,7 +428,7 @@ impl Disk {
     }
 
     pub(crate) async fn delete_tag(&self, repo: &str, tag: &str) -> io::Result<bool> {
-        remove(&self.tags_dir(repo).join(tag)).await
+        self.remove(&self.tags_dir(repo).join(tag)).await
     }
 
     /// Whether anything was ever pushed to `repo` (it has manifests or blobs).
@@ -362,7 +473,8 @@ impl Disk {
         subject: &Digest,
         referrer: &Digest,
     ) -> io::Result<bool> {
-        remove(&self.referrer_entry(repo, subject, referrer)).await
+        self.remove(&self.referrer_entry(repo, subject, referrer))
+            .await
     }
 
     /// Descriptors of the manifests of `repo` whose subject is `subject`, ordered by digest.
@@ -552,6 +664,14 @@ fn walk_repositories(dir: &Path, prefix: String, out: &mut BTreeSet<String>) -> 
         walk_repositories(&entry.path(), child, out)?;
     }
     Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 async fn exists(p: &Path) -> io::Result<bool> {

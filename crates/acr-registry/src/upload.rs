@@ -19,8 +19,10 @@ use crate::storage::{self, Disk};
 /// Write buffer between the request body and the file: few, large writes to the blocking pool.
 const WRITE_BUF: usize = 1 << 20;
 
-/// A session nobody touched for this long is removed (with its file) by the next session start.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The default of how long a session nobody touches lives: then it is cancelled and its file
+/// removed (swept at every session start and periodically by the embedder
+/// through [`crate::Registry::sweep_uploads`]).
+pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(crate) struct Session {
     pub(crate) id: Uuid,
@@ -81,12 +83,19 @@ pub(crate) enum AppendError {
     Io(#[from] io::Error),
 }
 
-#[derive(Default)]
 pub(crate) struct Uploads {
     sessions: Mutex<HashMap<Uuid, Arc<Session>>>,
+    idle_timeout: Duration,
 }
 
 impl Uploads {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        Self {
+            sessions: Mutex::default(),
+            idle_timeout,
+        }
+    }
+
     /// A new session. `register: false` makes an anonymous one for a single-POST upload.
     pub(crate) fn create(
         &self,
@@ -133,24 +142,29 @@ impl Uploads {
         }
     }
 
-    /// Drops sessions idle for longer than [`IDLE_TIMEOUT`] whose state is not in use.
-    pub(crate) async fn sweep(&self) {
+    /// Cancels sessions idle for longer than the idle timeout whose state is not in use, and
+    /// removes their files; returns how many.
+    pub(crate) async fn sweep(&self) -> usize {
         let stale: Vec<Arc<Session>> = match self.sessions.lock() {
             Ok(m) => m
                 .values()
-                .filter(|s| s.idle_for() > IDLE_TIMEOUT)
+                .filter(|s| s.idle_for() > self.idle_timeout)
                 .cloned()
                 .collect(),
-            Err(_) => return,
+            Err(_) => return 0,
         };
+        let mut cancelled = 0;
         for s in stale {
             let Ok(mut st) = s.state.try_lock() else {
                 continue;
             };
             st.closed = true;
+            st.file = None;
             self.remove(&s.id);
             let _ = tokio::fs::remove_file(&s.path).await;
+            cancelled += 1;
         }
+        cancelled
     }
 }
 

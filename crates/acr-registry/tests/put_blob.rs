@@ -27,6 +27,8 @@ async fn open(dir: &std::path::Path) -> (Registry, String) {
         login_server_suffix: None,
         auth: None,
         token_lifetime: Duration::from_secs(300),
+        durability: acr_registry::Durability::None,
+        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
     })
     .await
     .expect("open");

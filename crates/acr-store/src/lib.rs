@@ -176,7 +176,13 @@ impl Store {
     /// must exist. Locks `<path>.lock` for as long as any clone of the store lives: a second
     /// opener, in this process or another, gets [`StoreError::Locked`].
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
-        let store = sqlite::SqliteStore::open(path).await?;
+        Self::open_sqlite_with(path, false).await
+    }
+
+    /// [`Store::open_sqlite`]; `durable`: `synchronous = FULL` (every commit fsynced, so it
+    /// survives a power loss) instead of `NORMAL`.
+    pub async fn open_sqlite_with(path: &Path, durable: bool) -> Result<Self, StoreError> {
+        let store = sqlite::SqliteStore::open(path, durable).await?;
         Ok(Self::with_backend(Backend::Sqlite(store)))
     }
 

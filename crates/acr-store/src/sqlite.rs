@@ -15,7 +15,8 @@
 //! transaction through a crash or kill of the process and never corrupts the file; only a
 //! power loss or OS crash may roll back the last commits before a checkpoint. `FULL` would add
 //! an fsync to every enqueue and heartbeat, for a store that is the single-machine default;
-//! deployments that need more use PostgreSQL. Every write goes through one connection (the
+//! deployments that need more use PostgreSQL or `--registry-durability fsync`, which opens the
+//! store with `FULL`. Every write goes through one connection (the
 //! `writer` pool of size 1), so writers queue in this process, first come first served, and
 //! never meet on SQLite's lock, whose busy handler sleeps in steps of up to 100 ms (that
 //! turned a stream of enqueues next to four workers' heartbeats into a 200 ms p99); readers
@@ -121,7 +122,7 @@ fn stamp_after(now: DateTime<Utc>, d: Duration) -> String {
 }
 
 impl SqliteStore {
-    pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) async fn open(path: &Path, durable: bool) -> Result<Self, StoreError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -134,7 +135,11 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(if durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()

@@ -31,6 +31,23 @@ pub enum Command {
     /// Print /etc/hosts lines mapping every registry's login server to an address (asks a
     /// running service's ARM API), so that clients reach https://<name>.<suffix> without DNS.
     Hosts(HostsArgs),
+    /// Collect the garbage of the built-in registry in a data directory no service is using:
+    /// delete the content no repository references any more and print what was freed.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The service's data directory (the built-in registry is its `registry/`).
+    #[arg(long, env = "ACR_IMPORT_DATA_DIR", default_value = ".acr-import")]
+    pub data_dir: PathBuf,
+    /// Print what would be freed; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep unreferenced content younger than this many seconds (nothing writes to a stopped
+    /// data directory, so everything unreferenced may go).
+    #[arg(long, default_value_t = 0)]
+    pub grace_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +145,16 @@ pub struct ServeArgs {
     /// Unreferenced content younger than this many seconds is kept by garbage collection.
     #[arg(long, env = "ACR_IMPORT_GC_GRACE_SECONDS", default_value_t = 600)]
     pub gc_grace_seconds: u64,
+    /// When the built-in registry and the SQLite store acknowledge a write: `none` (the page
+    /// cache has it: safe against a crashed or killed process, not against a power loss) or
+    /// `fsync` (blobs, manifests, tags and their directories are fsynced before the answer,
+    /// SQLite runs `synchronous=FULL`: an import that says Succeeded survives a power loss).
+    #[arg(long, env = "ACR_IMPORT_REGISTRY_DURABILITY", value_enum, default_value_t = Durability::None)]
+    pub registry_durability: Durability,
+    /// Upload sessions of the built-in registry untouched for this many seconds are cancelled
+    /// and their files removed (checked every minute, or every half of it when shorter).
+    #[arg(long, env = "ACR_IMPORT_UPLOAD_IDLE_SECONDS", default_value_t = 3600)]
+    pub upload_idle_seconds: u64,
     /// Username for the backend registry.
     #[arg(long, env = "ACR_IMPORT_BACKEND_USERNAME")]
     pub backend_username: Option<String>,
@@ -381,6 +408,25 @@ pub struct BuiltinRegistrySettings {
     pub gc_interval: Option<Duration>,
     /// Unreferenced content younger than this is kept.
     pub gc_grace: Duration,
+    pub durability: acr_registry::Durability,
+    /// Idle upload sessions are cancelled after this long.
+    pub upload_idle: Duration,
+}
+
+/// `--registry-durability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    None,
+    Fsync,
+}
+
+impl Durability {
+    pub fn registry(self) -> acr_registry::Durability {
+        match self {
+            Durability::None => acr_registry::Durability::None,
+            Durability::Fsync => acr_registry::Durability::Fsync,
+        }
+    }
 }
 
 /// The built-in registry's files in the data directory.

@@ -101,6 +101,12 @@ impl ServeArgs {
                         gc_interval: (self.gc_interval_seconds > 0)
                             .then(|| Duration::from_secs(self.gc_interval_seconds)),
                         gc_grace: Duration::from_secs(self.gc_grace_seconds),
+                        durability: self.registry_durability.registry(),
+                        upload_idle: Duration::from_secs(within(
+                            "--upload-idle-seconds",
+                            self.upload_idle_seconds,
+                            1..=7 * 24 * 3600,
+                        )?),
                     }),
                 })
             }

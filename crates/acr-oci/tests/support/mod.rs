@@ -294,6 +294,8 @@ pub async fn start() -> Remote {
         login_server_suffix: None,
         auth: None,
         token_lifetime: Duration::from_secs(300),
+        durability: acr_registry::Durability::None,
+        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
     })
     .await
     .expect("open registry");

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) repo_locks: Vec<tokio::sync::Mutex<()>>,
     /// One garbage collection at a time.
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
+    /// This process's claim on the data directory, held while the registry is open.
+    pub(crate) _dir_lock: crate::lock::DirLock,
 }
 
 /// A repository as the client names it (`visible`, relative to the login server of the Host)

@@ -48,6 +48,8 @@ pub async fn serve_at(root: &Path, auth: Option<Arc<dyn Authenticator>>) -> Serv
         login_server_suffix: Some("azurecr.io".into()),
         auth,
         token_lifetime: Duration::from_secs(300),
+        durability: acr_registry::Durability::None,
+        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
     })
     .await
     .expect("open registry");

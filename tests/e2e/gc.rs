@@ -1,0 +1,177 @@
+//! `acr-import gc [--dry-run]` on a stopped data directory: refused while the service runs,
+//! a dry run lists exactly the unreferenced content and deletes nothing, the real run frees
+//! it, and every image still referenced pulls back whole afterwards.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use acr_import_tests::env::IMPORT_TIMEOUT;
+use acr_import_tests::image::Format;
+use acr_import_tests::service::service_bin;
+use acr_import_tests::{
+    ArmClient, Blob, Manifest, OciClient, Platform, ServiceConfig, TestImage, TestRegistry,
+    TestService,
+};
+
+use crate::common::{assert_succeeded, run, uri_import};
+
+const RG: &str = "acr-tests-rg";
+
+fn gc(data_dir: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(service_bin());
+    cmd.arg("gc").arg("--data-dir").arg(data_dir).args(extra);
+    cmd
+}
+
+/// Blob files of the built-in registry.
+fn stored(data_dir: &std::path::Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let root = data_dir.join("registry/blobs/sha256");
+    for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(prefix.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.insert(format!("sha256:{}", f.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// An image whose first layer is `other`'s (same bytes, same digest), plus a layer and a
+/// config of its own.
+fn sharing_first_layer(other: &TestImage, seed: u64) -> TestImage {
+    let f = Format::Oci;
+    let shared = other.blobs[1].clone();
+    let own = Blob::generated(f.layer_type(), seed, 60_000);
+    let config = Blob::inline(
+        f.config_type(),
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [shared.digest, own.digest]},
+        }))
+        .expect("config"),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": f.manifest_type(),
+        "config": config.descriptor_json(),
+        "layers": [shared.descriptor_json(), own.descriptor_json()],
+    });
+    TestImage {
+        top: Manifest::from_json(f.manifest_type(), &manifest, Some(Platform::amd64())),
+        children: Vec::new(),
+        blobs: vec![config, shared, own],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_on_a_stopped_data_directory_frees_exactly_the_unreferenced_content() {
+    // Two images sharing a layer, in two registries; the first registry is then deleted.
+    let shared = 1 << 20;
+    let gone = TestImage::single(8101, Format::Oci, &[shared, 40_000, 50_000]);
+    let kept = sharing_first_layer(&gone, 8102);
+    assert_eq!(kept.blobs[1].digest, gone.blobs[1].digest);
+    let src = TestRegistry::anonymous().await;
+    src.client()
+        .push_image("demo/gone", "v1", &gone)
+        .await
+        .expect("push");
+    src.client()
+        .push_image("demo/kept", "v1", &kept)
+        .await
+        .expect("push");
+
+    let data = tempfile::Builder::new()
+        .prefix("acr-gc-")
+        .tempdir()
+        .expect("temp dir");
+    let data_dir = data.path().join("data");
+    let config = ServiceConfig::sqlite(&data_dir, "unused")
+        .builtin_registry(false)
+        .flag("--gc-interval-seconds", 0);
+    let mut svc = TestService::start(config.clone()).await;
+    let sub = uuid::Uuid::new_v4().to_string();
+    let arm = ArmClient::new(&svc.base_url());
+    for (reg, image) in [("GoneReg", "demo/gone:v1"), ("KeptReg", "demo/kept:v1")] {
+        arm.create_registry(&sub, RG, reg).await;
+        let accepted = arm
+            .import(&sub, RG, reg, &uri_import(&src.host(), image, &["app:v1"]))
+            .await;
+        assert_eq!(accepted.status.as_u16(), 202, "{accepted}");
+        let status = arm
+            .poll_until_done(&accepted.async_operation(), IMPORT_TIMEOUT)
+            .await;
+        assert_succeeded(&status);
+    }
+    let before = stored(&data_dir);
+    let gone_content: BTreeSet<String> = gone
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .chain([gone.top.digest.clone()])
+        .collect();
+    let kept_content: BTreeSet<String> = kept
+        .blobs
+        .iter()
+        .map(|b| b.digest.clone())
+        .chain([kept.top.digest.clone()])
+        .collect();
+    assert!(gone_content.is_subset(&before) && kept_content.is_subset(&before));
+    arm.delete_registry_and_wait(&sub, RG, "GoneReg").await;
+    let unreferenced: BTreeSet<String> = gone_content.difference(&kept_content).cloned().collect();
+
+    // Refused while the service has the directory.
+    let (ok, out) = run(gc(&data_dir, &["--dry-run"])).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "another process (pid {}) is using the registry data directory",
+            svc.pid()
+        )),
+        "{out}"
+    );
+
+    let status = svc.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}");
+
+    // A dry run lists exactly the unreferenced content and deletes nothing.
+    let (ok, out) = run(gc(&data_dir, &["--dry-run"])).await;
+    assert!(ok, "{out}");
+    let listed: BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("would free "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, unreferenced, "{out}");
+    assert!(out.contains("dry run: nothing deleted"), "{out}");
+    assert_eq!(stored(&data_dir), before);
+
+    // The real run frees it.
+    let (ok, out) = run(gc(&data_dir, &[])).await;
+    assert!(ok, "{out}");
+    let freed: BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("freed "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(freed, unreferenced, "{out}");
+    let after = stored(&data_dir);
+    assert!(after.is_disjoint(&unreferenced));
+    assert_eq!(
+        before.difference(&after).cloned().collect::<BTreeSet<_>>(),
+        unreferenced
+    );
+    // Nothing left to free.
+    let (ok, out) = run(gc(&data_dir, &[])).await;
+    assert!(ok && !out.contains("freed sha256"), "{out}");
+
+    // The kept image pulls back whole from the restarted service.
+    let svc = TestService::start(config).await;
+    OciClient::new(&svc.registry_url(), None)
+        .assert_has_image("keptreg/app", Some("v1"), &kept)
+        .await;
+}
