@@ -12,6 +12,7 @@ mod arm_surface;
 mod auth_refresh;
 mod builtin_registry;
 mod chaos;
+mod cli;
 mod clients;
 mod concurrency;
 mod copy_graph;

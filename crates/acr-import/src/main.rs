@@ -2,6 +2,7 @@
 //! waits for shutdown. Nothing else lives here.
 
 mod builtin;
+mod client;
 mod config;
 mod login;
 mod ready;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -37,11 +38,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi => {
             print!("{}", acr_api::openapi::document_json());
-            Ok(())
         }
         Command::Migrate(args) => {
             init_tracing(args.log_format);
@@ -49,12 +49,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.migrate().await.context("applying migrations")?;
             store.close().await;
             tracing::info!("migrations applied");
-            Ok(())
         }
-        Command::Serve(args) => serve(*args).await,
-        Command::Hosts(args) => hosts(&args).await,
-        Command::Gc(args) => builtin::collect_offline(&args).await,
+        Command::Serve(args) => serve(*args).await?,
+        Command::Hosts(args) => hosts(&args).await?,
+        Command::Gc(args) => builtin::collect_offline(&args).await?,
+        // The client says how it went in its exit code (and its own messages).
+        Command::Import(args) => return Ok(client::run(*args).await),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(format: config::LogFormat) {

@@ -31,6 +31,9 @@ pub enum Command {
     /// Print /etc/hosts lines mapping every registry's login server to an address (asks a
     /// running service's ARM API), so that clients reach https://<name>.<suffix> without DNS.
     Hosts(HostsArgs),
+    /// Import an image through a running service's ARM API (importImage), following the
+    /// operation with a live progress bar; `--file` imports many at once.
+    Import(Box<ImportArgs>),
     /// Collect the garbage of the built-in registry in a data directory no service is using:
     /// delete the content no repository references any more and print what was freed.
     Gc(GcArgs),
@@ -496,6 +499,8 @@ pub struct Settings {
     pub login: LoginSettings,
 }
 
+mod import;
+pub use import::ImportArgs;
 mod settings;
 pub use settings::redact_url;
 
