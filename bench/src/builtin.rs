@@ -21,6 +21,9 @@ impl Bench {
             Target::BuiltinSqlite => {
                 ServiceConfig::sqlite(&data_dir, "unused").builtin_registry(false)
             }
+            Target::BuiltinSqliteFsync => ServiceConfig::sqlite(&data_dir, "unused")
+                .builtin_registry(false)
+                .flag("--registry-durability", "fsync"),
         };
         Svc::start_with(config.workers(4)).await
     }
@@ -36,7 +39,7 @@ impl Bench {
         let tgt_pid = match target {
             Target::DockerRegistry => self.tgt.pid(),
             // The built-in registry is the service itself: its CPU is in the copier's.
-            Target::BuiltinPostgres | Target::BuiltinSqlite => 0,
+            Target::BuiltinPostgres | Target::BuiltinSqlite | Target::BuiltinSqliteFsync => 0,
         };
         sync_disks().await?;
         let win = CpuWindow::open(self.src.pid(), tgt_pid, Some(svc.service.pid()));
@@ -111,6 +114,7 @@ impl Bench {
             Variant::Import(Target::DockerRegistry),
             Variant::Import(Target::BuiltinPostgres),
             Variant::Import(Target::BuiltinSqlite),
+            Variant::Import(Target::BuiltinSqliteFsync),
         ];
         variants.extend(self.peers().into_iter().map(Variant::Peer));
         let tool = |v: Variant| match v {

@@ -439,6 +439,8 @@ enum Target {
     DockerRegistry,
     BuiltinPostgres,
     BuiltinSqlite,
+    /// The SQLite store and the built-in registry with `--registry-durability fsync`.
+    BuiltinSqliteFsync,
 }
 
 impl Target {
@@ -447,6 +449,7 @@ impl Target {
             Target::DockerRegistry => Tool::ImportToDockerRegistry,
             Target::BuiltinPostgres => Tool::ImportToBuiltinPostgres,
             Target::BuiltinSqlite => Tool::ImportToBuiltinSqlite,
+            Target::BuiltinSqliteFsync => Tool::ImportToBuiltinSqliteFsync,
         }
     }
 }
