@@ -128,6 +128,15 @@ pub struct ServeArgs {
     /// Unreferenced content younger than this many seconds is kept by garbage collection.
     #[arg(long, env = "ACR_IMPORT_GC_GRACE_SECONDS", default_value_t = 600)]
     pub gc_grace_seconds: u64,
+    /// Seconds between sweeps of ACR's retention policy: untagged manifests older than a
+    /// Premium registry's `policies.retentionPolicy.days` are deleted while it is enabled
+    /// (whatever the backend); 0: never.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_seconds: u64,
     /// Username for the backend registry.
     #[arg(long, env = "ACR_IMPORT_BACKEND_USERNAME")]
     pub backend_username: Option<String>,
@@ -448,6 +457,8 @@ pub struct Settings {
     pub worker: acr_worker::WorkerConfig,
     pub tls: Option<TlsSettings>,
     pub login: LoginSettings,
+    /// Between retention sweeps; `None`: never.
+    pub retention_interval: Option<Duration>,
 }
 
 mod settings;
