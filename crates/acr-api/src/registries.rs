@@ -127,6 +127,7 @@ fn props_from(
             )
             .with_target("properties"));
         }
+        stamp_retention(&mut p);
         return Ok(p);
     };
     let get_bool = |k: &str| -> Result<Option<bool>, ApiError> {
@@ -238,12 +239,17 @@ fn props_from(
             };
         }
     }
-    // ACR stamps the retention policy when the registry is created.
+    stamp_retention(&mut p);
+    Ok(p)
+}
+
+/// ACR stamps the retention policy when the registry is created (and a registry stored before
+/// policies were kept gets its stamp on its first write).
+fn stamp_retention(p: &mut RegistryProps) {
     p.policies
         .retention_policy
         .last_updated_time
         .get_or_insert_with(chrono::Utc::now);
-    Ok(p)
 }
 
 /// The retention policy is a Premium feature in ACR (`az acr config retention` refuses other
