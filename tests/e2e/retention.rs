@@ -1,13 +1,14 @@
 //! ACR's retention policy: `properties.policies` round-trips through PUT/PATCH/GET (validated,
 //! `lastUpdatedTime` stamped, Premium only for an enabled retention policy), and the sweep
 //! (`--retention-interval-seconds`) deletes exactly the untagged manifests the policy says
-//! are due — not the children of a tagged index, not a `deleteEnabled: false` manifest, not a
-//! tagged one — on the built-in registry and on an external backend.
+//! are due — not the children of a tagged index, not a referrer of a kept image, not a
+//! `deleteEnabled: false` manifest, not a tagged one — on the built-in registry and on an
+//! external backend.
 
 use std::time::Duration;
 
 use acr_import_tests::util::poll_until;
-use acr_import_tests::{Format, Platform, TestEnv, TestImage, TestRegistry};
+use acr_import_tests::{Format, Manifest, OciClient, Platform, TestEnv, TestImage, TestRegistry};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -112,6 +113,36 @@ async fn az_retention_update(env: &TestEnv, status: &str, days: i64) -> Value {
     r.json()["properties"]["policies"]["retentionPolicy"].clone()
 }
 
+/// An untagged signature-like artifact whose `subject` is `subject`.
+fn referrer(seed: u64, subject: &TestImage) -> TestImage {
+    let mut a = TestImage::artifact(
+        seed,
+        "application/vnd.example.signature.v1",
+        "application/vnd.example.signature.layer.v1",
+    );
+    let mut v: Value = serde_json::from_slice(&a.top.bytes).expect("artifact manifest");
+    v["subject"] = subject.top.descriptor_json();
+    a.top = Manifest::from_json(&a.top.media_type.clone(), &v, None);
+    a
+}
+
+/// Pushes `image` untagged (by digest) through the login servers' root view.
+async fn push_untagged(env: &TestEnv, repo: &str, image: &TestImage) {
+    let c = OciClient::new(&env.service.login_url(), None);
+    let repo = TestEnv::backend_repo(REG, repo);
+    for blob in &image.blobs {
+        c.push_blob(&repo, blob).await.expect("push blob");
+    }
+    c.push_manifest(
+        &repo,
+        &image.top.digest,
+        &image.top.media_type,
+        &image.top.bytes,
+    )
+    .await
+    .expect("push manifest");
+}
+
 /// The images of the scenario, in a source registry.
 struct Images {
     first: TestImage,
@@ -185,6 +216,20 @@ async fn retention_deletes_exactly_the_due_manifests(env: &TestEnv, seed: u64) {
     }
     let ls = LoginServer::of(env);
     ls.lock_delete("locked", img.locked.digest()).await;
+    // Untagged referrers: of the tagged image (kept with it) and of the untagged one (goes
+    // with it).
+    let kept_sig = referrer(seed + 10, &img.second);
+    let orphan_sig = referrer(seed + 11, &img.first);
+    push_untagged(env, "app", &kept_sig).await;
+    push_untagged(env, "app", &orphan_sig).await;
+    let mut app = vec![
+        img.first.digest().to_owned(),
+        img.second.digest().to_owned(),
+        kept_sig.digest().to_owned(),
+        orphan_sig.digest().to_owned(),
+    ];
+    app.sort();
+    assert_eq!(ls.listed("app").await, app);
 
     // The default policy is ACR's: disabled, 7 days. Disabled, the sweep deletes nothing.
     let got = env.arm.get_registry(&env.sub, &env.rg, REG).await.json();
@@ -220,13 +265,27 @@ async fn retention_deletes_exactly_the_due_manifests(env: &TestEnv, seed: u64) {
         Duration::from_millis(200),
         || async {
             let first = ls.manifest_status("app", img.first.digest()).await;
+            let orphan = ls.manifest_status("app", orphan_sig.digest()).await;
             let plain = ls.manifest_status("plain", img.plain.digest()).await;
-            (first == StatusCode::NOT_FOUND && plain == StatusCode::NOT_FOUND).then_some(())
+            [first, orphan, plain]
+                .iter()
+                .all(|s| *s == StatusCode::NOT_FOUND)
+                .then_some(())
         },
     )
     .await;
     // Gone from the data plane's list as from /v2; everything else stays.
-    assert_eq!(ls.listed("app").await, vec![img.second.digest().to_owned()]);
+    let mut app = vec![img.second.digest().to_owned(), kept_sig.digest().to_owned()];
+    app.sort();
+    assert_eq!(
+        ls.listed("app").await,
+        app,
+        "the tagged image and its referrer stay"
+    );
+    assert_eq!(
+        ls.manifest_status("app", kept_sig.digest()).await,
+        StatusCode::OK
+    );
     assert!(ls.listed("plain").await.is_empty());
     assert_eq!(
         ls.manifest_status("app", img.second.digest()).await,
