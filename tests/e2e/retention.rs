@@ -2,8 +2,8 @@
 //! `lastUpdatedTime` stamped, Premium only for an enabled retention policy), and the sweep
 //! (`--retention-interval-seconds`) deletes exactly the untagged manifests the policy says
 //! are due — not the children of a tagged index, not a referrer of a kept image, not a
-//! `deleteEnabled: false` manifest, not a tagged one — on the built-in registry and on an
-//! external backend.
+//! `deleteEnabled: false` manifest, not a tagged one — on the built-in registry (PostgreSQL
+//! and the zero-setup SQLite store) and on an external backend.
 
 use std::time::Duration;
 
@@ -329,6 +329,19 @@ async fn retention_deletes_exactly_the_due_manifests(env: &TestEnv, seed: u64) {
 async fn the_sweep_deletes_due_untagged_manifests_on_the_built_in_registry() {
     let env = TestEnv::start_with(|c| c.flag("--retention-interval-seconds", 1)).await;
     retention_deletes_exactly_the_due_manifests(&env, 17_100).await;
+}
+
+/// The zero-setup default: the embedded SQLite store and the built-in registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_deletes_due_untagged_manifests_on_sqlite() {
+    let data = tempfile::tempdir().expect("data dir");
+    let env = TestEnv::start_with(|mut c| {
+        c.database_url = None;
+        c.flag("--data-dir", data.path().display())
+            .flag("--retention-interval-seconds", 1)
+    })
+    .await;
+    retention_deletes_exactly_the_due_manifests(&env, 17_300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
