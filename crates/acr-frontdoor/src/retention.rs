@@ -173,56 +173,47 @@ async fn due_in_order(
     }
     // What each manifest points at: children (the metadata's, or read from the backend for a
     // due manifest and for a kept index the metadata has none for) and a referrer's subject.
+    let mut children: BTreeMap<String, BTreeSet<String>> = rows
+        .iter()
+        .map(|r| {
+            let kids = r
+                .refs
+                .as_ref()
+                .map(|refs| refs.0.iter().map(|c| c.digest.clone()).collect())
+                .unwrap_or_default();
+            (r.digest.clone(), kids)
+        })
+        .collect();
+    let mut subject: BTreeMap<String, String> = BTreeMap::new();
+    // What the metadata alone keeps (children of kept indexes) is not read from the backend.
+    keep_closure(&mut due, &children, &subject);
     let full = Repository::parse(&repo.full()).ok();
-    let mut children: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    let mut subject: BTreeMap<&str, String> = BTreeMap::new();
     for r in rows {
-        let mut kids: BTreeSet<String> = r
-            .refs
-            .as_ref()
-            .map(|refs| refs.0.iter().map(|c| c.digest.clone()).collect())
-            .unwrap_or_default();
         let read = due.contains(&r.digest) || (r.refs.is_none() && is_index(&r.media_type));
-        if read {
-            match read_links(inner, full.as_ref(), &r.digest).await {
-                Some(links) => {
-                    kids.extend(links.manifests.into_iter().map(|l| l.digest));
-                    if let Some(s) = links.subject {
-                        subject.insert(&r.digest, s.digest);
-                    }
-                }
-                // Unreadable: what it points at is unknown, so it is kept, and when it is an
-                // index every manifest of the repository with it (the conservative answer).
-                None => {
-                    due.remove(&r.digest);
-                    if is_index(&r.media_type) {
-                        return Vec::new();
-                    }
+        if !read {
+            continue;
+        }
+        match read_links(inner, full.as_ref(), &r.digest).await {
+            Some(links) => {
+                children
+                    .entry(r.digest.clone())
+                    .or_default()
+                    .extend(links.manifests.into_iter().map(|l| l.digest));
+                if let Some(s) = links.subject {
+                    subject.insert(r.digest.clone(), s.digest);
                 }
             }
-        }
-        children.insert(&r.digest, kids);
-    }
-    // Children of kept manifests and referrers of kept subjects are kept, until stable.
-    loop {
-        let mut keep: BTreeSet<String> = BTreeSet::new();
-        for (parent, kids) in &children {
-            if !due.contains(*parent) {
-                keep.extend(kids.iter().filter(|k| due.contains(*k)).cloned());
+            // Unreadable: what it points at is unknown, so it is kept, and when it is an
+            // index every manifest of the repository with it (the conservative answer).
+            None => {
+                due.remove(&r.digest);
+                if is_index(&r.media_type) {
+                    return Vec::new();
+                }
             }
         }
-        for (referrer, s) in &subject {
-            if due.contains(*referrer) && !due.contains(s) {
-                keep.insert((*referrer).to_owned());
-            }
-        }
-        if keep.is_empty() {
-            break;
-        }
-        for k in keep {
-            due.remove(&k);
-        }
     }
+    keep_closure(&mut due, &children, &subject);
     // Parents first: a manifest goes once no due manifest left points at it.
     let points_at = |d: &str| -> Vec<String> {
         let mut out: Vec<String> = children
@@ -254,6 +245,34 @@ async fn due_in_order(
         }
     }
     order
+}
+
+/// Removes from `due` the children of every manifest not in it and every referrer whose
+/// subject is not in it, until nothing changes (being kept only spreads).
+fn keep_closure(
+    due: &mut BTreeSet<String>,
+    children: &BTreeMap<String, BTreeSet<String>>,
+    subject: &BTreeMap<String, String>,
+) {
+    loop {
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for (parent, kids) in children {
+            if !due.contains(parent) {
+                keep.extend(kids.iter().filter(|k| due.contains(*k)).cloned());
+            }
+        }
+        for (referrer, s) in subject {
+            if due.contains(referrer) && !due.contains(s) {
+                keep.insert(referrer.clone());
+            }
+        }
+        if keep.is_empty() {
+            return;
+        }
+        for k in keep {
+            due.remove(&k);
+        }
+    }
 }
 
 /// The children and subject of manifest `digest`, read from the backend; `None` when it
@@ -330,4 +349,40 @@ async fn delete_if_still_due(
         "UNKNOWN",
         format!("the backend answered {status} to the delete"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn being_kept_spreads_to_children_and_referrers() {
+        // i (kept, tagged) → a, b; j (due) → b, c; s refers to a; t refers to c; u refers to t.
+        let children: BTreeMap<String, BTreeSet<String>> = [
+            ("i", set(&["a", "b"])),
+            ("j", set(&["b", "c"])),
+            ("a", set(&[])),
+            ("b", set(&[])),
+            ("c", set(&[])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let subject: BTreeMap<String, String> = [("s", "a"), ("t", "c"), ("u", "t"), ("v", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut due = set(&["a", "b", "c", "j", "s", "t", "u", "v"]);
+        keep_closure(&mut due, &children, &subject);
+        // a, b: children of the kept index; s: its subject is kept; v: its subject unknown.
+        assert_eq!(due, set(&["c", "j", "t", "u"]));
+        // Once j is kept (locked, say), c is too, and with it t and u.
+        due.remove("j");
+        keep_closure(&mut due, &children, &subject);
+        assert!(due.is_empty(), "{due:?}");
+    }
 }
