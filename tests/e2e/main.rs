@@ -39,6 +39,7 @@ mod registry_deletion;
 mod replicas;
 mod resilience;
 mod resource_id;
+mod retention;
 mod security;
 mod shutdown;
 mod source_auth;

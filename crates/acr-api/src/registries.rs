@@ -91,13 +91,7 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
             data_endpoint_host_names: Vec::new(),
             role_assignment_mode: p.role_assignment_mode.clone(),
             zone_redundancy: p.zone_redundancy.clone(),
-            policies: serde_json::json!({
-                "quarantinePolicy": {"status": "disabled"},
-                "trustPolicy": {"type": "Notary", "status": "disabled"},
-                "retentionPolicy": {"days": 7, "status": "disabled"},
-                "exportPolicy": {"status": "enabled"},
-                "azureADAuthenticationAsArmPolicy": {"status": "enabled"},
-            }),
+            policies: p.policies.clone(),
             encryption: serde_json::json!({"status": "disabled"}),
             private_endpoint_connections: Vec::new(),
         },
@@ -133,6 +127,7 @@ fn props_from(
             )
             .with_target("properties"));
         }
+        stamp_retention(&mut p);
         return Ok(p);
     };
     let get_bool = |k: &str| -> Result<Option<bool>, ApiError> {
@@ -195,6 +190,10 @@ fn props_from(
     )? {
         p.role_assignment_mode = s;
     }
+    if let Some(v) = obj.get("policies").filter(|v| !v.is_null()) {
+        p.policies = acr_core::policies::merge(&p.policies, v, chrono::Utc::now())
+            .map_err(|e| ApiError::invalid(e.code, e.invalid))?;
+    }
     match obj.get("networkRuleSet") {
         None | Some(serde_json::Value::Null) => {}
         Some(v) => {
@@ -240,7 +239,34 @@ fn props_from(
             };
         }
     }
+    stamp_retention(&mut p);
     Ok(p)
+}
+
+/// ACR stamps the retention policy when the registry is created (and a registry stored before
+/// policies were kept gets its stamp on its first write).
+fn stamp_retention(p: &mut RegistryProps) {
+    p.policies
+        .retention_policy
+        .last_updated_time
+        .get_or_insert_with(chrono::Utc::now);
+}
+
+/// The retention policy is a Premium feature in ACR (`az acr config retention` refuses other
+/// SKUs before it calls ARM): enabling it on another SKU, or leaving Premium with it enabled,
+/// is refused.
+fn check_policies_sku(sku: SkuName, p: &RegistryProps) -> Result<(), ApiError> {
+    if p.policies.retention_policy.enabled() && sku != SkuName::Premium {
+        return Err(ApiError::bad_request(
+            "PolicyNotSupported",
+            format!(
+                "Policies are only supported for managed registries in Premium SKU: the retention policy cannot be enabled on a registry with the {} SKU.",
+                sku.as_str()
+            ),
+        )
+        .with_target("properties.policies.retentionPolicy.status"));
+    }
+    Ok(())
 }
 
 /// `a.b.c.d` or `a.b.c.d/n`.
@@ -339,6 +365,7 @@ pub async fn put_registry(
         body.properties.as_ref(),
         existing.as_ref().map(RegistryRecord::props),
     )?;
+    check_policies_sku(sku, &props)?;
     stamp_modified(&mut props, &caller, existing.is_none());
     // An existing registry keeps the spelling of its name and of its group.
     let stored = RegistryId {
@@ -577,11 +604,13 @@ pub async fn update_registry(
     let existing = target.fetch_live(&state).await?;
     let TargetRegistry { id, caller, .. } = target;
     let sku = match &body.sku {
-        Some(s) => parse_sku(&s.name)?.as_str().to_owned(),
-        None => existing.sku.clone(),
+        Some(s) => parse_sku(&s.name)?,
+        None => SkuName::parse(&existing.sku).unwrap_or(SkuName::Standard),
     };
     validate_tags(body.tags.as_ref())?;
     let mut props = props_from(body.properties.as_ref(), Some(existing.props()))?;
+    check_policies_sku(sku, &props)?;
+    let sku = sku.as_str().to_owned();
     stamp_modified(&mut props, &caller, false);
     let tags = body.tags.or_else(|| existing.tags().cloned());
     let record = RegistryRecord::new(&existing.id(), existing.location.clone(), sku, tags, props);

@@ -14,6 +14,7 @@ pub mod arm;
 pub mod import;
 pub mod netpolicy;
 pub mod operation;
+pub mod policies;
 pub mod rbac;
 pub mod reference;
 pub mod wire;

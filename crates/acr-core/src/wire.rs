@@ -200,8 +200,7 @@ pub struct RegistryProperties {
     pub role_assignment_mode: String,
     /// `Enabled` or `Disabled`.
     pub zone_redundancy: String,
-    #[schema(value_type = Object)]
-    pub policies: serde_json::Value,
+    pub policies: crate::policies::Policies,
     #[schema(value_type = Object)]
     pub encryption: serde_json::Value,
     #[schema(value_type = Vec<Object>)]

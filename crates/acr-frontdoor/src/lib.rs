@@ -32,6 +32,7 @@ pub mod host;
 pub mod oauth;
 mod record;
 mod request;
+pub mod retention;
 pub mod tokens;
 pub mod v2;
 
@@ -44,6 +45,7 @@ use axum::Router;
 pub use authority::{Action, Authority, EntraPolicy, TOKEN_USER};
 pub use backend::Backend;
 pub use error::RegistryError;
+pub use retention::SweepReport;
 
 /// Settings of the login servers.
 #[derive(Debug, Clone)]

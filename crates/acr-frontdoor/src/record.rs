@@ -118,6 +118,19 @@ pub(crate) async fn manifest(
         return Ok(rewrite(ctx, repo, resp));
     }
     if method == Method::DELETE {
+        if let (Some(r), Some(d)) = (record, &digest_str) {
+            let resp = delete_by_digest(
+                inner,
+                r,
+                repo,
+                d,
+                parts.headers.clone(),
+                scopes,
+                path_and_query,
+            )
+            .await?;
+            return Ok(rewrite(ctx, repo, resp));
+        }
         if let Some(l) = &locks {
             let delete = |a: &Attributes| a.delete_enabled;
             locked(
@@ -130,20 +143,6 @@ pub(crate) async fn manifest(
                 delete,
                 "the tag is locked for deletes",
             )?;
-            if by_digest.is_some() {
-                locked(
-                    l.manifest.as_ref(),
-                    delete,
-                    "the manifest is locked for deletes",
-                )?;
-                for a in &l.tags_of_manifest {
-                    locked(
-                        Some(a),
-                        delete,
-                        "a tag of the manifest is locked for deletes",
-                    )?;
-                }
-            }
         }
         let resp = inner
             .backend
@@ -151,22 +150,11 @@ pub(crate) async fn manifest(
             .await
             .map_err(RegistryError::backend)?;
         if resp.status().is_success() {
-            if let Some(r) = record {
-                match (&digest_str, tag) {
-                    (Some(d), _) => {
-                        inner
-                            .store
-                            .delete_manifest_meta(&r.name_lower, &repo.inner, d)
-                            .await?
-                    }
-                    (None, Some(t)) => {
-                        inner
-                            .store
-                            .delete_tag_meta(&r.name_lower, &repo.inner, t)
-                            .await?;
-                    }
-                    _ => {}
-                }
+            if let (Some(r), Some(t)) = (record, tag) {
+                inner
+                    .store
+                    .delete_tag_meta(&r.name_lower, &repo.inner, t)
+                    .await?;
             }
         }
         return Ok(rewrite(ctx, repo, resp));
@@ -175,6 +163,56 @@ pub(crate) async fn manifest(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed here",
     ))
+}
+
+/// `DELETE /v2/<repo>/manifests/<digest>` of a registry's manifest, the one path every manifest
+/// delete takes (a client's, and the retention sweep's): refused when the repository, the
+/// manifest or a tag pointing at it is locked for deletes (`deleteEnabled: false`); otherwise
+/// the backend deletes it and, when it answers with success, the metadata forgets it and its
+/// tags. `path_and_query` is the backend's; the answer is the backend's, in its names.
+pub(crate) async fn delete_by_digest(
+    inner: &Inner,
+    record: &RegistryRecord,
+    repo: &Repo,
+    digest: &str,
+    headers: http::HeaderMap,
+    scopes: &Scopes,
+    path_and_query: &str,
+) -> Result<Response> {
+    let l = inner
+        .store
+        .locks(&record.name_lower, &repo.inner, None, Some(digest))
+        .await?;
+    let delete = |a: &Attributes| a.delete_enabled;
+    locked(
+        l.repository.as_ref(),
+        delete,
+        "the repository is locked for deletes",
+    )?;
+    locked(
+        l.manifest.as_ref(),
+        delete,
+        "the manifest is locked for deletes",
+    )?;
+    for a in &l.tags_of_manifest {
+        locked(
+            Some(a),
+            delete,
+            "a tag of the manifest is locked for deletes",
+        )?;
+    }
+    let resp = inner
+        .backend
+        .forward(scopes, Method::DELETE, path_and_query, headers, None)
+        .await
+        .map_err(RegistryError::backend)?;
+    if resp.status().is_success() {
+        inner
+            .store
+            .delete_manifest_meta(&record.name_lower, &repo.inner, digest)
+            .await?;
+    }
+    Ok(resp)
 }
 
 /// A manifest body of at most `limit` bytes (413 beyond).

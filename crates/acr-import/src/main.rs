@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod login;
 mod ready;
+mod retention;
 mod tls;
 
 use std::process::ExitCode;
@@ -250,6 +251,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => acr_frontdoor::Backend::http(pool.backend().clone(), false),
     };
     let front = login::front_door(&settings, &store, admin_key, backend).await?;
+    let sweeper = front.clone();
     let mut pool =
         pool.with_source_auth(std::sync::Arc::new(login::SourceCredentials(front.clone())));
     if let Some(b) = &builtin {
@@ -308,6 +310,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    if let Some(every) = settings.retention_interval {
+        tokio::spawn(retention::sweep_every(sweeper, every, shutdown.clone()));
+    }
 
     tracing::info!(
         listen = %local,

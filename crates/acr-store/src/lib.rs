@@ -29,6 +29,7 @@ pub mod metadata;
 pub mod operations;
 pub mod registries;
 pub mod reservations;
+pub mod retention;
 pub mod secrets;
 
 mod pg;
@@ -52,6 +53,7 @@ pub use registries::{
     IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, ResolvedSource, Upserted,
 };
 pub use reservations::{Reservation, TagKey};
+pub use retention::{RetentionRow, SweepLock};
 pub use secrets::CredentialsKey;
 
 /// The channel PostgreSQL workers `LISTEN` on.

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
+pub use acr_core::policies::{Policies, RetentionPolicy};
 pub use acr_core::wire::{IpRule, NetworkRuleSet};
 
 use crate::{Backend, Store, StoreError};
@@ -25,6 +26,9 @@ pub struct RegistryProps {
     /// `LegacyRegistryPermissions` (AcrPull, AcrPush, … and Owner/Contributor/Reader decide
     /// data access) or `AbacRepositoryPermissions` (the repository roles' data actions do).
     pub role_assignment_mode: String,
+    /// `policies` (the retention policy is enforced by the retention sweep; the others are
+    /// kept as set). Rows written before it existed read as ACR's defaults.
+    pub policies: Policies,
     /// `systemData`: the principal (token `oid`, or `acr-import` without a token) and its kind.
     pub created_by: String,
     pub created_by_type: String,
@@ -43,6 +47,7 @@ impl Default for RegistryProps {
             zone_redundancy: "Disabled".into(),
             data_endpoint_enabled: false,
             role_assignment_mode: "LegacyRegistryPermissions".into(),
+            policies: Policies::default(),
             created_by: String::new(),
             created_by_type: String::new(),
             last_modified_by: String::new(),

@@ -158,6 +158,15 @@ pub struct ServeArgs {
     /// and their files removed (checked every minute, or every half of it when shorter).
     #[arg(long, env = "ACR_IMPORT_UPLOAD_IDLE_SECONDS", default_value_t = 3600)]
     pub upload_idle_seconds: u64,
+    /// Seconds between sweeps of ACR's retention policy: untagged manifests older than a
+    /// Premium registry's `policies.retentionPolicy.days` are deleted while it is enabled
+    /// (whatever the backend); 0: never.
+    #[arg(
+        long,
+        env = "ACR_IMPORT_RETENTION_INTERVAL_SECONDS",
+        default_value_t = 3600
+    )]
+    pub retention_interval_seconds: u64,
     /// Username for the backend registry.
     #[arg(long, env = "ACR_IMPORT_BACKEND_USERNAME")]
     pub backend_username: Option<String>,
@@ -497,6 +506,8 @@ pub struct Settings {
     pub worker: acr_worker::WorkerConfig,
     pub tls: Option<TlsSettings>,
     pub login: LoginSettings,
+    /// Between retention sweeps; `None`: never.
+    pub retention_interval: Option<Duration>,
 }
 
 mod import;

@@ -58,6 +58,12 @@ impl ServeArgs {
             credentials_key: self.credentials_key()?,
             tls,
             worker,
+            retention_interval: (within(
+                "--retention-interval-seconds",
+                self.retention_interval_seconds,
+                0..=31_536_000,
+            )? > 0)
+                .then(|| Duration::from_secs(self.retention_interval_seconds)),
         })
     }
 

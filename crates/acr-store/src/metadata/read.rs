@@ -389,6 +389,33 @@ impl Store {
         repository: &str,
         tag: &str,
     ) -> Result<bool, StoreError> {
+        // The manifest it pointed at was updated now (the retention period counts from here).
+        let now = chrono::Utc::now();
+        let registry_lower = registry.to_lowercase();
+        let bump = "update manifest_meta set updated_at = $4
+              where registry = $1 and repository = $2
+                and digest = (select digest from tag_meta
+                               where registry = $1 and repository = $2 and tag = $3)";
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query(bump)
+                    .bind(&registry_lower)
+                    .bind(repository)
+                    .bind(tag)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Backend::Sqlite(db) => {
+                sqlx::query(&for_sqlite(bump))
+                    .bind(&registry_lower)
+                    .bind(repository)
+                    .bind(tag)
+                    .bind(super::now_text(now))
+                    .execute(db.writer())
+                    .await?;
+            }
+        }
         self.delete_where(
             "delete from tag_meta where registry = $1 and repository = $2 and tag = $3",
             registry,

@@ -6,6 +6,14 @@ use sqlx::types::Json;
 use super::{now_text, ManifestInfo};
 use crate::{Backend, Store, StoreError};
 
+/// A tag that moves to another manifest leaves its old one untagged-or-less-tagged: that
+/// manifest's last update is now (ACR's retention period counts from the untagging).
+/// `$3` the tag, `$4` its new digest, `$5` now.
+const UNTAGGED_BY_MOVE: &str = "update manifest_meta set updated_at = $5
+      where registry = $1 and repository = $2
+        and digest = (select digest from tag_meta
+                       where registry = $1 and repository = $2 and tag = $3 and digest <> $4)";
+
 impl Store {
     /// Records that `manifests` were written into `registry`/`repository` and that `tags`
     /// (tag, digest) point at them now. New rows are created now; an existing manifest keeps
@@ -59,6 +67,14 @@ impl Store {
                     .await?;
                 }
                 for (tag, digest) in tags {
+                    sqlx::query(UNTAGGED_BY_MOVE)
+                        .bind(&registry)
+                        .bind(repository)
+                        .bind(tag)
+                        .bind(digest)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(
                         "insert into tag_meta (registry, repository, tag, digest, created_at, updated_at)
                          values ($1, $2, $3, $4, $5, $5)
@@ -127,6 +143,14 @@ impl Store {
                     .await?;
                 }
                 for (tag, digest) in tags {
+                    sqlx::query(&super::for_sqlite(UNTAGGED_BY_MOVE))
+                        .bind(&registry)
+                        .bind(repository)
+                        .bind(tag)
+                        .bind(digest)
+                        .bind(&now)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(
                         "insert into tag_meta (registry, repository, tag, digest, created_at, updated_at)
                          values (?1, ?2, ?3, ?4, ?5, ?5)
