@@ -222,6 +222,13 @@ async fn retention_deletes_exactly_the_due_manifests(env: &TestEnv, seed: u64) {
     let orphan_sig = referrer(seed + 11, &img.first);
     push_untagged(env, "app", &kept_sig).await;
     push_untagged(env, "app", &orphan_sig).await;
+    // An untagged image whose untagged referrer is locked: the referrer keeps its subject
+    // (nothing is left pointing at a deleted manifest).
+    let signed = TestImage::single(seed + 12, Format::Oci, &[1_500]);
+    let locked_sig = referrer(seed + 13, &signed);
+    push_untagged(env, "signed", &signed).await;
+    push_untagged(env, "signed", &locked_sig).await;
+    ls.lock_delete("signed", locked_sig.digest()).await;
     let mut app = vec![
         img.first.digest().to_owned(),
         img.second.digest().to_owned(),
@@ -310,6 +317,13 @@ async fn retention_deletes_exactly_the_due_manifests(env: &TestEnv, seed: u64) {
         StatusCode::OK,
         "deleteEnabled: false is kept"
     );
+    for d in [signed.digest(), locked_sig.digest()] {
+        assert_eq!(
+            ls.manifest_status("signed", d).await,
+            StatusCode::OK,
+            "a locked referrer and the subject it keeps: {d}"
+        );
+    }
     // The tagged image still pulls whole.
     let got = env.arm.get_registry(&env.sub, &env.rg, REG).await.json();
     assert_eq!(

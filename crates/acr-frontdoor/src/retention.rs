@@ -3,8 +3,9 @@
 //!
 //! What is deleted, per repository: a manifest no tag points at, last updated (created,
 //! tagged, or untagged) at least `days` ago, whose `deleteEnabled` is not false — minus, until
-//! nothing changes, every child of an index that is kept and every referrer whose subject is
-//! kept (or unknown). Parents go before their children, so an interrupted sweep never leaves a
+//! nothing changes, every child of an index that is kept, every referrer whose subject is
+//! kept (or unknown), and every subject of a referrer that is kept (so no referrer is left
+//! dangling). Parents go before their children, so an interrupted sweep never leaves a
 //! kept manifest pointing at a deleted one. Each delete re-reads the manifest right before it
 //! (still untagged, still old, still unlocked) and takes the data plane's own path
 //! ([`crate::record::delete_by_digest`]: locks, the backend's `DELETE`, the metadata), so the
@@ -188,11 +189,9 @@ async fn due_in_order(
     // What the metadata alone keeps (children of kept indexes) is not read from the backend.
     keep_closure(&mut due, &children, &subject);
     let full = Repository::parse(&repo.full()).ok();
+    // Every manifest is read: a kept one may be a referrer whose subject is due (a kept
+    // referrer keeps its subject, or it would be left dangling).
     for r in rows {
-        let read = due.contains(&r.digest) || (r.refs.is_none() && is_index(&r.media_type));
-        if !read {
-            continue;
-        }
         match read_links(inner, full.as_ref(), &r.digest).await {
             Some(links) => {
                 children
@@ -204,12 +203,13 @@ async fn due_in_order(
                 }
             }
             // Unreadable: what it points at is unknown, so it is kept, and when it is an
-            // index every manifest of the repository with it (the conservative answer).
+            // index or a kept manifest (which may be a referrer of a due one) every manifest
+            // of the repository with it (the conservative answer).
             None => {
-                due.remove(&r.digest);
-                if is_index(&r.media_type) {
+                if is_index(&r.media_type) || !due.contains(&r.digest) {
                     return Vec::new();
                 }
+                due.remove(&r.digest);
             }
         }
     }
@@ -247,8 +247,9 @@ async fn due_in_order(
     order
 }
 
-/// Removes from `due` the children of every manifest not in it and every referrer whose
-/// subject is not in it, until nothing changes (being kept only spreads).
+/// Removes from `due` the children of every manifest not in it, every referrer whose subject
+/// is not in it and every subject of a referrer not in it, until nothing changes (being kept
+/// only spreads).
 fn keep_closure(
     due: &mut BTreeSet<String>,
     children: &BTreeMap<String, BTreeSet<String>>,
@@ -264,6 +265,10 @@ fn keep_closure(
         for (referrer, s) in subject {
             if due.contains(referrer) && !due.contains(s) {
                 keep.insert(referrer.clone());
+            }
+            // A kept referrer keeps its subject.
+            if !due.contains(referrer) && due.contains(s) {
+                keep.insert(s.clone());
             }
         }
         if keep.is_empty() {
@@ -384,5 +389,21 @@ mod tests {
         due.remove("j");
         keep_closure(&mut due, &children, &subject);
         assert!(due.is_empty(), "{due:?}");
+    }
+
+    #[test]
+    fn a_kept_referrer_keeps_its_subject() {
+        // r (kept: tagged or locked) refers to d (due); d's child e is due too.
+        let children: BTreeMap<String, BTreeSet<String>> = [("d", set(&["e"]))]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let subject: BTreeMap<String, String> = [("r", "d")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut due = set(&["d", "e", "z"]);
+        keep_closure(&mut due, &children, &subject);
+        assert_eq!(due, set(&["z"]), "d kept by its referrer, e by d");
     }
 }
