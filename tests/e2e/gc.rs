@@ -119,6 +119,20 @@ async fn gc_on_a_stopped_data_directory_frees_exactly_the_unreferenced_content()
         .chain([kept.top.digest.clone()])
         .collect();
     assert!(gone_content.is_subset(&before) && kept_content.is_subset(&before));
+    // The data plane reports each repository's disk usage: its distinct content.
+    for (reg, image) in [("gonereg", &gone), ("keptreg", &kept)] {
+        let r = reqwest::Client::new()
+            .get(format!("{}/acr/v1/app", svc.registry_url()))
+            .header("Host", format!("{reg}.azurecr.io"))
+            .send()
+            .await
+            .expect("GET /acr/v1/app");
+        assert_eq!(r.status().as_u16(), 200);
+        let v: serde_json::Value = r.json().await.expect("JSON");
+        let expected =
+            image.blobs.iter().map(|b| b.size).sum::<u64>() + image.top.bytes.len() as u64;
+        assert_eq!(v["diskUsageBytes"], expected, "{reg}: {v}");
+    }
     arm.delete_registry_and_wait(&sub, RG, "GoneReg").await;
     let unreferenced: BTreeSet<String> = gone_content.difference(&kept_content).cloned().collect();
 

@@ -21,6 +21,18 @@ pub struct Backend {
     in_process: Option<InProcess>,
     /// The backend serves `DELETE /acr/v1/<repo>` (the built-in registry).
     pub repository_delete: bool,
+    /// Disk usage per repository, when the backend can tell (the built-in registry).
+    usage: Option<Arc<dyn RepositoryUsage>>,
+}
+
+/// A backend's disk usage per repository.
+pub trait RepositoryUsage: Send + Sync {
+    /// Bytes of the distinct content `repository` (its full name in the backend) references;
+    /// `None` when unknown.
+    fn repository_bytes<'a>(
+        &'a self,
+        repository: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<u64>>;
 }
 
 #[derive(Clone)]
@@ -71,6 +83,21 @@ impl Backend {
             client,
             in_process: None,
             repository_delete,
+            usage: None,
+        }
+    }
+
+    /// Reports disk usage per repository through `usage`.
+    pub fn with_usage(mut self, usage: Arc<dyn RepositoryUsage>) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// The disk usage of repository `full` (its name in the backend), when known.
+    pub(crate) async fn repository_bytes(&self, full: &str) -> Option<u64> {
+        match &self.usage {
+            Some(u) => u.repository_bytes(full).await,
+            None => None,
         }
     }
 
@@ -88,6 +115,7 @@ impl Backend {
                 authorization,
             }),
             repository_delete: true,
+            usage: None,
         }
     }
 

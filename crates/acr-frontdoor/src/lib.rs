@@ -43,7 +43,7 @@ use axum::routing::any;
 use axum::Router;
 
 pub use authority::{Action, Authority, EntraPolicy, TOKEN_USER};
-pub use backend::Backend;
+pub use backend::{Backend, RepositoryUsage};
 pub use error::RegistryError;
 pub use retention::SweepReport;
 

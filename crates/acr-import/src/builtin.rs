@@ -166,6 +166,24 @@ async fn collect_garbage_every(
     }
 }
 
+/// The built-in registry's disk usage per repository, for the data plane's repository
+/// properties.
+pub struct Usage(pub acr_registry::Registry);
+
+impl acr_frontdoor::RepositoryUsage for Usage {
+    fn repository_bytes<'a>(&'a self, repository: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            match self.0.repository_bytes(repository).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain(&e), "disk usage of a repository");
+                    None
+                }
+            }
+        })
+    }
+}
+
 /// The built-in registry as the copy engine's in-process blob sink: the workers' blobs from
 /// other registries go to its upload path directly (one hash instead of two, no loopback HTTP).
 pub struct Sink(pub acr_registry::Registry);

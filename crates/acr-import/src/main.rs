@@ -247,7 +247,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             pool.backend().clone(),
             b.registry.router(),
             b.authorization.clone(),
-        ),
+        )
+        .with_usage(std::sync::Arc::new(builtin::Usage(b.registry.clone()))),
         None => acr_frontdoor::Backend::http(pool.backend().clone(), false),
     };
     let front = login::front_door(&settings, &store, admin_key, backend).await?;

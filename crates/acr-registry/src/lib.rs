@@ -133,6 +133,7 @@ mod names;
 mod routes;
 mod storage;
 mod upload;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,6 +147,7 @@ pub use error::{is_out_of_space, RegistryError, OUT_OF_SPACE};
 pub use gc::{GcOptions, GcReport};
 pub use storage::Durability;
 pub use upload::UPLOAD_IDLE_TIMEOUT;
+pub use usage::DiskUsage;
 
 use digest::Digest;
 use routes::Inner;

@@ -39,9 +39,11 @@ pub(crate) async fn get_or_patch(
         .into_iter()
         .next()
         .ok_or_else(|| RegistryError::name_unknown(&repo.visible))?;
+    let mut wire = RepositoryWire::new(ls, &row);
+    wire.disk_usage_bytes = inner.backend.repository_bytes(&repo.full()).await;
     Ok(json_response(
         StatusCode::OK,
-        serde_json::to_string(&RepositoryWire::new(ls, &row)).unwrap_or_default(),
+        serde_json::to_string(&wire).unwrap_or_default(),
     ))
 }
 

@@ -55,6 +55,10 @@ pub struct Repository {
     pub manifest_count: i64,
     pub tag_count: i64,
     pub changeable_attributes: RepositoryAttributesWire,
+    /// acr-import extension: bytes of the distinct content the repository references, when
+    /// the backend can tell (the built-in registry); absent otherwise, as in ACR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_usage_bytes: Option<u64>,
 }
 
 impl Repository {
@@ -74,6 +78,7 @@ impl Repository {
                 list_enabled: a.list_enabled,
                 teleport_enabled: false,
             },
+            disk_usage_bytes: None,
         }
     }
 }
