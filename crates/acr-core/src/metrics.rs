@@ -164,7 +164,7 @@ pub fn describe() {
     );
     describe_counter!(
         REGISTRY_REQUESTS,
-        "HTTP requests of the workers to registries by role (source, target) and status class (2xx, 3xx, 4xx, 5xx, error: no answer)."
+        "HTTP requests acr-import sent to registries (each exchange: challenges, token requests and retries included) by role (source: a registry imported from; target: the backend holding the emulated registries, written by imports and reached by the login servers' pass-through) and status class (2xx, 3xx, 4xx, 5xx, error: no answer)."
     );
     describe_counter!(
         HTTP_REQUESTS,
@@ -335,7 +335,7 @@ pub fn stall(side: Side) {
     counter!(COPY_STALLS, "side" => side.label()).increment(1);
 }
 
-/// One HTTP exchange of a worker with a registry: its status, or `None` when no answer came.
+/// One HTTP exchange with a registry: its status, or `None` when no answer came.
 pub fn registry_request(role: Side, status: Option<u16>) {
     let class = status.map_or("error", status_class);
     counter!(REGISTRY_REQUESTS, "role" => role.label(), "class" => class).increment(1);
