@@ -341,3 +341,8 @@ pub async fn held_source() -> (String, watch::Sender<bool>, tokio::task::JoinHan
     });
     (host, tx, task)
 }
+
+/// `GET /metrics` of the env's service, parsed (see `acr_import_tests::prometheus`).
+pub async fn scrape(env: &TestEnv) -> acr_import_tests::prometheus::Scrape {
+    acr_import_tests::prometheus::Scrape::get(&format!("{}/metrics", env.service.base_url())).await
+}

@@ -30,6 +30,36 @@ async fn known_work_moves_the_metrics_exactly_on_sqlite() {
     known_work_moves_the_metrics_exactly(true).await;
 }
 
+/// `/metrics` asks for no token, also when ARM requests need one (Prometheus scrapes without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_no_token_under_arm_rbac() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rbac = dir.path().join("rbac.json");
+    std::fs::write(&rbac, r#"{"roleDefinitions": [], "roleAssignments": []}"#).expect("rbac");
+    let env = TestEnv::start_with(|c| {
+        c.flag("--auth", "arm-rbac")
+            .flag("--rbac-config", rbac.display())
+    })
+    .await;
+    let base = env.service.base_url();
+    let arm = http_client()
+        .get(format!("{base}/subscriptions?api-version=2022-12-01"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(arm.status().as_u16(), 401, "ARM requests need a token");
+    let s = Scrape::get(&format!("{base}/metrics")).await;
+    assert_eq!(
+        s.sum(
+            "acr_import_http_requests_total",
+            &[("route", "/subscriptions"), ("status", "401")]
+        ),
+        1.0,
+        "{}",
+        s.lines_of("acr_import_http_requests_total")
+    );
+}
+
 /// An image with the layers of `a` and a config of its own: importing it next to `a` finds
 /// every layer present.
 fn with_layers_of(a: &TestImage, seed: u64) -> TestImage {
@@ -122,6 +152,13 @@ async fn known_work_moves_the_metrics_exactly(sqlite: bool) {
         .expect("push b");
     let arm_metrics = format!("{}/metrics", env.service.base_url());
     let own_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    assert!(
+        env.service
+            .log()
+            .contains(&format!(", metrics=http://127.0.0.1:{metrics_port}")),
+        "the ready line names the metrics listener:\n{}",
+        env.service.log()
+    );
 
     let before = Scrape::get(&arm_metrics).await;
     let version = [("version", env!("CARGO_PKG_VERSION"))];
