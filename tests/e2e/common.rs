@@ -9,6 +9,7 @@ use acr_import_tests::{
     TestRegistry,
 };
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 /// The emulated registry most tests import into; it lives in the backend as `myreg/…`.
 pub const REG: &str = "MyReg";
@@ -311,4 +312,37 @@ pub async fn run(mut cmd: std::process::Command) -> (bool, String) {
     })
     .await
     .expect("join")
+}
+
+/// A source whose requests hang until `release` is sent, then answer 404 MANIFEST_UNKNOWN
+/// (the imports then fail `SourceImageNotFound`): holds operations unfinished for the limit
+/// and queue tests.
+pub async fn held_source() -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    use axum::extract::State;
+    use axum::response::{IntoResponse, Response};
+    let (tx, rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    async fn hold(State(mut rx): State<watch::Receiver<bool>>) -> Response {
+        let _ = rx.wait_for(|released| *released).await;
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}),
+            ),
+        )
+            .into_response()
+    }
+    let app = axum::Router::new().fallback(hold).with_state(rx);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (host, tx, task)
+}
+
+/// `GET /metrics` of the env's service, parsed (see `acr_import_tests::prometheus`).
+pub async fn scrape(env: &TestEnv) -> acr_import_tests::prometheus::Scrape {
+    acr_import_tests::prometheus::Scrape::get(&format!("{}/metrics", env.service.base_url())).await
 }

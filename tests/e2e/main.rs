@@ -29,6 +29,7 @@ mod limits;
 mod login_servers;
 mod lro;
 mod malformed;
+mod metrics;
 mod missing_source;
 mod modes;
 mod portal;

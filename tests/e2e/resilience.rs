@@ -8,8 +8,8 @@ use acr_import_tests::image::Format;
 use acr_import_tests::TestImage;
 
 use crate::common::{
-    assert_failed, assert_nothing_copied, env_behind_backend_proxy_with, target, uri_import,
-    ProxiedImport, REG,
+    assert_failed, assert_nothing_copied, env_behind_backend_proxy_with, scrape, target,
+    uri_import, ProxiedImport, REG,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +140,22 @@ async fn stalled_source_fails_within_bounds() {
         s.proxy.log_text()
     );
     s.assert_untagged().await;
+    // Every GET of the layer stalled once on the source side; each but the last was resumed.
+    let m = scrape(&s.env).await;
+    let stalls = m.sum("acr_import_copy_stalls_total", &[("side", "source")]);
+    assert_eq!(stalls, gets.len() as f64, "{}", s.proxy.log_text());
+    assert_eq!(
+        m.sum("acr_import_copy_stalls_total", &[("side", "target")]),
+        0.0
+    );
+    assert_eq!(
+        m.sum("acr_import_copy_range_resumes_total", &[]),
+        stalls - 1.0
+    );
+    assert_eq!(
+        m.sum("acr_import_copy_blobs_total", &[("result", "failed")]),
+        1.0
+    );
     eprintln!(
         "stall: failed after {took:?}: {message}\nlayer GETs:\n{}",
         gets.iter()
@@ -199,6 +215,23 @@ async fn stalled_target_upload_fails_as_a_target_error() {
         .filter(|e| e.path.contains(&hex))
         .collect();
     assert!(!puts.is_empty(), "the layer was never uploaded:\n{log}");
+    // Each stalled PUT counted once, on the target side, as a request without an answer.
+    let m = scrape(&env).await;
+    assert_eq!(
+        m.sum("acr_import_copy_stalls_total", &[("side", "target")]),
+        puts.len() as f64,
+        "{log}"
+    );
+    assert_eq!(
+        m.sum("acr_import_copy_stalls_total", &[("side", "source")]),
+        0.0
+    );
+    assert!(
+        m.sum(
+            "acr_import_registry_requests_total",
+            &[("role", "target"), ("class", "error")]
+        ) >= puts.len() as f64
+    );
     let tags = env
         .backend_client()
         .tags_list(&target("imported/sink"))

@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use acr_import_tests::image::Format;
 use acr_import_tests::{TestEnv, TestImage, TestRegistry, ThrottleProxy};
-use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::sync::watch;
 
-use crate::common::{assert_failed, uri_import, REG};
+use crate::common::{assert_failed, held_source, uri_import, REG};
 
 /// A tiny source registry whose every answer is `respond` (a stand-in for a hostile registry).
 async fn hostile_source(respond: fn() -> Response) -> (String, tokio::task::JoinHandle<()>) {
@@ -24,31 +22,6 @@ async fn hostile_source(respond: fn() -> Response) -> (String, tokio::task::Join
         let _ = axum::serve(listener, app).await;
     });
     (host, task)
-}
-
-/// A source whose requests hang until `release` is sent, then answer 404 MANIFEST_UNKNOWN
-/// (the imports then fail): holds operations unfinished for the limit tests.
-async fn held_source() -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let host = listener.local_addr().expect("addr").to_string();
-    async fn hold(State(mut rx): State<watch::Receiver<bool>>) -> Response {
-        let _ = rx.wait_for(|released| *released).await;
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(
-                json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}),
-            ),
-        )
-            .into_response()
-    }
-    let app = axum::Router::new().fallback(hold).with_state(rx);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (host, tx, task)
 }
 
 fn assert_no_secret(what: &str, text: &str, secrets: &[String]) {

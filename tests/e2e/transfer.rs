@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::common::{
     assert_imported, assert_succeeded, env_behind_backend_proxy, prop, proxied_private_source,
-    target, uri_import, ProxiedImport, REG,
+    scrape, target, uri_import, ProxiedImport, REG,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,6 +108,22 @@ async fn cut_download_resumes_with_range() {
         sent < LAYER + LAYER / 10,
         "{sent} blob bytes sent for a {LAYER} byte layer (≥ 1.1×): the resume re-read too much\n{log}"
     );
+    // The metrics say the same: each resumed GET once, both blobs copied whole, no stall.
+    let m = scrape(&s.env).await;
+    assert_eq!(
+        m.sum("acr_import_copy_range_resumes_total", &[]),
+        resumed.len() as f64,
+        "{log}"
+    );
+    assert_eq!(
+        m.sum("acr_import_copy_blobs_total", &[("result", "copied")]),
+        2.0
+    );
+    assert_eq!(
+        m.sum("acr_import_copy_blob_bytes_total", &[("result", "copied")]),
+        s.image.total_blob_bytes() as f64
+    );
+    assert_eq!(m.sum("acr_import_copy_stalls_total", &[]), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

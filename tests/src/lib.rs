@@ -6,8 +6,8 @@
 //! bandwidth-limiting TCP proxy ([`proxy`]), an HTTP fault-injection proxy that counts and
 //! breaks registry traffic ([`fault_proxy`]), deterministic test images ([`image`]) pushed
 //! and verified through the distribution API ([`oci`]), the acr-import binary itself
-//! ([`service`]) and a small ARM client to drive it ([`arm`]). [`env`] wires the usual set
-//! together.
+//! ([`service`]), a small ARM client to drive it ([`arm`]) and a reader of its `/metrics`
+//! ([`prometheus`]). [`env`] wires the usual set together.
 //!
 //! Invariants: nothing here talks to anything but 127.0.0.1 (the HTTP clients ignore proxy
 //! variables); every spawned process and task dies when its owner is dropped; waiting is
@@ -19,6 +19,7 @@ pub mod fault_proxy;
 pub mod image;
 pub mod oci;
 pub mod postgres;
+pub mod prometheus;
 pub mod proxy;
 pub mod registry;
 pub mod service;

@@ -7,7 +7,8 @@
 //! ([`feed`]) and dashboard ([`portal`]) — CORS for browser frontends ([`cors`]), the ARM caller and its permissions
 //! ([`caller`]), the tokens we sign ([`tokens`]), the URLs we hand out (`urls`), the import
 //! rules ([`rules`]), the extractors whose rejections are ARM errors ([`extract`]), the one
-//! [`error::ApiError`] → `{"error":{…}}` mapping, and the OpenAPI document ([`openapi`]).
+//! [`error::ApiError`] → `{"error":{…}}` mapping, `/metrics` and the HTTP request metrics
+//! ([`metrics`]), and the OpenAPI document ([`openapi`]).
 //!
 //! Invariants: every response carries `x-ms-request-id`; every error body is an ARM error
 //! envelope (including 404/405 from routing, oversize and malformed bodies, and panics); request
@@ -24,6 +25,7 @@ pub mod groups;
 pub mod health;
 pub mod imports;
 mod layers;
+pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod portal;
@@ -83,6 +85,8 @@ pub struct ApiConfig {
     pub cors: cors::CorsOrigins,
     /// What the built-in dashboard is told (the login servers' listeners).
     pub portal: portal::PortalConfig,
+    /// Renders `GET /metrics` (the binary's Prometheus exporter).
+    pub metrics: metrics::MetricsRender,
 }
 
 /// The scheme of the listener a request came in on (a request extension set per listener), so
@@ -111,6 +115,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
         .merge(cloud::routes())
         .merge(groups::routes())
         .merge(registries::routes())
@@ -143,5 +148,11 @@ pub fn router(state: AppState) -> Router {
         // and dropped first).
         .layer(cors)
         .layer(middleware::from_fn(layers::drain_options_body))
+        // Outermost, so every answer is counted (preflights, 413s, panics); a layer of the
+        // router runs after routing, where the route template is known.
+        .layer(middleware::from_fn_with_state(
+            acr_core::metrics::Listener::Arm,
+            metrics::track_http,
+        ))
         .with_state(state)
 }

@@ -3,7 +3,8 @@
 //! This crate owns the vocabulary every other crate speaks: OCI image references and
 //! repository/tag/digest grammar ([`reference`]), ARM resource ids and the api-versions we accept
 //! ([`arm`]), the ARM wire types with their OpenAPI schemas ([`wire`]), and the operation states
-//! and failure codes of an import ([`operation`]).
+//! and failure codes of an import ([`operation`]), and every metric the service exports, with
+//! its bounded labels ([`metrics`]).
 //!
 //! Invariants: parsers here are strict (anything they accept is safe to put in a URL path or a
 //! log line); nothing here knows about HTTP status handling beyond the numeric status an import
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod arm;
 pub mod import;
+pub mod metrics;
 pub mod netpolicy;
 pub mod operation;
 pub mod policies;

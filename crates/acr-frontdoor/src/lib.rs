@@ -39,6 +39,7 @@ pub mod v2;
 use std::sync::Arc;
 
 use acr_store::Store;
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 
@@ -61,6 +62,31 @@ pub struct FrontDoorConfig {
 pub enum Listener {
     Plain,
     Tls,
+}
+
+/// Counts a request of a login server (`acr_import_http_requests_total` and
+/// `acr_import_http_request_duration_seconds`, listener `registry`) by route template: the
+/// route that matched, with `/v2` paths told apart by what they address (never a name).
+async fn track_http(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use acr_core::metrics as m;
+    let started = std::time::Instant::now();
+    let route: &'static str = match req.extensions().get::<axum::extract::MatchedPath>() {
+        None => m::UNMATCHED_ROUTE,
+        Some(p) if p.as_str().starts_with("/v2") => v2::route_template(req.uri().path()),
+        Some(p) if p.as_str() == "/oauth2/exchange" => "/oauth2/exchange",
+        Some(p) if p.as_str() == "/oauth2/token" => "/oauth2/token",
+        Some(_) => "/acr/v1/{*rest}",
+    };
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    m::http_request(
+        m::Listener::Registry,
+        route,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
 }
 
 /// The login servers (cheap to clone).
@@ -115,6 +141,7 @@ impl FrontDoor {
             .route("/v2/{*rest}", any(v2::handle))
             .route("/acr/v1/{*rest}", any(dataplane::handle))
             .fallback(request::not_found)
+            .layer(axum::middleware::from_fn(track_http))
             .with_state(state)
     }
 

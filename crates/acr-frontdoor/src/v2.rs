@@ -95,6 +95,24 @@ fn parse_route<'a>(path: &'a str) -> Route<'a> {
     Route::Unknown
 }
 
+/// The route template of a `/v2` path, for the request metrics (names and references
+/// replaced by placeholders: a fixed set of values).
+pub(crate) fn route_template(path: &str) -> &'static str {
+    match parse_route(path) {
+        Route::Ping => "/v2/",
+        Route::Catalog => "/v2/_catalog",
+        Route::Repo { kind, .. } => match kind {
+            Kind::Tags => "/v2/{name}/tags/list",
+            Kind::Manifest(_) => "/v2/{name}/manifests/{reference}",
+            Kind::Blob => "/v2/{name}/blobs/{digest}",
+            Kind::UploadStart => "/v2/{name}/blobs/uploads/",
+            Kind::Upload => "/v2/{name}/blobs/uploads/{uuid}",
+            Kind::Referrers => "/v2/{name}/referrers/{digest}",
+        },
+        Route::Unknown => "/v2/{*rest}",
+    }
+}
+
 pub(crate) async fn handle(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
@@ -408,6 +426,16 @@ mod tests {
             }
         );
         assert_eq!(parse_route("/v2/a"), Route::Unknown);
+        assert_eq!(
+            route_template("/v2/myreg/app/manifests/v1"),
+            "/v2/{name}/manifests/{reference}"
+        );
+        assert_eq!(
+            route_template("/v2/a/blobs/uploads/123"),
+            "/v2/{name}/blobs/uploads/{uuid}"
+        );
+        assert_eq!(route_template("/v2"), "/v2/");
+        assert_eq!(route_template("/v2/a"), "/v2/{*rest}");
         assert_eq!(parse_route("/v3/a/tags/list"), Route::Unknown);
     }
 }

@@ -7,6 +7,7 @@ mod config;
 mod login;
 mod ready;
 mod retention;
+mod telemetry;
 mod tls;
 
 use std::process::ExitCode;
@@ -185,6 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("applying migrations: {}", error_chain(&e)))?;
     let admin_key = config::load_or_create_admin_key(&args.storage.data_dir)?;
     settings.api.admin_key = Some(admin_key.clone());
+    settings.api.metrics = telemetry::install()?;
 
     // Every configured listener is bound first: a bad address stops the start with a clear
     // message, and the ephemeral port the built-in registry takes for itself can never be
@@ -219,6 +221,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let login_bound = login::bind(&settings.login).await?;
+    let metrics_listener = match &args.metrics_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+    };
 
     // The built-in registry and the login servers: served before the workers start (they
     // write into the registry) and stopped only after they have (a copy in its shutdown grace
@@ -329,6 +339,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         proxy: login_servers.proxy,
         ..ready::Listeners::default()
     };
+    let metrics_server = match metrics_listener {
+        None => None,
+        Some(l) => {
+            let addr = l.local_addr().context("reading the metrics address")?;
+            listeners.metrics = Some(addr);
+            tracing::info!(metrics_listen = %addr, "metrics on http://{addr}/metrics");
+            Some(tokio::spawn(telemetry::serve(
+                l,
+                state.clone(),
+                shutdown.clone(),
+            )))
+        }
+    };
     let tls_server = match tls {
         None => None,
         Some((listener, addr, material)) => {
@@ -379,6 +402,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
+    if let Some(m) = metrics_server {
+        match tokio::time::timeout(Duration::from_secs(5), m).await {
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "the metrics listener ended with an error")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener task failed"),
+            Err(_) => tracing::warn!("the metrics listener did not stop in time"),
+            Ok(Ok(Ok(()))) => {}
+        }
+    }
     let grace = settings.worker.shutdown_grace + Duration::from_secs(5);
     if tokio::time::timeout(grace, workers).await.is_err() {
         tracing::warn!("workers did not stop in time; their leases will expire");

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use acr_core::metrics;
 use chrono::Utc;
 use sqlx::types::Json;
 
@@ -193,11 +194,12 @@ impl Store {
         if op.work != Work::DeleteResourceGroup {
             return Err(StoreError::Corrupt("not a resource group deletion".into()));
         }
+        let kind = op.work.kind();
         if group.deleting {
-            let running: Option<OperationRecord> = self
-                .find_running(subscription, &group.name, Work::DeleteResourceGroup.kind())
-                .await?;
+            let running: Option<OperationRecord> =
+                self.find_running(subscription, &group.name, kind).await?;
             if let Some(r) = running {
+                metrics::operation_enqueued(kind, metrics::Enqueue::Repeated);
                 return Ok(r);
             }
         }
@@ -240,6 +242,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                metrics::operation_enqueued(kind, metrics::Enqueue::Accepted);
                 Ok(rec)
             }
             Backend::Sqlite(db) => {
@@ -270,6 +273,7 @@ impl Store {
                 })?;
                 tx.commit().await?;
                 db.wake();
+                metrics::operation_enqueued(kind, metrics::Enqueue::Accepted);
                 Ok(rec)
             }
         }

@@ -47,7 +47,7 @@ pub use groups::{GroupPut, ResourceGroup};
 pub use lifecycle::DeletionStarted;
 pub use operations::{
     ClaimedOperation, Enqueued, LimitExceeded, NewOperation, OperationRecord, Outcome, QueueLimits,
-    StoredCredentials, Work,
+    QueueStats, StoredCredentials, Work,
 };
 pub use registries::{
     IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, ResolvedSource, Upserted,

@@ -17,6 +17,8 @@ use chrono::Utc;
 use sqlx::types::Json;
 
 use crate::operations::{NewOperation, Work, COLUMNS};
+use acr_core::metrics;
+
 use crate::{Backend, OperationRecord, Store, StoreError, NOTIFY_CHANNEL};
 
 /// What [`Store::begin_registry_deletion`] did.
@@ -41,6 +43,27 @@ impl Store {
     /// Marks the registry `Deleting` and enqueues `op` (a [`Work::DeleteRegistry`]) in one
     /// transaction. A registry already being deleted answers with its deletion operation.
     pub async fn begin_registry_deletion(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+        name: &str,
+        op: &NewOperation,
+    ) -> Result<DeletionStarted, StoreError> {
+        let started = self
+            .mark_and_enqueue_deletion(subscription, resource_group, name, op)
+            .await;
+        let how = match &started {
+            Ok(DeletionStarted::Started(_)) => Some(metrics::Enqueue::Accepted),
+            Ok(DeletionStarted::AlreadyDeleting(_)) => Some(metrics::Enqueue::Repeated),
+            _ => None,
+        };
+        if let Some(how) = how {
+            metrics::operation_enqueued(op.work.kind(), how);
+        }
+        started
+    }
+
+    async fn mark_and_enqueue_deletion(
         &self,
         subscription: &str,
         resource_group: &str,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use acr_core::import::StoredImport;
+use acr_core::metrics;
 use acr_core::operation::OperationState;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,10 +41,13 @@ pub enum Work {
 }
 
 impl Work {
+    /// The `kind` of an import.
+    pub const IMPORT_KIND: &'static str = "import";
+
     /// The `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
-            Work::Import(_) => "import",
+            Work::Import(_) => Self::IMPORT_KIND,
             Work::DeleteRegistry => "deleteRegistry",
             Work::DeleteResourceGroup => "deleteResourceGroup",
         }
@@ -146,6 +150,21 @@ pub struct ClaimedOperation {
     /// Why stored credentials could not be read (encrypted without a key, wrong key): the
     /// operation must fail rather than run without them.
     pub credentials_error: Option<String>,
+    /// It was `Running` under an expired lease (its worker died or stopped renewing), not
+    /// `Queued`.
+    pub reclaimed: bool,
+}
+
+/// The unfinished operations, counted in the store ([`Store::queue_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// `Queued`, runnable now or after a retry delay.
+    pub queued: u64,
+    /// `Running` (leases expired or not).
+    pub running: u64,
+    /// How long the queued operation that became runnable first has been runnable (zero when
+    /// none is).
+    pub oldest_queued_age: Duration,
 }
 
 impl ClaimedOperation {
@@ -212,6 +231,8 @@ pub(crate) struct ClaimRow {
     pub record: OperationRecord,
     pub request: Json<serde_json::Value>,
     pub credentials: Option<Json<serde_json::Value>>,
+    /// The row was `Running` (under an expired lease) before this claim.
+    pub reclaimed: bool,
 }
 
 /// The values a fenced `finish` writes, derived once from the [`Outcome`].
@@ -303,9 +324,33 @@ impl Store {
                 Some(serde_json::to_value(c).map_err(|e| StoreError::Corrupt(e.to_string()))?)
             }
         };
-        match self.backend() {
+        let enqueued = match self.backend() {
             Backend::Postgres(pool) => crate::pg::enqueue(pool, op, credentials, limits).await,
             Backend::Sqlite(db) => db.enqueue(op, credentials, limits).await,
+        };
+        let how = match &enqueued {
+            Ok(Enqueued::Created(_)) => Some(metrics::Enqueue::Accepted),
+            Ok(Enqueued::Existing(_)) => Some(metrics::Enqueue::Repeated),
+            Err(StoreError::Limit(LimitExceeded::Subscription { .. })) => {
+                Some(metrics::Enqueue::RejectedSubscription)
+            }
+            Err(StoreError::Limit(LimitExceeded::Total { .. })) => {
+                Some(metrics::Enqueue::RejectedQueue)
+            }
+            Err(_) => None,
+        };
+        if let Some(how) = how {
+            metrics::operation_enqueued(op.work.kind(), how);
+        }
+        enqueued
+    }
+
+    /// The unfinished part of the queue as every process sees it: counted in the store, not
+    /// in this process (the metrics of each replica report the shared queue).
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        match self.backend() {
+            Backend::Postgres(pool) => crate::pg::queue_stats(pool).await,
+            Backend::Sqlite(db) => db.queue_stats().await,
         }
     }
 
@@ -341,6 +386,7 @@ impl Store {
             record: r.record,
             credentials,
             credentials_error,
+            reclaimed: r.reclaimed,
         }))
     }
 

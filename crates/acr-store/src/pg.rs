@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::operations::{
     check_limits, ClaimRow, Ending, Enqueued, LimitExceeded, NewOperation, OperationRecord,
-    QueueLimits, COLUMNS,
+    QueueLimits, QueueStats, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
@@ -174,7 +174,7 @@ pub(crate) async fn claim(
 ) -> Result<Option<ClaimRow>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "with next as (
-             select id from operations
+             select id, state as prior_state from operations
              where (state = 'Queued' and run_at <= now())
                 or (state = 'Running' and lease_expires_at < now())
              order by run_at, created_at
@@ -187,7 +187,7 @@ pub(crate) async fn claim(
                 started_at = coalesce(o.started_at, now())
            from next
           where o.id = next.id
-      returning {}, o.request, o.credentials",
+      returning {}, o.request, o.credentials, next.prior_state = 'Running' as reclaimed",
         COLUMNS
             .split(',')
             .map(|c| format!("o.{}", c.trim()))
@@ -198,6 +198,33 @@ pub(crate) async fn claim(
     .bind(interval_secs(lease))
     .fetch_optional(pool)
     .await?)
+}
+
+/// Counts of the unfinished operations (the `operations_runnable` partial index holds exactly
+/// them) and how long the earliest runnable queued one has waited.
+pub(crate) async fn queue_stats(pool: &PgPool) -> Result<QueueStats, StoreError> {
+    let (queued, running, oldest): (i64, i64, Option<f64>) = sqlx::query_as(
+        "select count(*) filter (where state = 'Queued'),
+                count(*) filter (where state = 'Running'),
+                extract(epoch from now() - min(run_at) filter (where state = 'Queued' and run_at <= now()))::float8
+           from operations
+          where state in ('Queued', 'Running')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(QueueStats {
+        queued: u64::try_from(queued).unwrap_or(0),
+        running: u64::try_from(running).unwrap_or(0),
+        oldest_queued_age: age(oldest),
+    })
+}
+
+/// Seconds as a duration (none, negative or not finite: zero).
+fn age(seconds: Option<f64>) -> Duration {
+    seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn heartbeat(

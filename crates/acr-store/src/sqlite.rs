@@ -39,7 +39,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use tokio::sync::watch;
 
 use crate::operations::{
-    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits, COLUMNS,
+    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits,
+    QueueStats, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
@@ -264,24 +265,69 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         // The clock is read once the write lock is held, so the lease starts now.
         let now = Utc::now();
+        // Chosen, then claimed, under the one write lock: nothing can come in between, and
+        // the state it had before (RETURNING shows only the new one) tells a re-claim.
+        let next: Option<(String, String)> = sqlx::query_as(
+            "select id, state from operations
+              where (state = 'Queued' and run_at <= ?1)
+                 or (state = 'Running' and lease_expires_at < ?1)
+              order by run_at, created_at
+              limit 1",
+        )
+        .bind(stamp(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, prior_state)) = next else {
+            tx.commit().await?;
+            return Ok(None);
+        };
         let mut rows: Vec<ClaimRow> = sqlx::query_as(&format!(
             "update operations
                 set state = 'Running', attempt = attempt + 1, lease_owner = ?1,
                     lease_expires_at = ?2, started_at = coalesce(started_at, ?3)
-              where id = (select id from operations
-                           where (state = 'Queued' and run_at <= ?3)
-                              or (state = 'Running' and lease_expires_at < ?3)
-                           order by run_at, created_at
-                           limit 1)
-          returning {COLUMNS}, request, credentials"
+              where id = ?4
+          returning {COLUMNS}, request, credentials, ?5 as reclaimed"
         ))
         .bind(owner)
         .bind(stamp_after(now, lease))
         .bind(stamp(now))
+        .bind(&id)
+        .bind(prior_state == "Running")
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(rows.pop())
+    }
+
+    /// Counts of the unfinished operations and how long the earliest runnable queued one has
+    /// waited (its time read here: SQLite's `julianday` keeps milliseconds only).
+    pub(crate) async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let now = Utc::now();
+        let (queued, running, oldest): (i64, i64, Option<String>) = sqlx::query_as(
+            "select coalesce(sum(state = 'Queued'), 0),
+                    coalesce(sum(state = 'Running'), 0),
+                    min(case when state = 'Queued' and run_at <= ?1 then run_at end)
+               from operations
+              where state in ('Queued', 'Running')",
+        )
+        .bind(stamp(now))
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest = match oldest {
+            None => None,
+            Some(t) => Some(
+                DateTime::parse_from_rfc3339(&t)
+                    .map_err(|e| StoreError::Corrupt(format!("operation run_at '{t}': {e}")))?
+                    .with_timezone(&Utc),
+            ),
+        };
+        Ok(QueueStats {
+            queued: u64::try_from(queued).unwrap_or(0),
+            running: u64::try_from(running).unwrap_or(0),
+            oldest_queued_age: oldest
+                .and_then(|t| (now - t).to_std().ok())
+                .unwrap_or_default(),
+        })
     }
 
     pub(crate) async fn heartbeat(

@@ -5,13 +5,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use acr_core::metrics;
 use acr_core::operation::{FailureKind, ImportFailure};
 use acr_core::reference::Repository;
 use acr_oci::OciError;
-use acr_store::ClaimedOperation;
+use acr_store::{ClaimedOperation, Work};
 
 use crate::execute::Failure;
 use crate::WorkerCtx;
+
+/// The ARM code of an import cancelled because its target registry is deleted.
+const CANCELED_CODE: &str = "OperationCanceled";
 
 /// How often the deletion looks whether the cancelled imports' workers have stopped.
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -32,7 +36,7 @@ pub(crate) async fn delete_content(ctx: &WorkerCtx, op: &ClaimedOperation) -> Re
         .store
         .cancel_imports_into(
             &name,
-            "OperationCanceled",
+            CANCELED_CODE,
             &format!(
                 "the target registry '{}' was deleted.",
                 op.record.registry_name
@@ -42,6 +46,12 @@ pub(crate) async fn delete_content(ctx: &WorkerCtx, op: &ClaimedOperation) -> Re
         .map_err(store)?;
     if cancelled > 0 {
         tracing::info!(operation.id = %op.record.id, registry = %name, cancelled, "imports into the deleted registry cancelled");
+        metrics::operations_finished(
+            Work::IMPORT_KIND,
+            metrics::Ended::Canceled,
+            CANCELED_CODE,
+            cancelled,
+        );
     }
     // Their workers drop their copies at the next heartbeat and say so; a dead worker's
     // lease runs out. Only then is nothing written into the registry any more.

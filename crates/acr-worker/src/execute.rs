@@ -425,7 +425,7 @@ async fn resolve_source(
                 )
             })?;
         Ok(Source {
-            client: ctx.backend.clone(),
+            client: ctx.backend_source.clone(),
             repository,
             display: format!(
                 "{name_lower}.{}/{}",

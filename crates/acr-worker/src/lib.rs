@@ -18,6 +18,7 @@ mod sources;
 use std::sync::Arc;
 use std::time::Duration;
 
+use acr_core::metrics;
 use acr_oci::{ClientConfig, Credentials, HostLimits, RegistryClient};
 use acr_store::{ClaimedOperation, Outcome, Store, Work};
 use tokio::sync::Semaphore;
@@ -144,6 +145,7 @@ pub struct WorkerPool {
     config: Arc<WorkerConfig>,
     http: reqwest::Client,
     backend: Arc<RegistryClient>,
+    backend_source: Arc<RegistryClient>,
     limits: Arc<HostLimits>,
     sources: Arc<sources::SourceClients>,
     owner: String,
@@ -162,13 +164,26 @@ impl WorkerPool {
             ..config.client.clone()
         };
         let limits = HostLimits::new(config.client.registry_concurrency);
+        let backend_http = backend_config.build_http()?;
         let backend = Arc::new(RegistryClient::new(
-            backend_config.build_http()?,
+            backend_http.clone(),
             config.backend_url.clone(),
             config.backend_credentials.clone(),
             &backend_config,
             &limits,
         ));
+        // The backend read as an import's source (an emulated registry): the same registry
+        // (mounts work, `same_registry`), its requests counted as the source's.
+        let backend_source = Arc::new(
+            RegistryClient::new(
+                backend_http,
+                config.backend_url.clone(),
+                config.backend_credentials.clone(),
+                &backend_config,
+                &limits,
+            )
+            .with_role(metrics::Side::Source),
+        );
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -181,6 +196,7 @@ impl WorkerPool {
             config: Arc::new(config),
             http,
             backend,
+            backend_source,
             limits,
             sources: Arc::default(),
             owner,
@@ -230,6 +246,7 @@ impl WorkerPool {
                 }
                 match self.store.claim(&self.owner, self.config.lease).await {
                     Ok(Some(op)) => {
+                        record_claim(&op);
                         let ctx = self.context();
                         let token = shutdown.clone();
                         tasks.spawn(async move {
@@ -277,6 +294,7 @@ impl WorkerPool {
             config: self.config.clone(),
             http: self.http.clone(),
             backend: self.backend.clone(),
+            backend_source: self.backend_source.clone(),
             limits: self.limits.clone(),
             sources: self.sources.clone(),
             source_auth: self.source_auth.clone(),
@@ -292,6 +310,9 @@ pub(crate) struct WorkerCtx {
     pub config: Arc<WorkerConfig>,
     pub http: reqwest::Client,
     pub backend: Arc<RegistryClient>,
+    /// The backend as an emulated registry an import reads from (requests counted as the
+    /// source's).
+    pub backend_source: Arc<RegistryClient>,
     pub limits: Arc<HostLimits>,
     pub sources: Arc<sources::SourceClients>,
     pub source_auth: Option<Arc<dyn EmulatedSourceAuth>>,
@@ -320,7 +341,7 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
                 attempt - 1
             ),
         ));
-        finish(&ctx, &id, attempt, &outcome, None).await;
+        finish(&ctx, &op, &outcome, None).await;
         return;
     }
 
@@ -359,17 +380,17 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
             ))),
         }
     };
+    let kind = op.work.kind();
     let result = tokio::select! {
         r = run => Some(r),
         _ = lost.cancelled() => {
             tracing::warn!(operation.id = %id, attempt, "lease lost: abandoning this attempt");
+            metrics::lease_lost(kind);
             None
         }
         _ = deadline => {
             tracing::info!(operation.id = %id, attempt, "shutdown grace over: releasing the operation");
-            if let Err(e) = ctx.store.release(&id, attempt, Duration::ZERO).await {
-                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "release failed; the lease will expire");
-            }
+            release(&ctx, &op, Duration::ZERO, metrics::Release::Shutdown).await;
             None
         }
     };
@@ -389,7 +410,7 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
         Ok(()) => match &op.work {
             Work::Import(_) => {
                 tracing::info!(operation.id = %id, "import succeeded");
-                finish(&ctx, &id, attempt, &Outcome::Succeeded, snapshot.as_ref()).await;
+                finish(&ctx, &op, &Outcome::Succeeded, snapshot.as_ref()).await;
             }
             Work::DeleteRegistry => {
                 let registry = &op.record.registry_name;
@@ -398,7 +419,10 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
                     .complete_registry_deletion(&id, attempt, registry)
                     .await
                 {
-                    Ok(true) => tracing::info!(operation.id = %id, %registry, "registry deleted"),
+                    Ok(true) => {
+                        tracing::info!(operation.id = %id, %registry, "registry deleted");
+                        record_end(&op, metrics::Ended::Succeeded, metrics::NO_CODE);
+                    }
                     Ok(false) => tracing::warn!(operation.id = %id, "deletion fenced out"),
                     // The lease runs out and the (idempotent) deletion is redone.
                     Err(e) => {
@@ -418,8 +442,11 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
                     )
                     .await
                 {
-                    Ok(_) => {
-                        tracing::info!(operation.id = %id, group = %rec.resource_group, "resource group deleted")
+                    Ok(ended) => {
+                        tracing::info!(operation.id = %id, group = %rec.resource_group, "resource group deleted");
+                        if ended {
+                            record_end(&op, metrics::Ended::Succeeded, metrics::NO_CODE);
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "could not complete the deletion")
@@ -431,15 +458,46 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
             if attempt < ctx.config.max_transient_attempts =>
         {
             tracing::warn!(operation.id = %id, %reason, ?delay, "transient failure: the operation will be retried");
-            if let Err(e) = ctx.store.release(&id, attempt, delay).await {
-                tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "release failed; the lease will expire");
-            }
+            release(&ctx, &op, delay, metrics::Release::Retry).await;
         }
         Err(f) => {
             let Some(fail) = f.into_failure() else { return };
             tracing::info!(operation.id = %id, code = fail.kind.code(), message = %fail.message, "operation failed");
             let outcome = Outcome::Failed(fail);
-            finish(&ctx, &id, attempt, &outcome, snapshot.as_ref()).await;
+            finish(&ctx, &op, &outcome, snapshot.as_ref()).await;
+        }
+    }
+}
+
+/// Counts a claim: every attempt, the queue wait of a first one (both instants are the
+/// store's clock), a re-claim after an expired lease.
+fn record_claim(op: &ClaimedOperation) {
+    let rec = &op.record;
+    let first = (rec.attempt == 1)
+        .then_some(rec.started_at)
+        .flatten()
+        .map(|started| (started - rec.created_at).to_std().unwrap_or_default());
+    metrics::operation_claimed(op.work.kind(), first, op.reclaimed);
+}
+
+/// Counts an operation this worker ended, with its run time since its first claim.
+fn record_end(op: &ClaimedOperation, status: metrics::Ended, code: &'static str) {
+    let kind = op.work.kind();
+    metrics::operations_finished(kind, status, code, 1);
+    if let Some(started) = op.record.started_at {
+        let took = (chrono::Utc::now() - started).to_std().unwrap_or_default();
+        metrics::run_duration(kind, status, took);
+    }
+}
+
+/// Gives the operation back to the queue, runnable after `delay`.
+async fn release(ctx: &WorkerCtx, op: &ClaimedOperation, delay: Duration, why: metrics::Release) {
+    let id = &op.record.id;
+    match ctx.store.release(id, op.attempt(), delay).await {
+        Ok(true) => metrics::operation_released(op.work.kind(), why),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(operation.id = %id, error = %acr_core::error_chain(&e), "release failed; the lease will expire")
         }
     }
 }
@@ -448,15 +506,23 @@ async fn run_operation_in_span(ctx: WorkerCtx, op: ClaimedOperation, shutdown: C
 /// lease; after that the lease expires and another attempt redoes the (idempotent) copy.
 async fn finish(
     ctx: &WorkerCtx,
-    id: &str,
-    attempt: i32,
+    op: &ClaimedOperation,
     outcome: &Outcome,
     progress: Option<&serde_json::Value>,
 ) {
+    let (id, attempt) = (op.record.id.as_str(), op.attempt());
     let until = tokio::time::Instant::now() + ctx.config.lease;
     loop {
         match ctx.store.finish(id, attempt, outcome, progress).await {
-            Ok(true) => return,
+            Ok(true) => {
+                let (status, code) = match outcome {
+                    Outcome::Succeeded => (metrics::Ended::Succeeded, metrics::NO_CODE),
+                    Outcome::Failed(f) => (metrics::Ended::Failed, f.kind.code()),
+                    Outcome::Canceled => (metrics::Ended::Canceled, metrics::NO_CODE),
+                };
+                record_end(op, status, code);
+                return;
+            }
             Ok(false) => {
                 tracing::warn!(operation.id = %id, attempt, "finish refused: the operation was ended elsewhere");
                 acknowledge_stop(ctx, id, attempt).await;

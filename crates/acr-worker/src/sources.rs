@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use acr_core::metrics::Side;
 use acr_oci::{ClientConfig, Credentials, HostLimits, RegistryClient};
 use secrecy::ExposeSecret;
 use sha2::{Digest as _, Sha256};
@@ -78,13 +79,10 @@ impl SourceClients {
                 entries.remove(&k);
             }
         }
-        let client = Arc::new(RegistryClient::new(
-            http.clone(),
-            base,
-            credentials,
-            config,
-            limits,
-        ));
+        let client = Arc::new(
+            RegistryClient::new(http.clone(), base, credentials, config, limits)
+                .with_role(Side::Source),
+        );
         entries.insert(key, (client.clone(), now));
         client
     }

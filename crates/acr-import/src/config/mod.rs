@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// HTTPS_PROXY=http://<this address> to reach login servers without DNS. Off by default.
     #[arg(long, env = "ACR_IMPORT_PROXY_LISTEN")]
     pub proxy_listen: Option<String>,
+    /// Also serve `GET /metrics` (Prometheus text format) on this address, alone (it is
+    /// always served on --listen as well). No token is asked for on either.
+    #[arg(long, env = "ACR_IMPORT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Seconds between garbage collections of the built-in registry (content no repository
     /// references any more is deleted); 0: never.
     #[arg(long, env = "ACR_IMPORT_GC_INTERVAL_SECONDS", default_value_t = 3600)]

@@ -268,6 +268,7 @@ impl ServeArgs {
             cors: acr_api::cors::CorsOrigins::parse(&self.cors_origins)
                 .map_err(anyhow::Error::msg)?,
             portal: Default::default(),
+            metrics: Default::default(),
         })
     }
 

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use acr_core::metrics::Side;
 use acr_core::reference::{Algorithm, Digest};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
@@ -105,6 +106,8 @@ pub struct RegistryClient {
     transfers: Arc<Semaphore>,
     /// Set once the registry refused a monolithic upload: chunked PATCH from then on.
     chunked_only: AtomicBool,
+    /// What the workers read (source) or write (target) through it, for the request metrics.
+    role: Side,
 }
 
 /// Computes a digest of bytes with the given algorithm.
@@ -136,7 +139,32 @@ impl RegistryClient {
             stall_timeout: config.read_timeout,
             auth: Mutex::new(AuthState::default()),
             chunked_only: AtomicBool::new(false),
+            role: Side::Target,
         }
+    }
+
+    /// The same client counting its requests as `role` (new clients count as the target).
+    pub fn with_role(mut self, role: Side) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Whether the workers read (source) or write (target) through this client.
+    pub fn role(&self) -> Side {
+        self.role
+    }
+
+    /// Counts one exchange with the registry (`acr_import_registry_requests_total`) and
+    /// passes it on.
+    pub(crate) fn observed<T>(
+        &self,
+        sent: Result<reqwest::Response, T>,
+    ) -> Result<reqwest::Response, T> {
+        acr_core::metrics::registry_request(
+            self.role,
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        sent
     }
 
     /// The semaphore bounding blob transfers to and from this registry host.

@@ -141,9 +141,11 @@ impl RegistryClient {
         tokio::pin!(send);
         let resp = loop {
             tokio::select! {
-                r = &mut send => break r.map_err(|e| self.network(e))?,
+                r = &mut send => break self.observed(r).map_err(|e| self.network(e))?,
                 () = tokio::time::sleep_until(watch.deadline(self.stall_timeout)) => {
                     if let Some((idle, sent)) = watch.target_stalled(self.stall_timeout) {
+                        acr_core::metrics::stall(acr_core::metrics::Side::Target);
+                        acr_core::metrics::registry_request(self.role(), None);
                         let doing = if sent {
                             "answer after the whole blob was sent"
                         } else {
@@ -317,7 +319,12 @@ impl RegistryClient {
     pub async fn cancel_upload(&self, repo: &Repository, session: &Url) {
         let scopes = Scopes::push(repo);
         let rb = self.authorize(self.http.delete(session.clone()), &scopes);
-        let _ = tokio::time::timeout(Duration::from_secs(10), rb.send()).await;
+        match tokio::time::timeout(Duration::from_secs(10), rb.send()).await {
+            Ok(sent) => {
+                let _ = self.observed(sent);
+            }
+            Err(_) => acr_core::metrics::registry_request(self.role(), None),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use acr_core::metrics;
 use acr_core::reference::{Digest, Repository};
 use futures::stream::{self, StreamExt};
 
@@ -17,6 +18,17 @@ use crate::media::Descriptor;
 /// Attempts per blob when an attempt must start over (target refused the upload mode, token
 /// expired mid-upload, source ignored Range after a broken connection, transient target error).
 const BLOB_ATTEMPTS: u32 = 3;
+
+/// How one attempt at a blob ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    /// The target repository had it.
+    Present,
+    /// Mounted from another repository of the target registry.
+    Mounted,
+    /// Its bytes went from the source to the target.
+    Transferred,
+}
 
 /// How one attempt at a blob ended badly.
 enum BlobFailure {
@@ -54,14 +66,22 @@ impl BlobCopy {
             let counted = Arc::new(AtomicU64::new(0));
             let slots = self.acquire_slots().await?;
             match self.attempt(&digest, size, counted.clone(), slots).await {
-                Ok(skipped) => {
-                    if skipped {
+                Ok(done) => {
+                    if done != Done::Transferred {
                         self.progress
                             .bytes_skipped
                             .fetch_add(size, Ordering::Relaxed);
                     }
                     self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%digest, size, skipped, elapsed = ?started.elapsed(), "blob done");
+                    metrics::blob(
+                        match done {
+                            Done::Present => metrics::BlobResult::Skipped,
+                            Done::Mounted => metrics::BlobResult::Mounted,
+                            Done::Transferred => metrics::BlobResult::Copied,
+                        },
+                        size,
+                    );
+                    tracing::debug!(%digest, size, ?done, elapsed = ?started.elapsed(), "blob done");
                     return Ok(());
                 }
                 Err(BlobFailure::Restart(e)) if attempt < BLOB_ATTEMPTS => {
@@ -75,6 +95,7 @@ impl BlobCopy {
                     self.progress
                         .bytes_copied
                         .fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+                    metrics::blob(metrics::BlobResult::Failed, size);
                     return Err(e);
                 }
             }
@@ -115,16 +136,16 @@ impl BlobCopy {
         ))
     }
 
-    /// One attempt. `Ok(true)`: nothing was transferred (present or mounted). `slots` are
-    /// held until the source's last byte has gone into the upload: the target's commit
-    /// (which may wait for its disk) does not keep another blob from starting.
+    /// One attempt. `slots` are held until the source's last byte has gone into the upload:
+    /// the target's commit (which may wait for its disk) does not keep another blob from
+    /// starting.
     async fn attempt(
         &self,
         digest: &Digest,
         size: u64,
         counted: Arc<AtomicU64>,
         slots: Slots,
-    ) -> Result<bool, BlobFailure> {
+    ) -> Result<Done, BlobFailure> {
         let target_err = |e: OciError| {
             if e.is_transient() || matches!(e, OciError::Unauthorized { .. }) {
                 BlobFailure::Restart(CopyError::Target(e))
@@ -138,7 +159,7 @@ impl BlobCopy {
             .await
             .map_err(target_err)?
         {
-            return Ok(true);
+            return Ok(Done::Present);
         }
         if let Some(sink) = &self.sink {
             return self
@@ -154,7 +175,7 @@ impl BlobCopy {
             {
                 Ok(UploadStart::Mounted) => {
                     tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
-                    return Ok(true);
+                    return Ok(Done::Mounted);
                 }
                 Ok(UploadStart::Session { url, min_chunk }) => session = Some((url, min_chunk)),
                 Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
@@ -169,9 +190,10 @@ impl BlobCopy {
                 .map_err(target_err)?
             {
                 UploadStart::Session { url, min_chunk } => (url, min_chunk),
-                UploadStart::Mounted => return Ok(true),
+                UploadStart::Mounted => return Ok(Done::Mounted),
             },
         };
+        let _moving = metrics::TransferInFlight::start();
 
         let (body, failure) = match self.source_body(digest, size, counted, slots, true).await {
             Ok(b) => b,
@@ -214,7 +236,7 @@ impl BlobCopy {
                 }
                 Err(target_err(e))
             }
-            (None, Ok(())) => Ok(false),
+            (None, Ok(())) => Ok(Done::Transferred),
         }
     }
 }
@@ -288,7 +310,8 @@ impl BlobCopy {
         size: u64,
         counted: Arc<AtomicU64>,
         slots: Slots,
-    ) -> Result<bool, BlobFailure> {
+    ) -> Result<Done, BlobFailure> {
+        let _moving = metrics::TransferInFlight::start();
         let (body, failure) = self
             .source_body(digest, size, counted, slots, false)
             .await?;
@@ -322,7 +345,7 @@ impl BlobCopy {
             ))),
             (None, Err(e)) if e.is_transient() => Err(BlobFailure::Restart(CopyError::Target(e))),
             (None, Err(e)) => Err(BlobFailure::Fatal(CopyError::Target(e))),
-            (None, Ok(())) => Ok(false),
+            (None, Ok(())) => Ok(Done::Transferred),
         }
     }
 }

@@ -191,6 +191,7 @@ async fn copy_into(
         .count();
     p.manifests_done
         .fetch_add(already as u64, Ordering::Relaxed);
+    acr_core::metrics::manifests(false, already as u64);
     // Post-order of the graph restricted to what is needed.
     let ordered: Vec<&Node> = graph
         .nodes
@@ -268,6 +269,7 @@ async fn copy_into(
                     .await
                     .map_err(CopyError::Target)?;
                 p.manifests_done.fetch_add(1, Ordering::Relaxed);
+                acr_core::metrics::manifests(true, 1);
                 Ok::<_, CopyError>(())
             })
             .collect();

@@ -107,6 +107,7 @@ impl VerifyState {
             };
             if stalled {
                 self.stalls += 1;
+                acr_core::metrics::stall(acr_core::metrics::Side::Source);
             }
             // Resume with Range, unless the last connection brought nothing new or the source
             // stalled too often.
@@ -130,7 +131,10 @@ impl VerifyState {
                 .get_blob_range(&self.repo, &self.digest, self.seen, self.size)
                 .await
             {
-                Ok(Some(resp)) => self.inner = resp.bytes_stream().boxed(),
+                Ok(Some(resp)) => {
+                    acr_core::metrics::range_resume();
+                    self.inner = resp.bytes_stream().boxed();
+                }
                 Ok(None) => {
                     let e = self.network(format!(
                         "{broken}; the source ignored the Range request (the remote server may not be RFC 7233 compliant), so the blob starts over"

@@ -200,11 +200,7 @@ impl RegistryClient {
                 form.push(("scope", scopes.join(" ")));
             }
             let resp = self
-                .http
-                .post(url.clone())
-                .form(&form)
-                .send()
-                .await
+                .observed(self.http.post(url.clone()).form(&form).send().await)
                 .map_err(|e| self.network(e))?;
             if !matches!(resp.status().as_u16(), 404 | 405) {
                 return self.token_from(resp).await;
@@ -233,7 +229,9 @@ impl RegistryClient {
             }
             Credentials::Anonymous => {}
         }
-        let resp = rb.send().await.map_err(|e| self.network(e))?;
+        let resp = self
+            .observed(rb.send().await)
+            .map_err(|e| self.network(e))?;
         self.token_from(resp).await
     }
 

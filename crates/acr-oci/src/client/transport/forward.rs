@@ -41,9 +41,7 @@ impl RegistryClient {
                     let _ = self.send(scopes, || Ok(http.get(ping.clone()))).await?;
                 }
                 let rb = http.request(method, url).headers(headers).body(body);
-                self.authorize(rb, scopes)
-                    .send()
-                    .await
+                self.observed(self.authorize(rb, scopes).send().await)
                     .map_err(|e| self.network(e))
             }
         }

@@ -24,7 +24,7 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let rb = self.authorize(make()?, scopes);
-            match rb.send().await {
+            match self.observed(rb.send().await) {
                 Err(e) => {
                     if attempt < self.max_attempts
                         && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
