@@ -133,6 +133,29 @@ async fn gc_on_a_stopped_data_directory_frees_exactly_the_unreferenced_content()
             image.blobs.iter().map(|b| b.size).sum::<u64>() + image.top.bytes.len() as u64;
         assert_eq!(v["diskUsageBytes"], expected, "{reg}: {v}");
     }
+    // /metrics reports the built-in registry's disk usage (measured every 10 s).
+    let on_disk: u64 = std::fs::read_dir(data_dir.join("registry/blobs/sha256"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|p| std::fs::read_dir(p.path()).into_iter().flatten().flatten())
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let metrics_url = format!("{}/metrics", svc.base_url());
+    acr_import_tests::util::poll_until(
+        "/metrics to report the content on disk",
+        Duration::from_secs(25),
+        Duration::from_millis(500),
+        || async {
+            let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+            let want_bytes =
+                format!("acr_import_builtin_registry_disk_bytes{{kind=\"content\"}} {on_disk}");
+            let want_files = format!("acr_import_builtin_registry_content_files {}", before.len());
+            (text.lines().any(|l| l == want_bytes) && text.lines().any(|l| l == want_files))
+                .then_some(())
+        },
+    )
+    .await;
     arm.delete_registry_and_wait(&sub, RG, "GoneReg").await;
     let unreferenced: BTreeSet<String> = gone_content.difference(&kept_content).cloned().collect();
 

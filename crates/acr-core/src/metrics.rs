@@ -56,6 +56,11 @@ pub const COPY_TRANSFERS_IN_FLIGHT: &str = "acr_import_copy_transfers_in_flight"
 /// `acr_import_registry_requests_total{role, class}`.
 pub const REGISTRY_REQUESTS: &str = "acr_import_registry_requests_total";
 
+/// `acr_import_builtin_registry_disk_bytes{kind}` (content, uploads).
+pub const BUILTIN_DISK_BYTES: &str = "acr_import_builtin_registry_disk_bytes";
+/// `acr_import_builtin_registry_content_files`.
+pub const BUILTIN_CONTENT_FILES: &str = "acr_import_builtin_registry_content_files";
+
 /// `acr_import_http_requests_total{listener, route, method, status}`.
 pub const HTTP_REQUESTS: &str = "acr_import_http_requests_total";
 /// `acr_import_http_request_duration_seconds{listener, route, method}` (histogram).
@@ -166,6 +171,15 @@ pub fn describe() {
         REGISTRY_REQUESTS,
         "HTTP requests acr-import sent to registries (each exchange: challenges, token requests and retries included) by role (source: a registry imported from; target: the backend holding the emulated registries, written by imports and reached by the login servers' pass-through) and status class (2xx, 3xx, 4xx, 5xx, error: no answer)."
     );
+    describe_gauge!(
+        BUILTIN_DISK_BYTES,
+        Unit::Bytes,
+        "Disk used by the built-in registry, by kind (content: blobs and manifests, each stored once; uploads: upload sessions in progress); measured every 10 s."
+    );
+    describe_gauge!(
+        BUILTIN_CONTENT_FILES,
+        "Content files (blobs and manifests) the built-in registry stores; measured every 10 s."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests served, by listener (arm, registry, metrics), route template, method and status."
@@ -273,6 +287,13 @@ pub fn queue_gauges(queued: u64, running: u64, oldest_queued_age: Duration) {
     gauge!(QUEUE_OPERATIONS, "state" => "queued").set(queued as f64);
     gauge!(QUEUE_OPERATIONS, "state" => "running").set(running as f64);
     gauge!(QUEUE_OLDEST_AGE).set(oldest_queued_age.as_secs_f64());
+}
+
+/// The built-in registry's disk usage.
+pub fn builtin_disk(content_bytes: u64, content_files: u64, upload_bytes: u64) {
+    gauge!(BUILTIN_DISK_BYTES, "kind" => "content").set(content_bytes as f64);
+    gauge!(BUILTIN_DISK_BYTES, "kind" => "uploads").set(upload_bytes as f64);
+    gauge!(BUILTIN_CONTENT_FILES).set(content_files as f64);
 }
 
 /// A scrape whose queue count the store did not answer.

@@ -94,6 +94,11 @@ pub async fn start(
             stop.clone(),
         ));
     }
+    tokio::spawn(measure_disk_every(
+        registry.clone(),
+        Duration::from_secs(10),
+        stop.clone(),
+    ));
     tokio::spawn(sweep_uploads_every(
         registry.clone(),
         (b.upload_idle / 2).min(Duration::from_secs(60)),
@@ -112,6 +117,28 @@ pub async fn start(
         addr,
         authorization,
     })
+}
+
+/// Sets the disk usage gauges at once and every `every` until `stop`.
+async fn measure_disk_every(
+    registry: acr_registry::Registry,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        match registry.disk_usage().await {
+            Ok(u) => {
+                acr_core::metrics::builtin_disk(u.content_bytes, u.content_files, u.upload_bytes)
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "measuring the built-in registry's disk usage")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Cancels idle upload sessions every `every` until `stop`.
