@@ -41,18 +41,31 @@ pub async fn serve(auth: Option<Arc<dyn Authenticator>>) -> Server {
     s
 }
 
-/// A registry over `root/data` (kept when the server is dropped).
+/// A registry over `root/data` (kept when the server is dropped). Reopening the data
+/// directory of a server just dropped waits for its lock: the old registry goes once its
+/// serving task and open connections have ended, which the runtime does asynchronously.
 pub async fn serve_at(root: &Path, auth: Option<Arc<dyn Authenticator>>) -> Server {
-    let registry = Registry::open(RegistryConfig {
-        data_dir: root.join("data"),
-        login_server_suffix: Some("azurecr.io".into()),
-        auth,
-        token_lifetime: Duration::from_secs(300),
-        durability: acr_registry::Durability::None,
-        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
-    })
-    .await
-    .expect("open registry");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let registry = loop {
+        match Registry::open(RegistryConfig {
+            data_dir: root.join("data"),
+            login_server_suffix: Some("azurecr.io".into()),
+            auth: auth.clone(),
+            token_lifetime: Duration::from_secs(300),
+            durability: acr_registry::Durability::None,
+            upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
+        })
+        .await
+        {
+            Ok(r) => break r,
+            Err(acr_registry::RegistryError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("open registry: {e:?}"),
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
