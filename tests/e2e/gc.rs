@@ -1,6 +1,12 @@
+//! Garbage collection of the built-in registry, offline and online.
+//!
 //! `acr-import gc [--dry-run]` on a stopped data directory: refused while the service runs,
 //! a dry run lists exactly the unreferenced content and deletes nothing, the real run frees
 //! it, and every image still referenced pulls back whole afterwards.
+//!
+//! Online (`--gc-interval-seconds 1 --gc-grace-seconds 0`): collections race real ARM imports,
+//! real pushes (skopeo) and registry deletions of images that share layers, round after round;
+//! every image pulls back whole, and what only deleted registries referenced is freed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -211,4 +217,171 @@ async fn gc_on_a_stopped_data_directory_frees_exactly_the_unreferenced_content()
     OciClient::new(&svc.registry_url(), None)
         .assert_has_image("keptreg/app", Some("v1"), &kept)
         .await;
+}
+
+/// `skopeo copy --all` from `src` to `dest` (both plain HTTP, loopback).
+async fn skopeo_copy(src: String, dest: String) {
+    let mut cmd = std::process::Command::new("skopeo");
+    cmd.env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1")
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(&src)
+        .arg(&dest);
+    let (ok, out) = run(cmd).await;
+    assert!(
+        ok,
+        "skopeo copy {src} {dest} failed (scripts/test.sh installs skopeo):\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_gc_racing_imports_pushes_and_deletions_loses_nothing() {
+    const ROUNDS: usize = 4;
+    // Images sharing a 1 MiB layer, and a 3-platform index; each round also imports an image
+    // of its own (sharing that layer too) that only its registry references.
+    let base = TestImage::single(8201, Format::Oci, &[1 << 20, 30_000]);
+    let mut images = vec![base.clone()];
+    images.extend((8202..8207).map(|seed| sharing_first_layer(&base, seed)));
+    images.push(TestImage::three_platform(8210));
+    let own: Vec<TestImage> = (0..ROUNDS as u64)
+        .map(|r| sharing_first_layer(&base, 8300 + r))
+        .collect();
+    let src = TestRegistry::anonymous().await;
+    let c = src.client();
+    for (i, image) in images.iter().enumerate() {
+        c.push_image(&format!("demo/img{i}"), "v1", image)
+            .await
+            .expect("push");
+    }
+    for (r, image) in own.iter().enumerate() {
+        c.push_image(&format!("demo/own{r}"), "v1", image)
+            .await
+            .expect("push");
+    }
+
+    let data = tempfile::Builder::new()
+        .prefix("acr-gc-race-")
+        .tempdir()
+        .expect("temp dir");
+    let data_dir = data.path().join("data");
+    let config = ServiceConfig::sqlite(&data_dir, "unused")
+        .builtin_registry(false)
+        .flag("--gc-interval-seconds", 1)
+        .flag("--gc-grace-seconds", 0);
+    let svc = TestService::start(config).await;
+    let sub = uuid::Uuid::new_v4().to_string();
+    let arm = ArmClient::new(&svc.base_url());
+    let builtin = OciClient::new(&svc.registry_url(), None);
+    let registry_host = svc.registry_url().trim_start_matches("http://").to_string();
+
+    let mut previous: Option<String> = None;
+    for round in 0..ROUNDS {
+        let reg = format!("GcRace{round}");
+        let lower = reg.to_ascii_lowercase();
+        arm.create_registry(&sub, RG, &reg).await;
+        // Every image and this round's own, POSTed one after another and awaited together.
+        let imports = async {
+            let mut sources: Vec<String> =
+                (0..images.len()).map(|i| format!("demo/img{i}")).collect();
+            sources.push(format!("demo/own{round}"));
+            let mut waiting = Vec::new();
+            for s in &sources {
+                let tag = format!("imp/{}:v1", s.trim_start_matches("demo/"));
+                let accepted = arm
+                    .import(
+                        &sub,
+                        RG,
+                        &reg,
+                        &uri_import(&src.host(), &format!("{s}:v1"), &[&tag]),
+                    )
+                    .await;
+                match accepted.status.as_u16() {
+                    202 => waiting.push(accepted.async_operation()),
+                    200 => {}
+                    _ => panic!("import of {s} not accepted: {accepted}"),
+                }
+            }
+            for url in waiting {
+                assert_succeeded(&arm.poll_until_done(&url, IMPORT_TIMEOUT).await);
+            }
+        };
+        // Half of the images pushed by skopeo into the same registry (other repositories).
+        let pushes = async {
+            for i in (0..images.len()).filter(|i| (i + round) % 2 == 0) {
+                skopeo_copy(
+                    format!("docker://{}/demo/img{i}:v1", src.host()),
+                    format!("docker://{registry_host}/{lower}/push/img{i}:v1"),
+                )
+                .await;
+            }
+        };
+        // The previous round's registry deleted meanwhile: its content, shared with what this
+        // round writes, loses its references while the collections run.
+        let deletion = async {
+            if let Some(prev) = &previous {
+                arm.delete_registry_and_wait(&sub, RG, prev).await;
+            }
+        };
+        tokio::join!(imports, pushes, deletion);
+
+        for (i, image) in images.iter().enumerate() {
+            builtin
+                .assert_has_image(&format!("{lower}/imp/img{i}"), Some("v1"), image)
+                .await;
+            if (i + round) % 2 == 0 {
+                builtin
+                    .assert_has_image(&format!("{lower}/push/img{i}"), Some("v1"), image)
+                    .await;
+            }
+        }
+        builtin
+            .assert_has_image(&format!("{lower}/imp/own{round}"), Some("v1"), &own[round])
+            .await;
+        previous = Some(reg);
+    }
+
+    // What the last registry references is exactly what stays once the collections catch up:
+    // the earlier rounds' own images are freed, nothing else.
+    let content = |image: &TestImage| -> BTreeSet<String> {
+        image
+            .blob_digests()
+            .into_iter()
+            .chain(image.manifest_digests())
+            .collect()
+    };
+    let mut expected: BTreeSet<String> = images.iter().flat_map(content).collect();
+    expected.extend(content(&own[ROUNDS - 1]));
+    let freed: BTreeSet<String> = own[..ROUNDS - 1]
+        .iter()
+        .flat_map(content)
+        .filter(|d| !expected.contains(d))
+        .collect();
+    assert!(!freed.is_empty());
+    acr_import_tests::util::poll_until(
+        "the online collections to free the deleted registries' own content",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || async { (stored(&data_dir) == expected).then_some(()) },
+    )
+    .await;
+    let log = svc.log();
+    assert!(
+        log.contains("garbage collection freed unreferenced content"),
+        "{log}"
+    );
+    // And after more collections, every image of the last round still pulls whole.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let lower = format!("gcrace{}", ROUNDS - 1);
+    for (i, image) in images.iter().enumerate() {
+        builtin
+            .assert_has_image(&format!("{lower}/imp/img{i}"), Some("v1"), image)
+            .await;
+    }
+    assert_eq!(stored(&data_dir), expected);
 }
