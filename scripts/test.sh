@@ -3,6 +3,7 @@
 # needs (docker-registry, htpasswd, skopeo, PostgreSQL, chromium + Playwright for Python), then
 # runs fmt, clippy, the build and every test of the workspace. Works from any directory; on a fresh Debian machine run it as root.
 #
+#   ACR_TEST_AZ_CLI        1 (default): the client suites include the Azure CLI; 0 leaves it out
 #   ACR_TEST_DATABASE_URL  admin URL of the PostgreSQL server the tests create their databases on
 #                          (default postgres://postgres@127.0.0.1:5432/postgres)
 #   Extra arguments are passed to `cargo test` (e.g. `scripts/test.sh -- --nocapture`).
@@ -16,6 +17,9 @@ apt_install docker-registry apache2-utils skopeo
 # The dashboard's browser suite: Debian's chromium and Playwright for Python (in a venv).
 apt_install chromium python3-venv
 bash tests/portal/setup.sh
+
+# The Azure CLI suite of tests/e2e/clients.rs (its install is slow the first time: 70-150 s).
+export ACR_TEST_AZ_CLI="${ACR_TEST_AZ_CLI:-1}"
 
 ACR_TEST_DATABASE_URL=$(ensure_postgres "${ACR_TEST_DATABASE_URL:-}")
 export ACR_TEST_DATABASE_URL

@@ -9,7 +9,8 @@
 # update / check-name, every form of acr import; data plane (cli/dp): acr login --expose-token
 # (+ skopeo with that token), repository list / show-tags / show / untag / delete, manifest
 # list-metadata / show / show-metadata; imports from an emulated login server with admin
-# credentials or an Entra token; resource groups (create / show / exists / delete with a
+# credentials or an Entra token; ACR's retention policy (az acr config retention update / show,
+# then the service's sweep); resource groups (create / show / exists / delete with a
 # registry in it). Every step prints "ok - …" or "not ok - …" with its duration;
 # the script ends with "N passed, N failed" and exits non-zero on any failure.
 # ACR_CLIENTS_DEBUG=1 adds --debug to every az call (the HTTP exchanges, Authorization redacted);
@@ -436,6 +437,74 @@ check_backend "  content cred/token:v1" "$SECOND" cred/token v1 "$SRC_MULTI_DIGE
 expect_fail "import --password <not a token> fails (SourceRegistryUnauthorized)" "SourceRegistryUnauthorized" \
   acr import -n "$SECOND" -g "$RG" --source "$LOGIN_SERVER/cli/nogroup:v1" --password "not-a-token" -t cred/badtoken:v1
 check_backend "  nothing copied: no cred/badtoken:v1" "$SECOND" cred/badtoken v1 ""
+
+# 6b. ACR's retention policy (Premium): az acr config retention update/show (GET + PATCH of
+#     properties.policies with every policy it read), and the service's sweep (the runner starts
+#     it with --retention-interval-seconds 1) deleting untagged manifests older than `days`.
+#     $TARGET holds: cli/multi, whose v1 moved from the 3-platform index to the single image
+#     (--force above), leaving the index and its children untagged; cli/nogroup:v1, a tagged
+#     index (its children are untagged but referenced); cli/untagged, the single image by
+#     digest only, which `az acr repository update --delete-enabled false` locks first.
+if expect "acr manifest list-metadata cli/multi before the policy" acr manifest list-metadata -r "$TARGET" -n cli/multi -o json; then
+  check_json "  the untagged index and its children are there, next to the tagged single image" '
+by = {m["digest"]: m for m in d}
+want = {E["SRC_MULTI_DIGEST"], E["SRC_SINGLE_DIGEST"], *E["DP_CHILD_DIGESTS"].split(",")}
+assert set(by) == want, sorted(by)
+assert not by[E["SRC_MULTI_DIGEST"]].get("tags"), by[E["SRC_MULTI_DIGEST"]]
+assert by[E["SRC_SINGLE_DIGEST"]]["tags"] == ["v1"], by[E["SRC_SINGLE_DIGEST"]]'
+fi
+if expect "acr repository update cli/untagged@digest --delete-enabled false" \
+     acr repository update -n "$TARGET" --image "cli/untagged@$SRC_SINGLE_DIGEST" --delete-enabled false -o json; then
+  check_json "  deleteEnabled false" 'assert d["changeableAttributes"]["deleteEnabled"] is False, d'
+fi
+if expect "acr config retention show (the default)" acr config retention show -r "$TARGET" -o json; then
+  check_json "  disabled, 7 days" 'assert (d["status"], d["days"]) == ("disabled", 7), d'
+fi
+expect_fail "acr config retention update on a Basic registry fails" "Premium|not supported" \
+  acr config retention update -r "$SECOND" --status enabled --days 0 --type UntaggedManifests
+if expect "acr config retention update --status enabled --days 0 --type UntaggedManifests" \
+     acr config retention update -r "$TARGET" --status enabled --days 0 --type UntaggedManifests -o json; then
+  check_json "  enabled, 0 days, lastUpdatedTime set" '
+assert (d["status"], d["days"]) == ("enabled", 0), d
+assert d.get("lastUpdatedTime"), d'
+fi
+if expect "acr config retention show" acr config retention show -r "$TARGET" -o json; then
+  check_json "  enabled, 0 days" 'assert (d["status"], d["days"]) == ("enabled", 0), d'
+fi
+if expect "acr show: the other policies are unchanged" acr show -n "$TARGET" -g "$RG" -o json; then
+  check_json "  quarantine disabled, export enabled, retention enabled" '
+p = d["policies"]
+assert p["quarantinePolicy"]["status"] == "disabled", p
+assert p["exportPolicy"]["status"] == "enabled", p
+assert p["retentionPolicy"]["status"] == "enabled", p'
+fi
+# The sweep runs every second: wait (up to 30 s) for the untagged index to go.
+swept=""
+for _ in $(seq 1 30); do
+  if az_run "manifest list-metadata cli/multi (waiting for the sweep)" acr manifest list-metadata -r "$TARGET" -n cli/multi -o json \
+     && ! echo "$OUT" | grep -q "$SRC_MULTI_DIGEST"; then swept=1; break; fi
+  sleep 1
+done
+if [ -n "$swept" ]; then
+  check_json "  the sweep deleted the untagged index and its children; the tagged image stays" '
+assert [m["digest"] for m in d] == [E["SRC_SINGLE_DIGEST"]], d
+assert d[0]["tags"] == ["v1"], d'
+else notok "  the retention sweep did not delete cli/multi's untagged index within 30 s: $(echo "$OUT" | tr -d '\n' | cut -c1-300)"; fi
+check_backend "  backend: the untagged index is gone from cli/multi" "$TARGET" cli/multi "$SRC_MULTI_DIGEST" ""
+check_backend "  backend: cli/multi:v1 stays" "$TARGET" cli/multi v1 "$SRC_SINGLE_DIGEST"
+if expect "acr manifest list-metadata cli/nogroup after the sweep" acr manifest list-metadata -r "$TARGET" -n cli/nogroup -o json; then
+  check_json "  a tagged index keeps its (untagged) children" '
+assert {m["digest"] for m in d} == {E["SRC_MULTI_DIGEST"], *E["DP_CHILD_DIGESTS"].split(",")}, d'
+fi
+if expect "acr manifest list-metadata cli/untagged after the sweep" acr manifest list-metadata -r "$TARGET" -n cli/untagged -o json; then
+  check_json "  the deleteEnabled=false manifest is kept" '
+assert [m["digest"] for m in d] == [E["SRC_SINGLE_DIGEST"]], d
+assert d[0]["changeableAttributes"]["deleteEnabled"] is False, d'
+fi
+if expect "acr config retention update --status disabled" acr config retention update -r "$TARGET" --status disabled --type UntaggedManifests -o json; then
+  # (--days defaults to 7 in az itself: _params.py, `acr config retention`.)
+  check_json "  disabled, 7 days (az sends its --days default)" 'assert (d["status"], d["days"]) == ("disabled", 7), d'
+fi
 
 # 7. Resource groups: PUT/GET/HEAD, a registry in one, DELETE (a long-running operation that
 #    deletes the group's registries and their content).

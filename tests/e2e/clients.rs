@@ -104,7 +104,9 @@ async fn start_endpoint(
         .flag("--listen-tls", format!("127.0.0.1:{tls_port}"))
         .arg("--tls-self-signed")
         .flag("--tls-ca-out", ca.display())
-        .flag("--proxy-listen", format!("127.0.0.1:{proxy_port}"));
+        .flag("--proxy-listen", format!("127.0.0.1:{proxy_port}"))
+        // The cli suite enables a retention policy and waits for the sweep.
+        .flag("--retention-interval-seconds", 1);
     let service = TestService::start(config).await;
     let login_tls = service
         .login_tls_addr()
