@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
+use crate::periodic::{self, First};
 
 /// The user the workers and the login servers present to the built-in registry.
 pub const INTERNAL_USER: &str = "acr-import-internal";
@@ -86,23 +87,28 @@ pub async fn start(
         .context("reading the registry's address")?;
     settings.worker.backend_url =
         url::Url::parse(&format!("http://{addr}/")).context("the built-in registry's URL")?;
-    if let Some(every) = b.gc_interval {
-        tokio::spawn(collect_garbage_every(
-            registry.clone(),
-            every,
-            b.gc_grace,
+    if let Some(interval) = b.gc_interval {
+        let (registry, grace) = (registry.clone(), b.gc_grace);
+        tokio::spawn(periodic::every(
+            interval,
+            First::AfterInterval,
             stop.clone(),
+            move || collect_garbage(registry.clone(), grace),
         ));
     }
-    tokio::spawn(measure_disk_every(
-        registry.clone(),
+    let measured = registry.clone();
+    tokio::spawn(periodic::every(
         Duration::from_secs(10),
+        First::Now,
         stop.clone(),
+        move || measure_disk(measured.clone()),
     ));
-    tokio::spawn(sweep_uploads_every(
-        registry.clone(),
+    let swept = registry.clone();
+    tokio::spawn(periodic::every(
         (b.upload_idle / 2).min(Duration::from_secs(60)),
+        First::AfterInterval,
         stop.clone(),
+        move || sweep_uploads(swept.clone()),
     ));
     let stop = stop.clone();
     let router = registry.router();
@@ -119,77 +125,44 @@ pub async fn start(
     })
 }
 
-/// Sets the disk usage gauges at once and every `every` until `stop`.
-async fn measure_disk_every(
-    registry: acr_registry::Registry,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        match registry.disk_usage().await {
-            Ok(u) => {
-                acr_core::metrics::builtin_disk(u.content_bytes, u.content_files, u.upload_bytes)
-            }
-            Err(e) => {
-                tracing::warn!(error = %crate::error_chain(&e), "measuring the built-in registry's disk usage")
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+/// Sets the disk usage gauges (at once, then every 10 s).
+async fn measure_disk(registry: acr_registry::Registry) {
+    match registry.disk_usage().await {
+        Ok(u) => acr_core::metrics::builtin_disk(u.content_bytes, u.content_files, u.upload_bytes),
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "measuring the built-in registry's disk usage")
         }
     }
 }
 
-/// Cancels idle upload sessions every `every` until `stop`.
-async fn sweep_uploads_every(
-    registry: acr_registry::Registry,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let n = registry.sweep_uploads().await;
-        if n > 0 {
-            tracing::info!(cancelled = n, "idle upload sessions cancelled");
-        }
+/// Cancels idle upload sessions.
+async fn sweep_uploads(registry: acr_registry::Registry) {
+    let n = registry.sweep_uploads().await;
+    if n > 0 {
+        tracing::info!(cancelled = n, "idle upload sessions cancelled");
     }
 }
 
-/// Collects the built-in registry's garbage every `every` until `stop`.
-async fn collect_garbage_every(
-    registry: acr_registry::Registry,
-    every: Duration,
-    grace: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let options = acr_registry::GcOptions {
-            grace,
-            dry_run: false,
-        };
-        match registry.collect_garbage(options).await {
-            Ok(r) if r.freed_blobs > 0 => tracing::info!(
-                freed_blobs = r.freed_blobs,
-                freed_bytes = r.freed_bytes,
-                kept_recent = r.kept_recent,
-                blobs = r.blobs,
-                "garbage collection freed unreferenced content"
-            ),
-            Ok(r) => tracing::debug!(
-                blobs = r.blobs,
-                kept_recent = r.kept_recent,
-                "garbage collection: nothing to free"
-            ),
-            Err(e) => tracing::warn!(error = %crate::error_chain(&e), "garbage collection failed"),
-        }
+/// Collects the built-in registry's garbage (every `--gc-interval-seconds`).
+async fn collect_garbage(registry: acr_registry::Registry, grace: Duration) {
+    let options = acr_registry::GcOptions {
+        grace,
+        dry_run: false,
+    };
+    match registry.collect_garbage(options).await {
+        Ok(r) if r.freed_blobs > 0 => tracing::info!(
+            freed_blobs = r.freed_blobs,
+            freed_bytes = r.freed_bytes,
+            kept_recent = r.kept_recent,
+            blobs = r.blobs,
+            "garbage collection freed unreferenced content"
+        ),
+        Ok(r) => tracing::debug!(
+            blobs = r.blobs,
+            kept_recent = r.kept_recent,
+            "garbage collection: nothing to free"
+        ),
+        Err(e) => tracing::warn!(error = %crate::error_chain(&e), "garbage collection failed"),
     }
 }
 

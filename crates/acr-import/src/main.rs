@@ -5,6 +5,7 @@ mod builtin;
 mod client;
 mod config;
 mod login;
+mod periodic;
 mod ready;
 mod retention;
 mod telemetry;

@@ -201,7 +201,7 @@ impl Registry {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .map_err(io(config.data_dir.clone()))?;
-        let lock = lock::DirLock::acquire(&config.data_dir)?;
+        let lock = lock::acquire(&config.data_dir)?;
         let store = storage::Disk::new(config.data_dir, config.durability);
         for dir in [store.uploads_dir(), store.tmp_dir()] {
             match tokio::fs::remove_dir_all(&dir).await {

@@ -2,11 +2,14 @@
 //! (`Durability::None` syncs nothing), one process per data directory, and idle upload
 //! sessions are cancelled with their files.
 
+mod common;
+
 use std::time::Duration;
 
 use acr_grammar::Digest;
-use acr_registry::{Durability, Registry, RegistryConfig, RegistryError};
+use acr_registry::{Durability, Registry, RegistryError};
 use bytes::Bytes;
+use common::{try_serve, Options, Server};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
@@ -22,25 +25,13 @@ async fn open(
     dir: &std::path::Path,
     durability: Durability,
     idle: Duration,
-) -> Result<(Registry, String), RegistryError> {
-    let registry = Registry::open(RegistryConfig {
-        data_dir: dir.join("data"),
-        login_server_suffix: None,
-        auth: None,
-        token_lifetime: Duration::from_secs(300),
+) -> Result<Server, RegistryError> {
+    let options = Options {
         durability,
         upload_idle_timeout: idle,
-    })
-    .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = registry.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Ok((registry, base))
+        ..Options::default()
+    };
+    try_serve(dir, &options).await
 }
 
 /// Pushes one blob (in-process) and a manifest + tag (over HTTP) into a new repository.
@@ -74,17 +65,18 @@ async fn push(registry: &Registry, base: &str, repo: &str) {
 #[tokio::test]
 async fn fsync_syncs_every_file_and_directory_entry_and_none_syncs_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (none, base) = open(dir.path(), Durability::None, Duration::from_secs(60))
+    let none = open(dir.path(), Durability::None, Duration::from_secs(60))
         .await
         .expect("open");
-    push(&none, &base, "team/app").await;
-    assert_eq!(none.syncs(), 0);
+    push(&none.registry, &none.base, "team/app").await;
+    assert_eq!(none.registry.syncs(), 0);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (fsync, base) = open(dir.path(), Durability::Fsync, Duration::from_secs(60))
+    let server = open(dir.path(), Durability::Fsync, Duration::from_secs(60))
         .await
         .expect("open");
-    push(&fsync, &base, "team/app").await;
+    let (fsync, base) = (&server.registry, &server.base);
+    push(fsync, base, "team/app").await;
     // At least: per blob its file, its entry in blobs/, its link's entry (2 × 3); the
     // manifest's file and entry, its revision's file and entry; the tag's file and entry (6);
     // plus every directory created on the way (repositories/team/app/…).
@@ -92,7 +84,7 @@ async fn fsync_syncs_every_file_and_directory_entry_and_none_syncs_nothing() {
     assert!(first >= 12 + 6, "{first} syncs");
     // The same content again in another repository: the links and the revision and tag are
     // new writes, the blobs' content is not rewritten — still synced, fewer.
-    push(&fsync, &base, "team/other").await;
+    push(fsync, base, "team/other").await;
     let second = fsync.syncs() - first;
     assert!(second >= 2 * 2 + 4, "{second} syncs");
     // A tag delete is durable too.
@@ -109,7 +101,7 @@ async fn fsync_syncs_every_file_and_directory_entry_and_none_syncs_nothing() {
 #[tokio::test]
 async fn a_second_open_of_the_data_directory_is_refused_while_the_first_lives() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (first, _) = open(dir.path(), Durability::None, Duration::from_secs(60))
+    let first = open(dir.path(), Durability::None, Duration::from_secs(60))
         .await
         .expect("open");
     let err = open(dir.path(), Durability::None, Duration::from_secs(60))
@@ -130,9 +122,10 @@ async fn a_second_open_of_the_data_directory_is_refused_while_the_first_lives() 
 #[tokio::test]
 async fn idle_upload_sessions_are_cancelled_and_their_files_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (registry, base) = open(dir.path(), Durability::None, Duration::from_millis(300))
+    let server = open(dir.path(), Durability::None, Duration::from_millis(300))
         .await
         .expect("open");
+    let (registry, base) = (&server.registry, &server.base);
     let http = reqwest::Client::new();
     let start = http
         .post(format!("{base}/v2/team/app/blobs/uploads/"))

@@ -4,14 +4,17 @@
 //! blob served, with the right bytes), and one more collection leaves exactly the content the
 //! remaining images reference. Repeated over several rounds with different interleavings.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use acr_grammar::Digest;
-use acr_registry::{Durability, GcOptions, Registry, RegistryConfig};
+use acr_registry::{GcOptions, Registry};
 use bytes::Bytes;
+use common::serve_at;
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
@@ -158,24 +161,8 @@ fn stored(root: &std::path::Path) -> BTreeSet<String> {
 async fn round(round: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("data");
-    let registry = Registry::open(RegistryConfig {
-        data_dir: root.clone(),
-        login_server_suffix: None,
-        auth: None,
-        token_lifetime: Duration::from_secs(300),
-        durability: Durability::None,
-        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
-    })
-    .await
-    .expect("open");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = registry.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let server = serve_at(dir.path(), None).await;
+    let (registry, base) = (server.registry.clone(), server.base.clone());
     let http = reqwest::Client::new();
 
     // Collections back to back, no grace, for as long as the writers write.

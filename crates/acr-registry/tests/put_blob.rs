@@ -1,11 +1,12 @@
 //! `Registry::put_blob`, the in-process upload an embedder's copy engine writes through: the
 //! same checks as an HTTP upload, and nothing left behind when they fail.
 
-use std::time::Duration;
+mod common;
 
 use acr_grammar::Digest;
-use acr_registry::{PutBlobError, Registry, RegistryConfig};
+use acr_registry::PutBlobError;
 use bytes::Bytes;
+use common::{serve_at, Server};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
@@ -21,28 +22,6 @@ fn body(b: &[u8], chunk: usize) -> futures::stream::BoxStream<'static, std::io::
     futures::stream::iter(chunks).boxed()
 }
 
-async fn open(dir: &std::path::Path) -> (Registry, String) {
-    let registry = Registry::open(RegistryConfig {
-        data_dir: dir.join("data"),
-        login_server_suffix: None,
-        auth: None,
-        token_lifetime: Duration::from_secs(300),
-        durability: acr_registry::Durability::None,
-        upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
-    })
-    .await
-    .expect("open");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = registry.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (registry, base)
-}
-
 fn uploads_left(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("data/uploads"))
         .map(|d| d.count())
@@ -52,7 +31,8 @@ fn uploads_left(dir: &std::path::Path) -> usize {
 #[tokio::test]
 async fn put_blob_stores_what_an_upload_would_and_nothing_on_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (registry, base) = open(dir.path()).await;
+    let server = serve_at(dir.path(), None).await;
+    let Server { registry, base, .. } = &server;
     let http = reqwest::Client::new();
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let d = digest_of(&content);

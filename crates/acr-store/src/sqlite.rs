@@ -26,12 +26,11 @@
 //! Timestamps are stored as fixed-width UTC text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, see
 //! `migrations/sqlite`), computed here, so comparing them as text compares times.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use acr_pidlock::PidLock;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
@@ -65,51 +64,22 @@ pub(crate) struct SqliteStore {
     writer: SqlitePool,
     wake: Arc<watch::Sender<u64>>,
     /// Held (and the lock with it) until the last clone is dropped.
-    _lock: Arc<StoreLock>,
+    _lock: Arc<PidLock>,
 }
 
-/// An exclusive `flock` on `<database>.lock`, holding the owner's pid for the refusal message.
-/// `flock` belongs to the open file description, so a second open of the same file, even in
-/// this process, is refused as well.
-#[derive(Debug)]
-struct StoreLock {
-    _file: File,
-}
-
-impl StoreLock {
-    fn acquire(lock_path: &Path, dir: &Path) -> Result<Self, StoreError> {
-        let io_err = |source| StoreError::LockFile {
+/// An exclusive `flock` on `<database>.lock` (`acr_pidlock`), holding the owner's pid for the
+/// refusal message; a second open of the same file, even in this process, is refused too.
+fn take_lock(lock_path: &Path, dir: &Path) -> Result<PidLock, StoreError> {
+    PidLock::acquire(lock_path).map_err(|e| match e {
+        acr_pidlock::Error::Held { pid } => StoreError::Locked {
+            dir: dir.to_owned(),
+            pid,
+        },
+        acr_pidlock::Error::Io(source) => StoreError::LockFile {
             path: lock_path.to_owned(),
             source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path)
-            .map_err(io_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                // The holder may not have written its pid yet: then it is unknown.
-                let pid = file
-                    .read_to_string(&mut text)
-                    .ok()
-                    .and_then(|_| text.trim().parse().ok());
-                return Err(StoreError::Locked {
-                    dir: dir.to_owned(),
-                    pid,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io_err(e)),
-        }
-        file.set_len(0).map_err(io_err)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes())
-            .map_err(io_err)?;
-        Ok(Self { _file: file })
-    }
+        },
+    })
 }
 
 /// A timestamp as the SQLite schema stores it.
@@ -131,7 +101,7 @@ impl SqliteStore {
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock = StoreLock::acquire(Path::new(&lock_path), &dir)?;
+        let lock = take_lock(Path::new(&lock_path), &dir)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -74,7 +74,7 @@ pub(crate) struct Inner {
     /// One garbage collection at a time.
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
     /// This process's claim on the data directory, held while the registry is open.
-    pub(crate) _dir_lock: crate::lock::DirLock,
+    pub(crate) _dir_lock: acr_pidlock::PidLock,
 }
 
 /// A repository as the client names it (`visible`, relative to the login server of the Host)

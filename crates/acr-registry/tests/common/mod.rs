@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use acr_registry::{Action, Authenticator, Registry, RegistryConfig};
+use acr_registry::{Action, Authenticator, Durability, Registry, RegistryConfig, RegistryError};
 use futures::future::BoxFuture;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -24,6 +24,8 @@ pub struct Server {
     pub client: reqwest::Client,
     /// Parent of the registry's `data/` directory.
     pub root: PathBuf,
+    /// The registry served, for its in-process calls (`put_blob`, `collect_garbage`, …).
+    pub registry: Registry,
     _dir: Option<tempfile::TempDir>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -31,6 +33,23 @@ pub struct Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// How [`try_serve`] opens a registry; the default is what [`serve`] and [`serve_at`] use.
+pub struct Options {
+    pub auth: Option<Arc<dyn Authenticator>>,
+    pub durability: Durability,
+    pub upload_idle_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            durability: Durability::None,
+            upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
+        }
     }
 }
 
@@ -45,27 +64,34 @@ pub async fn serve(auth: Option<Arc<dyn Authenticator>>) -> Server {
 /// directory of a server just dropped waits for its lock: the old registry goes once its
 /// serving task and open connections have ended, which the runtime does asynchronously.
 pub async fn serve_at(root: &Path, auth: Option<Arc<dyn Authenticator>>) -> Server {
+    let options = Options {
+        auth,
+        ..Options::default()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let registry = loop {
-        match Registry::open(RegistryConfig {
-            data_dir: root.join("data"),
-            login_server_suffix: Some("azurecr.io".into()),
-            auth: auth.clone(),
-            token_lifetime: Duration::from_secs(300),
-            durability: acr_registry::Durability::None,
-            upload_idle_timeout: acr_registry::UPLOAD_IDLE_TIMEOUT,
-        })
-        .await
-        {
-            Ok(r) => break r,
-            Err(acr_registry::RegistryError::Locked { .. })
-                if std::time::Instant::now() < deadline =>
-            {
+    loop {
+        match try_serve(root, &options).await {
+            Ok(s) => return s,
+            Err(RegistryError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("open registry: {e:?}"),
         }
-    };
+    }
+}
+
+/// A registry over `root/data` served on 127.0.0.1:0, or why it cannot be opened (a data
+/// directory in use is refused at once).
+pub async fn try_serve(root: &Path, options: &Options) -> Result<Server, RegistryError> {
+    let registry = Registry::open(RegistryConfig {
+        data_dir: root.join("data"),
+        login_server_suffix: Some("azurecr.io".into()),
+        auth: options.auth.clone(),
+        token_lifetime: Duration::from_secs(300),
+        durability: options.durability,
+        upload_idle_timeout: options.upload_idle_timeout,
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -74,7 +100,7 @@ pub async fn serve_at(root: &Path, auth: Option<Arc<dyn Authenticator>>) -> Serv
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    Server {
+    Ok(Server {
         base: format!("http://{addr}"),
         addr,
         client: reqwest::Client::builder()
@@ -82,9 +108,10 @@ pub async fn serve_at(root: &Path, auth: Option<Arc<dyn Authenticator>>) -> Serv
             .build()
             .expect("client"),
         root: root.to_owned(),
+        registry,
         _dir: None,
         task,
-    }
+    })
 }
 
 impl Server {
