@@ -281,7 +281,7 @@ async fn online_gc_racing_imports_pushes_and_deletions_loses_nothing() {
     let registry_host = svc.registry_url().trim_start_matches("http://").to_string();
 
     let mut previous: Option<String> = None;
-    for round in 0..ROUNDS {
+    for (round, own_image) in own.iter().enumerate() {
         let reg = format!("GcRace{round}");
         let lower = reg.to_ascii_lowercase();
         arm.create_registry(&sub, RG, &reg).await;
@@ -341,7 +341,7 @@ async fn online_gc_racing_imports_pushes_and_deletions_loses_nothing() {
             }
         }
         builtin
-            .assert_has_image(&format!("{lower}/imp/own{round}"), Some("v1"), &own[round])
+            .assert_has_image(&format!("{lower}/imp/own{round}"), Some("v1"), own_image)
             .await;
         previous = Some(reg);
     }
