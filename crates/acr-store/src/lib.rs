@@ -138,6 +138,8 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Finished operations read lately (see [`operations::Finished`]), shared by the clones.
+    finished: Arc<operations::Finished>,
     /// Encrypts source credentials at rest (`--credentials-key-file`).
     credentials_key: Option<Arc<CredentialsKey>>,
 }
@@ -191,6 +193,7 @@ impl Store {
     fn with_backend(backend: Backend) -> Self {
         Self {
             backend,
+            finished: Arc::new(operations::Finished::default()),
             credentials_key: None,
         }
     }

@@ -1,6 +1,7 @@
 //! The operation queue: its types, and what every backend does the same way (credential
 //! encryption, limit decisions, how an outcome is written). The SQL is in `pg` and `sqlite`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use acr_core::import::StoredImport;
@@ -89,6 +90,26 @@ pub struct NewOperation {
 }
 
 /// An operation as the API reports it.
+/// Finished operations, by id, as last read: the statuses clients poll most often after the
+/// copy (a pipeline's last GETs, a portal's list) are answered without a query.
+///
+/// Sound because a finished operation never changes: every write to an operation is fenced
+/// on `state = 'Running'` (or `in ('Queued', 'Running')`), no row is ever deleted, and what
+/// else touches a finished row (clearing its lease) is not part of the record. So a record
+/// read in a terminal state is the row's final content, in this process and every other one.
+/// Bounded: the least recently used go first.
+#[derive(Debug)]
+pub(crate) struct Finished(pub(crate) quick_cache::sync::Cache<String, Arc<OperationRecord>>);
+
+impl Default for Finished {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::new(FINISHED_KEPT))
+    }
+}
+
+/// How many finished operations [`Finished`] keeps (a few KiB each at most).
+const FINISHED_KEPT: usize = 10_000;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OperationRecord {
     pub id: String,
@@ -355,6 +376,22 @@ impl Store {
     }
 
     pub async fn get_operation(&self, id: &str) -> Result<Option<OperationRecord>, StoreError> {
+        // (A finished operation comes from memory: see `Finished`.)
+        if let Some(done) = self.finished.0.get(id) {
+            return Ok(Some(OperationRecord::clone(&done)));
+        }
+        let rec = self.get_operation_row(id).await?;
+        if let Some(r) = &rec {
+            if r.state().is_ok_and(OperationState::is_terminal) {
+                self.finished.0.insert(r.id.clone(), Arc::new(r.clone()));
+            }
+        }
+        Ok(rec)
+    }
+
+    /// The operation's row as the database has it now, never from memory (the fencing tests
+    /// read through this).
+    pub async fn get_operation_row(&self, id: &str) -> Result<Option<OperationRecord>, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => crate::pg::get_operation(pool, id).await,
             Backend::Sqlite(db) => db.get_operation(id).await,

@@ -20,6 +20,7 @@ on_both_backends!(
     enqueue_is_idempotent_and_claim_is_exclusive,
     fencing_stops_a_stale_worker_and_credentials_are_erased,
     terminal_states_are_final,
+    finished_operations_are_read_once_and_running_ones_always,
     schema_makes_end_and_erasure_follow_the_state,
     release_makes_an_operation_runnable_after_its_delay,
     claims_take_the_oldest_due_operation,
@@ -188,7 +189,8 @@ async fn terminal_states_are_final(t: &TestStore) {
             .finish(id, 1, &Outcome::Succeeded, None)
             .await
             .expect("finish"));
-        let after = s.get_operation(id).await.expect("get").expect("exists");
+        // (The row itself: get_operation answers a finished operation from memory.)
+        let after = s.get_operation_row(id).await.expect("get").expect("exists");
         assert_eq!(after.state, ended.state);
         assert_eq!(after.error_code, ended.error_code);
         assert_eq!(after.ended_at, ended.ended_at);
@@ -211,6 +213,56 @@ async fn terminal_states_are_final(t: &TestStore) {
     assert_eq!(states, ["Succeeded", "Failed", "Canceled"]);
     // Ended operations are never claimed again.
     assert!(s.claim("b", LEASE).await.expect("claim").is_none());
+}
+
+/// `get_operation` keeps what it read of a finished operation (it never changes) and nothing of
+/// a queued or running one: every state change shows on the next read, and a finished
+/// operation read again is what its row holds.
+async fn finished_operations_are_read_once_and_running_ones_always(t: &TestStore) {
+    let s = &t.store;
+    let id = "registries-memo";
+    s.enqueue(&new_op(id)).await.expect("enqueue");
+    let read = |s: &Store| {
+        let s = s.clone();
+        async move { s.get_operation(id).await.expect("get").expect("exists") }
+    };
+    assert_eq!(read(s).await.state, "Queued");
+    s.claim("a", LEASE).await.expect("claim").expect("claimed");
+    assert_eq!(read(s).await.state, "Running");
+    assert!(s.heartbeat(id, 1, LEASE, None, 0.5).await.expect("beat"));
+    assert_eq!(read(s).await.percent_complete, 0.5);
+    assert!(s.release(id, 1, Duration::ZERO).await.expect("release"));
+    assert_eq!(read(s).await.state, "Queued");
+    s.claim("b", LEASE).await.expect("claim").expect("claimed");
+    assert_eq!(read(s).await.attempt, 2);
+    assert!(s.finish(id, 2, &failed(), None).await.expect("finish"));
+    let done = read(s).await;
+    assert_eq!(done.state, "Failed");
+    // A clone shares what was read; both agree with the row.
+    let row = s.get_operation_row(id).await.expect("get").expect("exists");
+    for r in [read(s).await, read(&s.clone()).await] {
+        assert_eq!(
+            (
+                &r.state,
+                &r.error_code,
+                &r.error_message,
+                r.ended_at,
+                r.attempt
+            ),
+            (
+                &row.state,
+                &row.error_code,
+                &row.error_message,
+                row.ended_at,
+                row.attempt
+            )
+        );
+    }
+    assert!(s
+        .get_operation("registries-none")
+        .await
+        .expect("get")
+        .is_none());
 }
 
 async fn schema_makes_end_and_erasure_follow_the_state(t: &TestStore) {
