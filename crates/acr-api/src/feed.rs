@@ -43,7 +43,8 @@ pub(crate) const STATE_FILTERS: &[&str] =
     &["", "Queued", "Running", "Succeeded", "Failed", "Canceled"];
 /// `skipToken`: empty, or `<microseconds since the epoch>_<operation id>` (what a `nextLink`
 /// carries); the list matches it before it parses it.
-pub(crate) const SKIP_TOKEN_PATTERN: &str = r"^(?:-?[0-9]{1,18}_[\s\S]{1,100})?$";
+/// (A time after 1970 and before the year 30,000; an id without NUL: what PostgreSQL can compare.)
+pub(crate) const SKIP_TOKEN_PATTERN: &str = r"^(?:[0-9]{1,18}_[^\x00]{1,100})?$";
 /// `Last-Event-ID` / `lastEventId`: empty (from now on) or an event id.
 pub(crate) const EVENT_ID_PATTERN: &str = "^[0-9]{0,18}$";
 

@@ -104,6 +104,7 @@ pub async fn put_group(
     resources_api_version(&version)?;
     let sub = check(&sub, &rg)?;
     authorize(&state, &caller, WRITE, &group_id(&sub, &rg))?;
+    crate::registries::validate_tags(body.tags.as_ref())?;
     let location = acr_core::arm::normalize_location(&body.location).ok_or_else(|| {
         ApiError::bad_request(
             "LocationRequired",

@@ -276,16 +276,21 @@ pub(crate) const MAX_TAGS: usize = 50;
 pub(crate) const MAX_TAG_NAME_CHARS: usize = 512;
 pub(crate) const MAX_TAG_VALUE_CHARS: usize = 256;
 
-fn validate_tags(tags: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
+/// What a tag name or value may not hold: NUL (PostgreSQL's text and jsonb refuse it).
+pub(crate) const TAG_TEXT_PATTERN: &str = "^[^\\x00]*$";
+
+pub(crate) fn validate_tags(tags: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
     if let Some(tags) = tags {
         if tags.len() > MAX_TAGS
             || tags.iter().any(|(k, v)| {
                 k.is_empty()
                     || k.chars().count() > MAX_TAG_NAME_CHARS
                     || v.chars().count() > MAX_TAG_VALUE_CHARS
+                    || k.contains('\0')
+                    || v.contains('\0')
             })
         {
-            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256.").with_target("tags"));
+            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256, without NUL.").with_target("tags"));
         }
     }
     Ok(())

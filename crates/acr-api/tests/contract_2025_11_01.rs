@@ -85,6 +85,14 @@ const ALLOWED_EXTENSIONS: &[(&str, &str)] = &[
         "resourceId must be a registry's ARM id (400 otherwise): the document states it",
     ),
     (
+        "requestBody/properties/source/properties/credentials/properties/password/pattern",
+        "a credential may not hold NUL (400; PostgreSQL's jsonb refuses it)",
+    ),
+    (
+        "requestBody/properties/source/properties/credentials/properties/username/pattern",
+        "a credential may not hold NUL (400; PostgreSQL's jsonb refuses it)",
+    ),
+    (
         "requestBody/properties/source/properties/credentials/properties/password/minLength",
         "an empty password is refused (400)",
     ),

@@ -186,6 +186,14 @@ impl ImportSpec {
                     format!("'source.credentials.username' is {username_len} characters long; at most {MAX_USERNAME_CHARS} are allowed."),
                 ));
             }
+            // NUL is no part of any credential, and PostgreSQL's jsonb refuses it.
+            let username = c.username.as_deref().unwrap_or_default();
+            if username.contains('\0') || c.password.expose_secret().contains('\0') {
+                return Err(Invalid::new(
+                    "source.credentials",
+                    "'source.credentials' may not contain NUL characters.",
+                ));
+            }
             let password_len = c.password.expose_secret().chars().count();
             if password_len > MAX_PASSWORD_CHARS {
                 return Err(Invalid::new(

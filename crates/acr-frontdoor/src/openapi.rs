@@ -54,19 +54,26 @@ fn query_param(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
-fn paging_params() -> Vec<Value> {
+/// `n` and `last`; `nul_refused`: the front door reads `last` itself (its catalogs and
+/// `/acr/v1` lists, where a NUL is refused), not the backend (`/v2/{name}/tags/list`).
+fn paging_params_of(nul_refused: bool) -> Vec<Value> {
+    let last = if nul_refused {
+        json!({"type": "string", "pattern": "^[^\\x00]*$"})
+    } else {
+        json!({"type": "string"})
+    };
     vec![
         query_param(
             "n",
             "Page size",
             json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
         ),
-        query_param(
-            "last",
-            "The last name of the previous page",
-            json!({"type": "string"}),
-        ),
+        query_param("last", "The last name of the previous page", last),
     ]
+}
+
+fn paging_params() -> Vec<Value> {
+    paging_params_of(true)
 }
 
 fn errors(description: &str) -> Value {
@@ -174,7 +181,7 @@ fn v2_paths() -> Map<String, Value> {
     }));
     p.insert("/v2/{name}/tags/list".into(), json!({
         "get": op("V2_ListTags", "Tags of a repository",
-                  [vec![name()], paging_params()].concat(),
+                  [vec![name()], paging_params_of(false)].concat(),
                   with_errors(responses(&[("200", json_ok("A page of tags (`Link` to the next)",
                       json!({"type": "object", "properties": {"name": {"type": "string"},
                              "tags": {"type": ["array", "null"], "items": {"type": "string"}}}})))]),

@@ -139,7 +139,9 @@ fn path_schema(name: &str) -> Option<Value> {
         "registryName" => json!({"type": "string", "minLength": 5, "maxLength": 50,
                                  "pattern": "^[a-zA-Z0-9]*$"}),
         // `registries-<id>` (the prefix every operation id has; anything else is 404).
-        "operationId" => json!({"type": "string", "maxLength": 100, "pattern": "^registries-"}),
+        "operationId" => {
+            json!({"type": "string", "maxLength": 100, "pattern": "^registries-[^\\x00]*$"})
+        }
         _ => return None,
     })
 }
@@ -313,6 +315,9 @@ fn import_body(schemas: &mut Map<String, Value>) {
     );
     let creds = "ImportSourceCredentials";
     set(creds, "/properties/password", "minLength", 1.into());
+    let no_nul = Value::from(crate::registries::TAG_TEXT_PATTERN);
+    set(creds, "/properties/password", "pattern", no_nul.clone());
+    set(creds, "/properties/username", "pattern", no_nul);
     set(
         creds,
         "/properties/password",
@@ -421,19 +426,25 @@ fn resource_bodies(schemas: &mut Map<String, Value>) {
         "enum",
         json!([acr_core::arm::REGISTRY_TYPE]),
     );
-    for schema in ["RegistryCreateParameters", "RegistryUpdateParameters"] {
+    for schema in [
+        "RegistryCreateParameters",
+        "RegistryUpdateParameters",
+        "ResourceGroupParameters",
+    ] {
         set(schema, "/properties/tags", "maxProperties", MAX_TAGS.into());
         set(
             schema,
             "/properties/tags",
             "propertyNames",
-            json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_NAME_CHARS}),
+            json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_NAME_CHARS,
+                   "pattern": crate::registries::TAG_TEXT_PATTERN}),
         );
         set(
             schema,
             "/properties/tags",
             "additionalProperties",
-            json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS}),
+            json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS,
+                   "pattern": crate::registries::TAG_TEXT_PATTERN}),
         );
     }
 }
