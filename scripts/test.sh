@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command, and what CI runs (.ci/run). Installs and starts what the suite
-# needs (docker-registry, htpasswd, skopeo, PostgreSQL, chromium + Playwright for Python), then
+# needs (docker-registry, htpasswd, skopeo, PostgreSQL, chromium + Playwright for Python,
+# schemathesis for the OpenAPI contract suite), then
 # runs fmt, clippy, the build and every test of the workspace. Works from any directory; on a fresh Debian machine run it as root.
 #
 #   ACR_TEST_AZ_CLI        1 (default): the client suites include the Azure CLI; 0 leaves it out
@@ -17,6 +18,8 @@ apt_install docker-registry apache2-utils skopeo
 # The dashboard's browser suite: Debian's chromium and Playwright for Python (in a venv).
 apt_install chromium python3-venv
 bash tests/portal/setup.sh
+# The OpenAPI contract suite: schemathesis (pinned) in a venv.
+bash tests/schemathesis/setup.sh
 
 # The Azure CLI suite of tests/e2e/clients.rs (its install is slow the first time: 70-150 s).
 export ACR_TEST_AZ_CLI="${ACR_TEST_AZ_CLI:-1}"

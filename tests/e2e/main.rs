@@ -41,6 +41,7 @@ mod replicas;
 mod resilience;
 mod resource_id;
 mod retention;
+mod schemathesis;
 mod security;
 mod shutdown;
 mod source_auth;

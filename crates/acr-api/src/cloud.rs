@@ -5,9 +5,10 @@
 //! uses to find a registry's resource group) and resource groups.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use acr_core::arm::REGISTRY_TYPE;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,22 @@ use utoipa_axum::routes;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extract::ArmPath;
+use crate::extract::{ArmPath, ArmQuery};
 use crate::tokens::{self, TokenRequest};
 use crate::urls::public_base;
 use crate::{AppState, ListenerScheme};
+
+/// Longest `resource` of a managed-identity token request, in characters.
+pub(crate) const MAX_RESOURCE_CHARS: usize = 2048;
+
+/// What "Resources - List" takes as `$filter`: `resourceType eq '…'` and `name eq '…'` clauses
+/// joined by ` and ` (values without quotes or spaces). The handler matches this pattern before
+/// it reads the clauses, and the OpenAPI document declares it.
+pub(crate) const FILTER_PATTERN: &str =
+    r"^(?:resourceType|name) eq '[^' ]*'(?: and (?:resourceType|name) eq '[^' ]*')*$";
+
+static FILTER: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(FILTER_PATTERN).expect("static regex"));
 
 /// The routes of this module, each with its OpenAPI entry.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -96,16 +109,18 @@ pub struct TokenResponse {
 /// `GET /metadata/identity/oauth2/token`: what `IDENTITY_ENDPOINT` points at. Needs the
 /// `X-IDENTITY-HEADER` (App Service) or `Metadata: true` (IMDS) header, as Azure does.
 #[utoipa::path(get, path = "/metadata/identity/oauth2/token", tag = "cloud",
-    params(("api-version" = Option<String>, Query),
+    description = "Requires `Metadata: true` (IMDS) or, instead, any `X-IDENTITY-HEADER` (App Service, what `az login --identity` sends with IDENTITY_HEADER); without either: 400 `invalid_request`.",
+    params(("Metadata" = String, Header, description = "`true` (IMDS); an `X-IDENTITY-HEADER` with any value may be sent instead"),
+           ("api-version" = Option<String>, Query),
            ("resource" = String, Query, description = "Audience of the token (the ARM endpoint)"),
-           ("object_id" = Option<String>, Query, description = "Principal (oid) of a user-assigned identity"),
+           ("object_id" = Option<String>, Query, description = "Principal (oid) of a user-assigned identity (a GUID)"),
            ("client_id" = Option<String>, Query), ("mi_res_id" = Option<String>, Query)),
     responses((status = 200, description = "A JWT for the identity", body = TokenResponse),
               (status = 400, description = "Missing header or resource", body = acr_core::wire::ErrorResponse)))]
 pub async fn identity_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    ArmQuery(q): ArmQuery<TokenQuery>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let has_header = headers.contains_key("x-identity-header")
         || headers
@@ -120,7 +135,7 @@ pub async fn identity_token(
     }
     let resource = q
         .resource
-        .filter(|r| !r.trim().is_empty() && r.len() <= 2048)
+        .filter(|r| !r.trim().is_empty() && r.chars().count() <= MAX_RESOURCE_CHARS)
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_resource",
@@ -129,9 +144,14 @@ pub async fn identity_token(
         })?;
     let id = &state.config.identity;
     let oid = match &q.object_id {
+        // The hyphenated form only (`format: uuid`), as a subscription id.
         Some(o) => uuid::Uuid::parse_str(o)
+            .ok()
+            .filter(|_| o.len() == 36)
             .map(|u| u.hyphenated().to_string())
-            .map_err(|_| ApiError::bad_request("invalid_request", "'object_id' must be a GUID."))?,
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_request", "'object_id' must be a GUID.")
+            })?,
         None => id.object_id.clone(),
     };
     let client_id = q.client_id.clone().unwrap_or_else(|| oid.clone());
@@ -225,37 +245,28 @@ pub struct ResourcesQuery {
     filter: Option<String>,
 }
 
-/// Reads `resourceType eq '…'` (and `name eq '…'`, joined by `and`) out of a `$filter`.
+/// Reads `resourceType eq '…'` (and `name eq '…'`, joined by `and`) out of a `$filter` that
+/// matches [`FILTER_PATTERN`].
 fn parse_filter(f: &str) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut out = BTreeMap::new();
-    for clause in f.split(" and ") {
-        let clause = clause.trim();
-        if clause.is_empty() {
-            continue;
-        }
-        let (field, value) = clause
-            .split_once(" eq ")
-            .map(|(a, b)| (a.trim(), b.trim()))
-            .filter(|(_, b)| b.len() >= 2 && b.starts_with('\'') && b.ends_with('\''))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "InvalidFilterInQueryString",
-                    format!(
-                        "Invalid $filter '{}': only \"resourceType eq '…'\" and \"name eq '…'\" clauses joined by 'and' are supported.",
-                        acr_core::reference::truncate(f)
-                    ),
-                )
-            })?;
-        let field = field.to_ascii_lowercase();
-        if field != "resourcetype" && field != "name" {
-            return Err(ApiError::bad_request(
-                "InvalidFilterInQueryString",
-                format!("The $filter field '{field}' is not supported; use resourceType or name."),
-            ));
-        }
-        out.insert(field, value[1..value.len() - 1].to_owned());
+    if !FILTER.is_match(f) {
+        return Err(ApiError::bad_request(
+            "InvalidFilterInQueryString",
+            format!(
+                "Invalid $filter '{}': only \"resourceType eq '…'\" and \"name eq '…'\" clauses joined by 'and' are supported.",
+                acr_core::reference::truncate(f)
+            ),
+        ));
     }
-    Ok(out)
+    // The pattern makes every clause `<field> eq '<value>'`, the value without quotes or spaces.
+    Ok(f.split(" and ")
+        .filter_map(|clause| clause.split_once(" eq "))
+        .map(|(field, value)| {
+            (
+                field.to_ascii_lowercase(),
+                value.trim_matches('\'').to_owned(),
+            )
+        })
+        .collect())
 }
 
 /// `GET /subscriptions/{sub}/resources`: the emulated registries as generic resources
@@ -268,7 +279,7 @@ pub async fn list_resources(
     State(state): State<AppState>,
     ArmPath(sub): ArmPath<String>,
     caller: Caller,
-    Query(q): Query<ResourcesQuery>,
+    ArmQuery(q): ArmQuery<ResourcesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = ApiError::subscription(&sub)?;
     let filter = q

@@ -65,6 +65,14 @@ where
                 "The request content was invalid and could not be deserialized: the request body is empty.",
             ));
         }
+        // Every ARM body is a JSON object. serde would also read a struct from an array of its
+        // fields in order (`[]` for a body whose fields are all optional): refuse that here.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: the body must be a JSON object.",
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -156,6 +164,33 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query string read into `T`; a rejection (a parameter given twice, a value of the wrong
+/// type) is an ARM error, not axum's plain-text one.
+pub struct ArmQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ArmQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(t)| ArmQuery(t))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidQueryParameterValue",
+                    format!(
+                        "The query string is invalid: {}",
+                        acr_core::reference::truncate(&e.body_text())
+                    ),
+                )
+            })
+    }
 }
 
 /// Path parameters; a rejection (undecodable percent-encoding) is an ARM error.

@@ -35,7 +35,21 @@ use crate::{AppState, ListenerScheme};
 pub const PREFIX: &str = "/_acr-import";
 
 /// The largest page.
-const MAX_TOP: u32 = 200;
+pub(crate) const MAX_TOP: u32 = 200;
+/// `registry`: empty (no filter) or a registry name.
+pub(crate) const REGISTRY_FILTER_PATTERN: &str = "^(?:[a-zA-Z0-9]{5,50})?$";
+/// `state`: empty (no filter) or a state (any case is accepted; the document lists these).
+pub(crate) const STATE_FILTERS: &[&str] =
+    &["", "Queued", "Running", "Succeeded", "Failed", "Canceled"];
+/// `skipToken`: empty, or `<microseconds since the epoch>_<operation id>` (what a `nextLink`
+/// carries); the list matches it before it parses it.
+/// (A time after 1970 and before the year 30,000; an id without NUL: what PostgreSQL can compare.)
+pub(crate) const SKIP_TOKEN_PATTERN: &str = r"^(?:[0-9]{1,18}_[^\x00]{1,100})?$";
+/// `Last-Event-ID` / `lastEventId`: empty (from now on) or an event id.
+pub(crate) const EVENT_ID_PATTERN: &str = "^[0-9]{0,18}$";
+
+static SKIP_TOKEN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(SKIP_TOKEN_PATTERN).expect("static regex"));
 /// How often the event stream looks for changes (the store is the correctness path).
 const POLL: Duration = Duration::from_millis(250);
 /// Rows read per store call while filtering by permission.
@@ -235,7 +249,7 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                 q.filter.registry = Some(v.into_owned());
             }
             "state" if !v.is_empty() => {
-                let s = ["Queued", "Running", "Succeeded", "Failed", "Canceled"]
+                let s = STATE_FILTERS[1..]
                     .iter()
                     .find(|n| n.eq_ignore_ascii_case(&v))
                     .and_then(|n| OperationState::parse(n))
@@ -248,9 +262,9 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
                 q.filter.state = Some(s.as_str().to_owned());
             }
             "top" | "$top" => {
-                q.top = v
-                    .parse::<u32>()
-                    .ok()
+                q.top = (v.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| v.parse::<u32>().ok())
+                    .flatten()
                     .filter(|n| (1..=MAX_TOP).contains(n))
                     .ok_or_else(|| {
                         ApiError::bad_request(
@@ -276,9 +290,12 @@ fn skip_token(k: &PageKey) -> String {
 }
 
 fn parse_skip_token(s: &str) -> Option<PageKey> {
+    if !SKIP_TOKEN.is_match(s) {
+        return None;
+    }
     let (micros, id) = s.split_once('_')?;
     let created_at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-    (!id.is_empty() && id.len() <= 100).then(|| PageKey {
+    (!id.is_empty() && id.chars().count() <= 100).then(|| PageKey {
         created_at,
         id: id.to_owned(),
     })
@@ -369,12 +386,11 @@ fn resume_point(headers: &HeaderMap, raw: Option<&str>) -> Result<Option<i64>, A
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(from_query);
-    match text.as_deref().map(str::trim) {
+    match text.as_deref() {
         None | Some("") => Ok(None),
-        Some(t) => t
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
+        Some(t) => (t.len() <= 18 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<i64>().ok())
+            .flatten()
             .map(Some)
             .ok_or_else(|| {
                 ApiError::bad_request(

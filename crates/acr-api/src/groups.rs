@@ -104,14 +104,14 @@ pub async fn put_group(
     resources_api_version(&version)?;
     let sub = check(&sub, &rg)?;
     authorize(&state, &caller, WRITE, &group_id(&sub, &rg))?;
-    let location = body.location.trim().to_ascii_lowercase().replace(' ', "");
-    if location.is_empty() || !location.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::bad_request(
+    crate::registries::validate_tags(body.tags.as_ref())?;
+    let location = acr_core::arm::normalize_location(&body.location).ok_or_else(|| {
+        ApiError::bad_request(
             "LocationRequired",
             "The location property is required and must be an Azure region name such as 'eastus'.",
         )
-        .with_target("location"));
-    }
+        .with_target("location")
+    })?;
     let status = match state
         .store
         .put_resource_group(&sub, &rg, &location, body.tags.as_ref())

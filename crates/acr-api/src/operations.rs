@@ -43,7 +43,7 @@ async fn load_operation(
             ),
         )
     };
-    if !op_id.starts_with(OPERATION_PREFIX) || op_id.len() > 100 {
+    if !op_id.starts_with(OPERATION_PREFIX) || op_id.chars().count() > 100 || op_id.contains('\0') {
         return Err(not_found());
     }
     let rec = state

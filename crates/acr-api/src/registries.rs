@@ -106,14 +106,6 @@ pub(crate) fn to_wire(r: &RegistryRecord, suffix: &str) -> Registry {
     }
 }
 
-/// ARM normalizes display names of regions ("East US" → "eastus").
-fn normalize_location(l: &str) -> String {
-    l.chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
-
 fn props_from(
     body: Option<&serde_json::Value>,
     current: Option<&RegistryProps>,
@@ -279,14 +271,26 @@ fn valid_ip_rule(v: &str) -> bool {
         && bits.is_none_or(|b| b.parse::<u8>().is_ok_and(|n| n <= 32))
 }
 
-fn validate_tags(tags: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
+/// Most tags of a registry, longest tag name and value (characters).
+pub(crate) const MAX_TAGS: usize = 50;
+pub(crate) const MAX_TAG_NAME_CHARS: usize = 512;
+pub(crate) const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// What a tag name or value may not hold: NUL (PostgreSQL's text and jsonb refuse it).
+pub(crate) const TAG_TEXT_PATTERN: &str = "^[^\\x00]*$";
+
+pub(crate) fn validate_tags(tags: Option<&BTreeMap<String, String>>) -> Result<(), ApiError> {
     if let Some(tags) = tags {
-        if tags.len() > 50
-            || tags
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 512 || v.len() > 256)
+        if tags.len() > MAX_TAGS
+            || tags.iter().any(|(k, v)| {
+                k.is_empty()
+                    || k.chars().count() > MAX_TAG_NAME_CHARS
+                    || v.chars().count() > MAX_TAG_VALUE_CHARS
+                    || k.contains('\0')
+                    || v.contains('\0')
+            })
         {
-            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256.").with_target("tags"));
+            return Err(ApiError::bad_request("InvalidTag", "At most 50 tags are allowed; tag names are 1-512 characters and values at most 256, without NUL.").with_target("tags"));
         }
     }
     Ok(())
@@ -332,17 +336,13 @@ pub async fn put_registry(
 ) -> Result<Response, ApiError> {
     let TargetRegistry { id, caller, .. } =
         path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
-    let location = normalize_location(&body.location);
-    if location.is_empty()
-        || location.len() > 64
-        || !location.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(ApiError::bad_request(
+    let location = acr_core::arm::normalize_location(&body.location).ok_or_else(|| {
+        ApiError::bad_request(
             "LocationRequired",
             "The location property is required and must be an Azure region name such as 'eastus'.",
         )
-        .with_target("location"));
-    }
+        .with_target("location")
+    })?;
     let sku = parse_sku(&body.sku.name)?;
     validate_tags(body.tags.as_ref())?;
     let existing = state
@@ -601,6 +601,18 @@ pub async fn update_registry(
     ArmJson(body): ArmJson<RegistryUpdateParameters>,
 ) -> Result<Json<Registry>, ApiError> {
     let target = path.check(ApiSurface::Registry)?.authorize(&state, WRITE)?;
+    // The emulator keeps no identity, but what is sent must still be one (an object).
+    if body
+        .identity
+        .as_ref()
+        .is_some_and(|v| !v.is_object() && !v.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "'identity' must be an object.",
+        )
+        .with_target("identity"));
+    }
     let existing = target.fetch_live(&state).await?;
     let TargetRegistry { id, caller, .. } = target;
     let sku = match &body.sku {

@@ -1,9 +1,6 @@
 //! ARM resource ids, path-parameter rules and the api-versions we accept.
 
 use std::fmt;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 use crate::Invalid;
 
@@ -86,8 +83,16 @@ pub fn check_api_version(
         })
 }
 
-static RESOURCE_GROUP: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[-\w\._\(\)]+$").expect("static regex"));
+/// What a resource group name is, as the OpenAPI documents declare it: ARM's spec pattern
+/// `^[-\w\._\(\)]+$` narrowed to what ARM enforces, no period at the end. `\w` is a letter
+/// or a number of any script, or `_` ([`validate_resource_group`] checks it with
+/// `char::is_alphanumeric`, the class a JSON Schema tool's regex engine generates from; Rust's
+/// regex `\w` would refuse some of them, e.g. `²`).
+pub const RESOURCE_GROUP_PATTERN: &str = r"^[-\w\._\(\)]*[-\w_\(\)]$";
+
+fn resource_group_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')')
+}
 
 /// A subscription id must be a UUID; returns it lowercased.
 pub fn validate_subscription(s: &str) -> Result<String, Invalid> {
@@ -108,8 +113,10 @@ pub fn validate_subscription(s: &str) -> Result<String, Invalid> {
 
 /// Resource group: 1–90 characters of `[-\w._()]`, not ending in '.'.
 pub fn validate_resource_group(s: &str) -> Result<(), Invalid> {
-    let ok =
-        !s.is_empty() && s.chars().count() <= 90 && RESOURCE_GROUP.is_match(s) && !s.ends_with('.');
+    let ok = !s.is_empty()
+        && s.chars().count() <= 90
+        && s.chars().all(resource_group_char)
+        && !s.ends_with('.');
     if ok {
         Ok(())
     } else {
@@ -121,6 +128,18 @@ pub fn validate_resource_group(s: &str) -> Result<(), Invalid> {
             ),
         ))
     }
+}
+
+/// A region as ARM takes it, a name (`eastus`) or a display name (`East US`): 1 to 64 ASCII
+/// letters and digits, spaces anywhere ([`normalize_location`] drops them and lowercases).
+pub const LOCATION_PATTERN: &str = "^ *[a-zA-Z0-9](?: *[a-zA-Z0-9]){0,63} *$";
+
+/// The region a `location` names (`East US` → `eastus`), or `None` when it is not one
+/// ([`LOCATION_PATTERN`]).
+pub fn normalize_location(l: &str) -> Option<String> {
+    let n: String = l.chars().filter(|c| *c != ' ').collect();
+    ((1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| n.to_ascii_lowercase())
 }
 
 /// Registry name: 5–50 ASCII alphanumerics.
@@ -247,8 +266,16 @@ mod tests {
             assert!(validate_registry_name(bad).is_err(), "{bad}");
         }
         assert!(validate_resource_group("rg-1_(x).y").is_ok());
-        for bad in ["", "rg.", "a/b", &"r".repeat(91)] {
+        for bad in ["", "rg.", "a/b", "a b", "a\u{301}", &"r".repeat(91)] {
             assert!(validate_resource_group(bad).is_err(), "{bad}");
+        }
+        // Letters and numbers of any script, as a JSON Schema tool reads `\w`.
+        for good in ["grüne", "x²", "组", "(a)", "-", "a.b"] {
+            assert!(validate_resource_group(good).is_ok(), "{good}");
+        }
+        assert_eq!(normalize_location("East US 2").as_deref(), Some("eastus2"));
+        for bad in ["", "  ", "east-us", "east\tus", &"a".repeat(65)] {
+            assert!(normalize_location(bad).is_none(), "{bad}");
         }
         assert!(validate_subscription(SUB).is_ok());
         for bad in [

@@ -7,10 +7,10 @@ use crate::reference::{ImageRef, Repository, Tag, TargetTag};
 use crate::wire::{ImportImageParameters, ImportMode};
 use crate::Invalid;
 
-/// Longest `source.credentials.username` accepted.
-pub const MAX_USERNAME_BYTES: usize = 1024;
-/// Longest `source.credentials.password` (or token) accepted.
-pub const MAX_PASSWORD_BYTES: usize = 16 * 1024;
+/// Longest `source.credentials.username` accepted, in characters (JSON Schema's `maxLength`).
+pub const MAX_USERNAME_CHARS: usize = 1024;
+/// Longest `source.credentials.password` (or token) accepted, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 16 * 1024;
 
 /// At most this many entries in `targetTags` and in `untaggedTargetRepositories`.
 pub const MAX_TARGETS: usize = 100;
@@ -179,18 +179,26 @@ impl ImportSpec {
                 ));
             }
             // Room for any registry token (JWTs run to a few kB), not for abuse.
-            let username_len = c.username.as_deref().map_or(0, str::len);
-            if username_len > MAX_USERNAME_BYTES {
+            let username_len = c.username.as_deref().map_or(0, |u| u.chars().count());
+            if username_len > MAX_USERNAME_CHARS {
                 return Err(Invalid::new(
                     "source.credentials.username",
-                    format!("'source.credentials.username' is {username_len} bytes long; at most {MAX_USERNAME_BYTES} are allowed."),
+                    format!("'source.credentials.username' is {username_len} characters long; at most {MAX_USERNAME_CHARS} are allowed."),
                 ));
             }
-            let password_len = c.password.expose_secret().len();
-            if password_len > MAX_PASSWORD_BYTES {
+            // NUL is no part of any credential, and PostgreSQL's jsonb refuses it.
+            let username = c.username.as_deref().unwrap_or_default();
+            if username.contains('\0') || c.password.expose_secret().contains('\0') {
+                return Err(Invalid::new(
+                    "source.credentials",
+                    "'source.credentials' may not contain NUL characters.",
+                ));
+            }
+            let password_len = c.password.expose_secret().chars().count();
+            if password_len > MAX_PASSWORD_CHARS {
                 return Err(Invalid::new(
                     "source.credentials.password",
-                    format!("'source.credentials.password' is {password_len} bytes long; at most {MAX_PASSWORD_BYTES} are allowed."),
+                    format!("'source.credentials.password' is {password_len} characters long; at most {MAX_PASSWORD_CHARS} are allowed."),
                 ));
             }
         }

@@ -16,6 +16,7 @@ pub mod import;
 pub mod metrics;
 pub mod netpolicy;
 pub mod operation;
+pub mod patterns;
 pub mod policies;
 pub mod rbac;
 pub mod reference;

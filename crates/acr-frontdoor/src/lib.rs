@@ -30,6 +30,7 @@ pub mod dataplane;
 pub mod error;
 pub mod host;
 pub mod oauth;
+pub mod openapi;
 mod record;
 mod request;
 pub mod retention;
@@ -39,7 +40,7 @@ pub mod v2;
 use std::sync::Arc;
 
 use acr_store::Store;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
@@ -86,6 +87,49 @@ async fn track_http(req: axum::extract::Request, next: axum::middleware::Next) -
         resp.status().as_u16(),
         started.elapsed(),
     );
+    resp
+}
+
+/// A query parameter given twice is refused (400): every parameter of these routes is one
+/// value, except `scope`, which a token request may repeat.
+async fn refuse_repeated_parameters(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(q) = req.uri().query() {
+        let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        for (k, _) in url::form_urlencoded::parse(q.as_bytes()) {
+            if k != "scope" && seen.contains(&k) {
+                return RegistryError::invalid(format!(
+                    "the query parameter '{}' is given more than once",
+                    acr_core::reference::truncate(&k)
+                ))
+                .into_response();
+            }
+            seen.push(k);
+        }
+    }
+    next.run(req).await
+}
+
+/// Every 405 says which methods its path takes (`Allow`, RFC 9110), whichever handler refused.
+async fn allow_on_405(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    if resp.status() == http::StatusCode::METHOD_NOT_ALLOWED
+        && !resp.headers().contains_key(http::header::ALLOW)
+    {
+        let allowed = match path.as_str() {
+            "/oauth2/exchange" => Some("POST"),
+            "/oauth2/token" => Some("GET, POST"),
+            p if p.starts_with("/acr/v1/") => dataplane::allowed_methods(p),
+            p => v2::allowed_methods(p),
+        };
+        if let Some(v) = allowed {
+            resp.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(v));
+        }
+    }
     resp
 }
 
@@ -141,6 +185,8 @@ impl FrontDoor {
             .route("/v2/{*rest}", any(v2::handle))
             .route("/acr/v1/{*rest}", any(dataplane::handle))
             .fallback(request::not_found)
+            .layer(axum::middleware::from_fn(refuse_repeated_parameters))
+            .layer(axum::middleware::from_fn(allow_on_405))
             .layer(axum::middleware::from_fn(track_http))
             .with_state(state)
     }

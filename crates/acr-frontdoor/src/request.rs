@@ -99,7 +99,12 @@ impl RequestCtx {
                 _ => return Err(RegistryError::name_invalid(visible)),
             },
         };
-        if !valid_repository(&inner) || !valid_repository(&registry) {
+        // The backend names it `<registry>/<name>`, which must fit distribution's limit.
+        let full_len = registry.len() + 1 + inner.len();
+        if !valid_repository(&inner)
+            || !valid_repository(&registry)
+            || full_len > acr_core::reference::MAX_REPOSITORY_LEN
+        {
             return Err(RegistryError::name_invalid(visible));
         }
         Ok(Repo {

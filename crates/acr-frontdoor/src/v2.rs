@@ -113,6 +113,21 @@ pub(crate) fn route_template(path: &str) -> &'static str {
     }
 }
 
+/// The methods a `/v2` path takes (the `Allow` of its 405), `None` for an unknown path.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    Some(match parse_route(path) {
+        Route::Ping | Route::Catalog => "GET, HEAD",
+        Route::Repo { kind, .. } => match kind {
+            Kind::Tags | Kind::Referrers => "GET, HEAD",
+            Kind::Manifest(_) => "GET, HEAD, PUT, DELETE",
+            Kind::Blob => "GET, HEAD, DELETE",
+            Kind::UploadStart => "POST",
+            Kind::Upload => "GET, HEAD, PATCH, PUT, DELETE",
+        },
+        Route::Unknown => return None,
+    })
+}
+
 pub(crate) async fn handle(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
@@ -161,6 +176,12 @@ async fn serve(
             "unknown endpoint",
         )),
         Route::Ping => {
+            if parts.method != Method::GET && parts.method != Method::HEAD {
+                return Err(RegistryError::unsupported(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed here",
+                ));
+            }
             if ctx.challenge {
                 require(inner, ctx, &Need::Login)?;
             }
@@ -218,12 +239,16 @@ async fn serve(
                             extra_scopes.push(format!("repository:{}:pull", from.full()));
                             query = Some(rewritten);
                         }
+                    } else {
+                        query = Some(without_mount(parts.uri.query()));
                     }
                 }
             } else if kind == Kind::UploadStart {
                 if let Some((from, rewritten)) = mount_source(ctx, parts.uri.query())? {
                     extra_scopes.push(format!("repository:{}:pull", from.full()));
                     query = Some(rewritten);
+                } else {
+                    query = Some(without_mount(parts.uri.query()));
                 }
             }
             let path = format!("/v2/{}/{rest}", repo.full());
@@ -286,13 +311,25 @@ fn mount_source(ctx: &RequestCtx, query: Option<&str>) -> Result<Option<(Repo, S
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    if !pairs.iter().any(|(k, _)| k == "mount") {
+    let Some((_, mount)) = pairs.iter().find(|(k, _)| k == "mount") else {
         return Ok(None);
+    };
+    if acr_core::reference::Digest::parse(mount).is_err() {
+        return Err(RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            "the digest to mount is not a digest",
+        )
+        .detail(serde_json::json!({ "mount": acr_core::reference::truncate(mount) })));
     }
     let Some((_, from)) = pairs.iter().find(|(k, _)| k == "from") else {
         return Ok(None);
     };
-    let from = ctx.repo(from)?;
+    // A `from` that names no repository mounts nothing: the caller starts a plain upload
+    // (202), as the distribution spec has it for any mount that cannot be done.
+    let Ok(from) = ctx.repo(from) else {
+        return Ok(None);
+    };
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
         if k == "from" {

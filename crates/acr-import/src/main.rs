@@ -43,7 +43,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Openapi => {
+        Command::Openapi(args) if args.registry => {
+            print!("{}", acr_frontdoor::openapi::document_json());
+        }
+        Command::Openapi(_) => {
             print!("{}", acr_api::openapi::document_json());
         }
         Command::Migrate(args) => {

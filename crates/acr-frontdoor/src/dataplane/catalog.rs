@@ -80,6 +80,10 @@ pub(crate) fn paging(
                     )
                 })?)
             }
+            // NUL is in no name (and PostgreSQL's text refuses it).
+            "last" if v.contains('\0') => {
+                return Err(RegistryError::invalid("last may not contain NUL"));
+            }
             "last" if !v.is_empty() => last = Some(v.into_owned()),
             "orderby" if !v.is_empty() => orderby = Some(v.into_owned()),
             _ => {}

@@ -58,6 +58,15 @@ fn parse(path: &str) -> Option<Route> {
         .then(|| Route::Repository(rest.to_owned()))
 }
 
+/// The methods a `/acr/v1` path takes (the `Allow` of its 405), `None` for an unknown path.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    Some(match parse(path)? {
+        Route::Catalog | Route::Tags(_) | Route::Manifests(_) => "GET",
+        Route::Repository(_) | Route::Tag(_, _) => "GET, HEAD, PATCH, DELETE",
+        Route::Manifest(_, _) => "GET, HEAD, PATCH",
+    })
+}
+
 pub(crate) async fn handle(State(state): State<ListenerState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {

@@ -26,8 +26,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(MigrateArgs),
-    /// Print the OpenAPI document.
-    Openapi,
+    /// Print the OpenAPI document of the ARM API (`openapi/acr-import.json`), or with
+    /// `--registry` the login servers' (`openapi/registry.json`).
+    Openapi(OpenapiArgs),
     /// Print /etc/hosts lines mapping every registry's login server to an address (asks a
     /// running service's ARM API), so that clients reach https://<name>.<suffix> without DNS.
     Hosts(HostsArgs),
@@ -37,6 +38,13 @@ pub enum Command {
     /// Collect the garbage of the built-in registry in a data directory no service is using:
     /// delete the content no repository references any more and print what was freed.
     Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// The login servers' document (`/v2`, `/acr/v1`, `/oauth2`) instead of the ARM API's.
+    #[arg(long)]
+    pub registry: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,8 @@
-//! The OpenAPI document: the routes' operations ([`crate::routes`], one `#[utoipa::path]` per
-//! handler, which also brings the schemas it names) on top of the service's description.
+//! The OpenAPI document of the ARM listener: the routes' operations ([`crate::routes`], one
+//! `#[utoipa::path]` per handler, which also brings the schemas it names) on top of the
+//! service's description, with the constraints and error statuses of [`constraints`].
+
+mod constraints;
 
 use utoipa::OpenApi;
 
@@ -17,7 +20,8 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
     Base::openapi()
 }
 
-/// The whole document: every route's operation.
+/// The routes' document: every route's operation as its annotation declares it ([`document`]
+/// adds the [`constraints`]).
 pub struct ApiDoc;
 
 impl OpenApi for ApiDoc {
@@ -26,13 +30,26 @@ impl OpenApi for ApiDoc {
     }
 }
 
-/// The document as pretty JSON with a trailing newline (the form checked in under `openapi/`).
-pub fn document_json() -> String {
+/// The whole document (what `openapi/acr-import.json` holds): the routes' operations with the
+/// constraints and error statuses of [`constraints`], extensions sorted. JSON, because some of
+/// what it says (`oneOf` beside `properties`) has no place in utoipa's types.
+pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi())
         .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+    constraints::apply(&mut doc);
     sort_extensions(&mut doc);
+    doc
+}
+
+/// The document as pretty JSON with a trailing newline (the form checked in under `openapi/`).
+pub fn document_json() -> String {
+    pretty(&document())
+}
+
+/// `doc` as pretty JSON with a trailing newline.
+fn pretty(doc: &serde_json::Value) -> String {
     let mut s =
-        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
 }
@@ -64,6 +81,29 @@ fn sort_extensions(v: &mut serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use utoipa::OpenApi;
+
+    /// Every operation of the document says what it accepts and answers
+    /// ([`super::constraints::OPERATIONS`]).
+    #[test]
+    fn every_operation_has_its_constraints() {
+        let raw = serde_json::to_value(super::ApiDoc::openapi()).expect("json");
+        let ids: Vec<String> = raw["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|item| item.as_object().into_iter().flat_map(|m| m.values()))
+            .filter_map(|op| op["operationId"].as_str().map(str::to_owned))
+            .collect();
+        assert!(ids.len() > 20, "{ids:?}");
+        for id in &ids {
+            assert!(
+                super::constraints::rules(id).is_some(),
+                "operation {id} is not in openapi/constraints.rs OPERATIONS"
+            );
+        }
+    }
+
     /// The checked-in document must match the code. Run with `UPDATE_OPENAPI=1` to rewrite it.
     #[test]
     fn openapi_document_is_current() {
