@@ -231,12 +231,22 @@ impl WorkerPool {
     }
 
     /// Runs until `shutdown` is cancelled and every running copy has finished or been released.
-    pub async fn run(self, shutdown: CancellationToken) {
+    ///
+    /// The heartbeat counts the loop as running from this call on, before the future is first
+    /// polled: a service spawns it and then says it is ready, and on a busy machine the task's
+    /// first turn (and PostgreSQL's LISTEN connection) may come later than a readiness probe.
+    /// If the loop does not turn in time, readiness says so ("has not turned for N s").
+    pub fn run(self, shutdown: CancellationToken) -> impl std::future::Future<Output = ()> + Send {
+        let running = Running(self.heartbeat.clone());
+        running.0.beat();
+        self.run_loop(shutdown, running)
+    }
+
+    async fn run_loop(self, shutdown: CancellationToken, running: Running) {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut listener = self.store.wakeups().await.ok();
         tracing::info!(owner = %self.owner, workers = self.config.workers, "workers started");
-        let running = Running(self.heartbeat.clone());
         loop {
             running.0.beat();
             // Claim while there are free slots and runnable operations.
