@@ -1,7 +1,6 @@
 //! The operation queue: its types, and what every backend does the same way (credential
 //! encryption, limit decisions, how an outcome is written). The SQL is in `pg` and `sqlite`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use acr_core::import::StoredImport;
@@ -99,7 +98,7 @@ pub struct NewOperation {
 /// read in a terminal state is the row's final content, in this process and every other one.
 /// Bounded: the least recently used go first.
 #[derive(Debug)]
-pub(crate) struct Finished(pub(crate) quick_cache::sync::Cache<String, Arc<OperationRecord>>);
+pub(crate) struct Finished(pub(crate) quick_cache::sync::Cache<String, OperationRecord>);
 
 impl Default for Finished {
     fn default() -> Self {
@@ -378,12 +377,12 @@ impl Store {
     pub async fn get_operation(&self, id: &str) -> Result<Option<OperationRecord>, StoreError> {
         // (A finished operation comes from memory: see `Finished`.)
         if let Some(done) = self.finished.0.get(id) {
-            return Ok(Some(OperationRecord::clone(&done)));
+            return Ok(Some(done));
         }
         let rec = self.get_operation_row(id).await?;
         if let Some(r) = &rec {
             if r.state().is_ok_and(OperationState::is_terminal) {
-                self.finished.0.insert(r.id.clone(), Arc::new(r.clone()));
+                self.finished.0.insert(r.id.clone(), r.clone());
             }
         }
         Ok(rec)
