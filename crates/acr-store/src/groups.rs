@@ -246,7 +246,7 @@ impl Store {
                 Ok(rec)
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 let now = now_text(Utc::now());
                 sqlx::query(&for_sqlite(mark))
                     .bind(subscription)

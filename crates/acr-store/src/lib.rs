@@ -34,6 +34,7 @@ pub mod secrets;
 
 mod pg;
 mod sqlite;
+mod write_gate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

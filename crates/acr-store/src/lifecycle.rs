@@ -133,7 +133,7 @@ impl Store {
                 Ok(DeletionStarted::Started(rec))
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 let row: Option<(Option<String>,)> = sqlx::query_as(
                     "select deletion_operation_id from registries
                       where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2",
@@ -231,7 +231,7 @@ impl Store {
                 Ok(u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0))
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 let ids: Vec<(String,)> = sqlx::query_as(
                     "update operations
                         set state = 'Canceled', error_code = ?2,
@@ -362,7 +362,7 @@ impl Store {
                 Ok(true)
             }
             Backend::Sqlite(db) => {
-                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 let r = sqlx::query(
                     "update operations
                         set state = 'Succeeded', ended_at = ?3, percent_complete = 100,

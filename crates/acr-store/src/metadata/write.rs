@@ -105,7 +105,7 @@ impl Store {
             }
             Backend::Sqlite(db) => {
                 let now = now_text(now);
-                let mut tx = db.writer().begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = db.begin_write().await?;
                 sqlx::query(
                     "insert into repository_meta (registry, repository, created_at, updated_at)
                      values (?1, ?2, ?3, ?3)
