@@ -4,6 +4,7 @@
 mod builtin;
 mod client;
 mod config;
+mod copy_runtime;
 mod login;
 mod periodic;
 mod ready;
@@ -335,7 +336,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         workers = settings.worker.workers,
         "acr-import serving ARM on http://{local}"
     );
-    let workers = tokio::spawn(pool.run(shutdown.clone()));
+    // The copies run on a runtime of their own (`copy_runtime`).
+    let copy_runtime = copy_runtime::CopyRuntime::new().context("starting the workers' runtime")?;
+    let workers = copy_runtime.handle().spawn(pool.run(shutdown.clone()));
     let mut listeners = ready::Listeners {
         arm: Some(local),
         registry: Some(login_servers.plain),
