@@ -67,6 +67,7 @@ impl Bench {
         let cpu = ApiCpu::start(pid);
         let (posted, sending) = load::post_stream(&http, jobs, ACCEPT_RATE).await;
         let (service_cpu, client_cpu, rest_cpu) = cpu.stop();
+        let server_within = import_posts_within(&http, &svc.arm.url("/metrics")).await;
         let accepted = posted.iter().filter(|p| p.status == 202).count();
         if let Some(bad) = posted.iter().find(|p| p.status != 202) {
             log(format!(
@@ -110,6 +111,7 @@ impl Bench {
             client_cpu,
             rest_cpu,
             peak_rss: svc.service.peak_rss_bytes(),
+            server_within,
         };
         drop(svc);
         drop(db);
@@ -225,4 +227,25 @@ impl Bench {
         }
         Ok(out)
     }
+}
+
+/// The share of importImage POSTs the service's request-duration histogram counted at ≤ 5 ms
+/// and ≤ 10 ms (`None` when the scrape fails or holds none).
+async fn import_posts_within(http: &reqwest::Client, metrics_url: &str) -> Option<(f64, f64)> {
+    let text = http.get(metrics_url).send().await.ok()?.text().await.ok()?;
+    let scrape = acr_import_tests::prometheus::Scrape::parse(&text);
+    let name = "acr_import_http_request_duration_seconds_bucket";
+    let imports = |le: &str| -> f64 {
+        scrape
+            .matching(name, &[("method", "POST"), ("le", le)])
+            .filter(|s| {
+                s.labels
+                    .get("route")
+                    .is_some_and(|r| r.ends_with("/importImage"))
+            })
+            .map(|s| s.value)
+            .sum()
+    };
+    let all = imports("+Inf");
+    (all > 0.0).then(|| (imports("0.005") / all, imports("0.01") / all))
 }
