@@ -201,9 +201,9 @@ impl SqliteStore {
         self.checkpoints.count_write(&self.pool, &self.writer);
     }
 
-    // Statements with RETURNING run inside an explicit transaction and are read to the end
-    // (`fetch_all`): sqlx may leave a half-read statement open, and an autocommit write is
-    // committed only when its statement completes.
+    // Statements with RETURNING are read to the end (`fetch_all`): sqlx may leave a half-read
+    // statement open, and an autocommit write (the enqueue's one statement) is committed only
+    // when its statement completes.
 
     pub(crate) async fn enqueue(
         &self,
@@ -223,48 +223,17 @@ impl SqliteStore {
 
     /// The common case in one statement, so one trip to the writer's thread instead of five
     /// (each a wait for a core on a busy machine, with the write lock held), queued for the
-    /// writer ahead of the workers' writes (`write_gate`): inserts the
-    /// operation if no row has its id and both limits still have room, counted inside the same
-    /// statement (SQLite runs it under the write lock, so nothing comes in between). `None`:
-    /// not inserted; [`enqueue_checked`](Self::enqueue_checked) then says why, in a transaction.
+    /// writer ahead of the workers' writes (`write_gate`). `None`: not inserted;
+    /// [`enqueue_checked`](Self::enqueue_checked) then says why, in a transaction.
     async fn enqueue_at_once(
         &self,
         op: &NewOperation,
         credentials: Option<&serde_json::Value>,
         limits: QueueLimits,
     ) -> Result<Option<OperationRecord>, StoreError> {
-        let limit = |l: Option<u64>| l.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let now = stamp(Utc::now());
-        let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
-            "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
-                                     request, credentials, run_at, created_at, kind)
-             select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10
-              where (?11 is null or (select count(*) from operations
-                                      where state in ('Queued', 'Running') and kind = 'import'
-                                        and subscription_id = ?2) < ?11)
-                and (?12 is null or (select count(*) from operations
-                                      where state in ('Queued', 'Running') and kind = 'import') < ?12)
-             on conflict (id) do nothing
-             returning {COLUMNS}"
-        ))
-        .bind(&op.id)
-        .bind(&op.subscription_id)
-        .bind(&op.resource_group)
-        .bind(&op.registry_name)
-        .bind(&op.location)
-        .bind(&op.api_version)
-        .bind(Json(op.work.request()?))
-        .bind(credentials.map(Json))
-        .bind(&now)
-        .bind(op.work.kind())
-        .bind(limit(limits.per_subscription))
-        .bind(limit(limits.total))
-        .fetch_all({
-            self.checkpoint_now();
-            self.writer()
-        })
-        .await?;
-        Ok(rows.pop())
+        self.checkpoint_now();
+        let mut conn = self.writer.acquire().await?;
+        insert_if_room(&mut conn, op, credentials, limits).await
     }
 
     /// [`enqueue`](Self::enqueue) when the one statement inserted nothing: returns the
@@ -295,27 +264,9 @@ impl SqliteStore {
             .await?;
             check_limits(op, limits, in_sub, total)?;
         }
-        let now = stamp(Utc::now());
-        let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
-            "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
-                                     request, credentials, run_at, created_at, kind)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
-             returning {COLUMNS}"
-        ))
-        .bind(&op.id)
-        .bind(&op.subscription_id)
-        .bind(&op.resource_group)
-        .bind(&op.registry_name)
-        .bind(&op.location)
-        .bind(&op.api_version)
-        .bind(Json(op.work.request()?))
-        .bind(credentials.map(Json))
-        .bind(&now)
-        .bind(op.work.kind())
-        .fetch_all(&mut *tx)
-        .await?;
-        let rec = rows
-            .pop()
+        // No row has the id and the limits have room, under the write lock.
+        let rec = insert_if_room(&mut tx, op, credentials.as_ref(), QueueLimits::default())
+            .await?
             .ok_or_else(|| StoreError::Corrupt("the inserted operation was not returned".into()))?;
         tx.commit().await?;
         self.wake();
@@ -713,6 +664,45 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?)
     }
+}
+
+/// Inserts the operation if no row has its id and both limits still have room, counted inside
+/// the same statement (SQLite runs it under the write lock, so nothing comes in between).
+/// `None`: not inserted.
+async fn insert_if_room(
+    conn: &mut sqlx::SqliteConnection,
+    op: &NewOperation,
+    credentials: Option<&serde_json::Value>,
+    limits: QueueLimits,
+) -> Result<Option<OperationRecord>, StoreError> {
+    let limit = |l: Option<u64>| l.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
+        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
+                                 request, credentials, run_at, created_at, kind)
+         select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10
+          where (?11 is null or (select count(*) from operations
+                                  where state in ('Queued', 'Running') and kind = 'import'
+                                    and subscription_id = ?2) < ?11)
+            and (?12 is null or (select count(*) from operations
+                                  where state in ('Queued', 'Running') and kind = 'import') < ?12)
+         on conflict (id) do nothing
+         returning {COLUMNS}"
+    ))
+    .bind(&op.id)
+    .bind(&op.subscription_id)
+    .bind(&op.resource_group)
+    .bind(&op.registry_name)
+    .bind(&op.location)
+    .bind(&op.api_version)
+    .bind(Json(op.work.request()?))
+    .bind(credentials.map(Json))
+    .bind(stamp(Utc::now()))
+    .bind(op.work.kind())
+    .bind(limit(limits.per_subscription))
+    .bind(limit(limits.total))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.pop())
 }
 
 /// Deletes the tag reservations of operation `id` (in the caller's transaction).
