@@ -217,9 +217,13 @@ async fn a_full_disk_fails_imports_and_pushes_cleanly_and_the_import_succeeds_on
     } else {
         format!("{base}{location}")
     };
+    // The server answers 507 before reading the whole body and then closes the connection
+    // (it cannot find the next request in it); without `connection: close` the client may send
+    // the next request on that connection before it sees it close (IncompleteMessage).
     let patch = http
         .patch(&session)
         .header("content-type", "application/octet-stream")
+        .header("connection", "close")
         .body(vec![7u8; 20 << 20])
         .send()
         .await
@@ -244,6 +248,7 @@ async fn a_full_disk_fails_imports_and_pushes_cleanly_and_the_import_succeeds_on
             target("pushed")
         ))
         .header("content-type", "application/octet-stream")
+        .header("connection", "close")
         .body(blob)
         .send()
         .await
