@@ -2,6 +2,7 @@
 //! workers copy, and status GETs per second — on PostgreSQL and on SQLite.
 
 use super::*;
+use crate::floor::FloorProbe;
 
 impl Bench {
     /// A fresh service on its built-in registry (empty data dir), `--workers 4`, on SQLite or
@@ -64,9 +65,15 @@ impl Bench {
             .tcp_nodelay(true)
             .build()?;
         let pid = svc.service.pid();
+        let probe = FloorProbe::start(
+            db.as_ref().map(TestDatabase::url),
+            &self.builtin_dir.join("floor-probe.db"),
+        )
+        .await?;
         let cpu = ApiCpu::start(pid);
         let (posted, sending) = load::post_stream(&http, jobs, ACCEPT_RATE).await;
         let (service_cpu, client_cpu, rest_cpu) = cpu.stop();
+        let floor = probe.stop().await?;
         let server_within = import_posts_within(&http, &svc.arm.url("/metrics")).await;
         let accepted = posted.iter().filter(|p| p.status == 202).count();
         if let Some(bad) = posted.iter().find(|p| p.status != 202) {
@@ -112,6 +119,7 @@ impl Bench {
             rest_cpu,
             peak_rss: svc.service.peak_rss_bytes(),
             server_within,
+            floor,
         };
         drop(svc);
         drop(db);
@@ -127,7 +135,7 @@ impl Bench {
                 let r = self.run_accept(store, run + 1, images).await?;
                 let l = &r.latencies_ms;
                 log(format!(
-                    "(accept) run {}/{} {}: {}/{} POSTs 202, sent in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} Succeeded by the end",
+                    "(accept) run {}/{} {}: {}/{} POSTs 202, sent in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} Succeeded by the end; the store's bare commit p99 {:.2} ms, round trip p99 {:.2} ms",
                     run + 1,
                     self.runs,
                     r.store,
@@ -137,7 +145,9 @@ impl Bench {
                     measure::percentile(l, 50.0),
                     measure::percentile(l, 99.0),
                     measure::max(l),
-                    r.finished
+                    r.finished,
+                    measure::percentile(&r.floor.commit_ms, 99.0),
+                    measure::percentile(&r.floor.trip_ms, 99.0),
                 ));
                 out.push(r);
             }

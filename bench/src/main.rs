@@ -24,6 +24,7 @@
 mod api;
 mod batch;
 mod builtin;
+mod floor;
 mod image;
 mod load;
 mod measure;

@@ -202,6 +202,8 @@ pub struct AcceptRun {
     /// The share of the POSTs the service itself timed (its request-duration histogram, from
     /// the request read to the response handed back) at ≤ 5 ms and ≤ 10 ms; `None`: no scrape.
     pub server_within: Option<(f64, f64)>,
+    /// The same store's bare round trips and commits, timed during the stream (`floor.rs`).
+    pub floor: crate::floor::Floor,
 }
 
 /// One run of (status) on one store.
@@ -544,6 +546,17 @@ impl Report {
         (lat, sent, accepted)
     }
 
+    /// Every run's floor probe timings on `store`: (round trips, commits), ms.
+    fn floor_pooled(&self, store: &str) -> (Vec<f64>, Vec<f64>) {
+        let runs = self.accept.iter().filter(|r| r.store == store);
+        let (mut trips, mut commits) = (Vec::new(), Vec::new());
+        for r in runs {
+            trips.extend_from_slice(&r.floor.trip_ms);
+            commits.extend_from_slice(&r.floor.commit_ms);
+        }
+        (trips, commits)
+    }
+
     fn render_accept(&self, out: &mut String) {
         if self.accept.is_empty() {
             return;
@@ -551,17 +564,17 @@ impl Report {
         let _ = writeln!(out, "\n## Accept latency (importImage POST → 202)\n");
         let _ = writeln!(
             out,
-            "| Store | Run | POSTs sent | 202 | Rate asked / achieved | p50 | p90 | p99 | Max | Generator's worst lag | Service-timed ≤ 5 / ≤ 10 ms | Succeeded by the end | CPU-s service / driver / rest of host | Peak RSS |"
+            "| Store | Run | POSTs sent | 202 | Rate asked / achieved | p50 | p90 | p99 | Max | Generator's worst lag | Service-timed ≤ 5 / ≤ 10 ms | Store's bare round trip / commit p99 | Succeeded by the end | CPU-s service / driver / rest of host | Peak RSS |"
         );
         let _ = writeln!(
             out,
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|"
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|"
         );
         for r in &self.accept {
             let l = &r.latencies_ms;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.0} / {:.0} per s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {:.2} / {:.2} / {:.2} | {} |",
+                "| {} | {} | {} | {} | {:.0} / {:.0} per s | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {:.2} / {:.2} ms | {} | {:.2} / {:.2} / {:.2} | {} |",
                 r.store,
                 r.run,
                 r.sent,
@@ -577,6 +590,8 @@ impl Report {
                     || "–".to_owned(),
                     |(a, b)| format!("{:.1} % / {:.1} %", a * 100.0, b * 100.0)
                 ),
+                percentile(&r.floor.trip_ms, 99.0),
+                percentile(&r.floor.commit_ms, 99.0),
                 r.finished,
                 r.service_cpu,
                 r.client_cpu,
@@ -586,18 +601,21 @@ impl Report {
         }
         for store in Self::stores(self.accept.iter().map(|r| r.store)) {
             let (l, sent, accepted) = self.accept_pooled(store);
+            let (trips, commits) = self.floor_pooled(store);
             let _ = writeln!(
                 out,
-                "| **{store}, all runs** | | {sent} | {accepted} | | **{:.2} ms** | {:.2} ms | **{:.2} ms** | {:.2} ms | | | | | |",
+                "| **{store}, all runs** | | {sent} | {accepted} | | **{:.2} ms** | {:.2} ms | **{:.2} ms** | {:.2} ms | | | {:.2} / **{:.2} ms** | | | |",
                 percentile(&l, 50.0),
                 percentile(&l, 90.0),
                 percentile(&l, 99.0),
                 max(&l),
+                percentile(&trips, 99.0),
+                percentile(&commits, 99.0),
             );
         }
         let _ = writeln!(
             out,
-            "\nEach run: a fresh service (built-in registry, `--workers 4`) on the store named, 32 registries in 32 subscriptions (so no subscription's queue limit of 100 unfinished operations is reached), then an open-loop stream: POST *i* leaves at *i* / rate from its own task, over one keep-alive reqwest client, whatever the earlier POSTs are doing. Each POST is a Force import of one of the (batch) images (3 platforms, 3 MiB) to a new tag, round robin over the 32 registries, so the workers copy (the first import of an image into a registry copies its blobs; later ones only write a tag) during the whole stream. Latency: from handing the request to the client to reading the answer's last byte. *Service-timed*: the share of the POSTs the service's own `acr_import_http_request_duration_seconds` histogram (scraped from `/metrics` after the stream) put at or under 5 ms and 10 ms, from the request read to the response handed to the connection: what the driver's figures add to it is the loopback hop and both processes' wait for a core. *Succeeded by the end*: operations whose status read Succeeded right after the stream."
+            "\nEach run: a fresh service (built-in registry, `--workers 4`) on the store named, 32 registries in 32 subscriptions (so no subscription's queue limit of 100 unfinished operations is reached), then an open-loop stream: POST *i* leaves at *i* / rate from its own task, over one keep-alive reqwest client, whatever the earlier POSTs are doing. Each POST is a Force import of one of the (batch) images (3 platforms, 3 MiB) to a new tag, round robin over the 32 registries, so the workers copy (the first import of an image into a registry copies its blobs; later ones only write a tag) during the whole stream. Latency: from handing the request to the client to reading the answer's last byte. *Service-timed*: the share of the POSTs the service's own `acr_import_http_request_duration_seconds` histogram (scraped from `/metrics` after the stream) put at or under 5 ms and 10 ms, from the request read to the response handed to the connection: what the driver's figures add to it is the loopback hop and both processes' wait for a core. *Store's bare round trip / commit p99*: during the same stream a probe on a connection of its own sent the same store, 50 times a second, a `select 1` and then a one-row insert committed alone (PostgreSQL: the service's database, so each commit waits for its WAL flush as an enqueue's does; SQLite: a file of its own with the service's settings, WAL and `synchronous = NORMAL`, so it never takes the service's write lock). An accepted POST commits at least once, so where the probe's commit p99 is near or above the goal, the machine (the disk's flush under the copies' writes, or the wait for a core) is the ceiling. *Succeeded by the end*: operations whose status read Succeeded right after the stream."
         );
     }
 
