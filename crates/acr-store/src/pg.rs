@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use sqlx::types::Json;
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool, Row};
 
 use crate::operations::{
-    check_limits, ClaimRow, Ending, Enqueued, LimitExceeded, NewOperation, OperationRecord,
-    QueueLimits, QueueStats, COLUMNS,
+    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits,
+    QueueStats, COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
@@ -28,131 +28,71 @@ fn interval_secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Enqueues `op`, keeping the queue limits exact across processes without making every
-/// enqueue wait for the one before it to commit:
+/// Enqueues `op` in one call of the `acr_enqueue` function (migration
+/// `20261207000001_enqueue_function.sql`: one round trip and one commit), keeping the queue
+/// limits exact across processes without making every enqueue wait for the one before it to
+/// commit:
 /// - the per-subscription limit under that subscription's own lock (held to commit), so only
 ///   enqueues of one subscription queue behind each other;
 /// - the total limit under the queue lock taken *shared*: an enqueue counts the committed
 ///   unfinished operations and the enqueues holding the lock with it (`pg_locks`, read before
 ///   the count, so none is missed: one that committed before the read is in the count, one
-///   that took the lock after it sees this one in its own read). If all of them might not fit,
-///   it starts again with the lock taken *exclusively*, which waits for them to commit and
-///   counts exactly, as every enqueue did before.
+///   that took the lock after it sees this one in its own read). If all of them might not fit
+///   (outcome `retry`), it calls again with the lock taken *exclusively*, which waits for them
+///   to commit and counts exactly.
 pub(crate) async fn enqueue(
     pool: &PgPool,
     op: &NewOperation,
     credentials: Option<serde_json::Value>,
     limits: QueueLimits,
 ) -> Result<Enqueued, StoreError> {
+    let request = Json(op.work.request()?);
+    let credentials = credentials.map(Json);
+    let limit = |l: Option<u64>| l.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     // Shared first; an exclusive attempt always decides.
     let mut exclusive = false;
     loop {
-        if let Some(out) = enqueue_once(pool, op, &credentials, limits, exclusive).await? {
-            return Ok(out);
-        }
-        exclusive = true;
-    }
-}
-
-/// One attempt of [`enqueue`]; `None` when the shared attempt is too close to the total limit.
-async fn enqueue_once(
-    pool: &PgPool,
-    op: &NewOperation,
-    credentials: &Option<serde_json::Value>,
-    limits: QueueLimits,
-    exclusive: bool,
-) -> Result<Option<Enqueued>, StoreError> {
-    let mut tx = pool.begin().await?;
-    if limits.any() {
-        let lock = if exclusive {
-            "select pg_advisory_xact_lock($1)"
-        } else {
-            "select pg_advisory_xact_lock_shared($1)"
-        };
-        sqlx::query(lock)
-            .bind(ENQUEUE_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        if limits.per_subscription.is_some() {
-            sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
-                .bind(SUBSCRIPTION_LOCKS)
-                .bind(&op.subscription_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Enqueues holding the queue lock shared now, this one included (their rows may not
-        // be visible to the count below yet).
-        let in_flight: i64 = if exclusive || limits.total.is_none() {
-            1
-        } else {
-            sqlx::query_scalar(
-                "select count(*) from pg_locks
-                  where locktype = 'advisory' and mode = 'ShareLock' and granted
-                    and classid::bigint = $1 and objid::bigint = $2 and objsubid = 1",
-            )
-            .bind(ENQUEUE_LOCK >> 32)
-            .bind(ENQUEUE_LOCK & 0xffff_ffff)
-            .fetch_one(&mut *tx)
-            .await?
-        };
-        let (exists, in_sub, total): (bool, i64, i64) = sqlx::query_as(
-            "select exists (select 1 from operations where id = $1),
-                    count(*) filter (where subscription_id = $2), count(*)
-               from operations where state in ('Queued', 'Running') and kind = 'import'",
-        )
+        let row = sqlx::query(&format!(
+            "select outcome, n_sub, n_total, {COLUMNS}
+               from acr_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
         .bind(&op.id)
         .bind(&op.subscription_id)
-        .fetch_one(&mut *tx)
+        .bind(&op.resource_group)
+        .bind(&op.registry_name)
+        .bind(&op.location)
+        .bind(&op.api_version)
+        .bind(&request)
+        .bind(&credentials)
+        .bind(op.work.kind())
+        .bind(NOTIFY_CHANNEL)
+        .bind(limit(limits.per_subscription))
+        .bind(limit(limits.total))
+        .bind(exclusive)
+        .bind(ENQUEUE_LOCK)
+        .bind(SUBSCRIPTION_LOCKS)
+        .fetch_one(pool)
         .await?;
-        if !exists {
-            // Counting the others in flight as if they will all insert: `total` plus them
-            // must stay under the limit, else the exclusive attempt decides exactly.
-            match check_limits(op, limits, in_sub, total + in_flight.max(1) - 1) {
-                Err(StoreError::Limit(LimitExceeded::Total { .. })) if !exclusive => {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-                r => r?,
+        let outcome: String = row.try_get("outcome")?;
+        match outcome.as_str() {
+            "created" => return Ok(Enqueued::Created(OperationRecord::from_row(&row)?)),
+            "existing" => return Ok(Enqueued::Existing(OperationRecord::from_row(&row)?)),
+            "retry" if !exclusive => exclusive = true,
+            "limit" => {
+                let in_sub: i64 = row.try_get("n_sub")?;
+                let total: i64 = row.try_get("n_total")?;
+                check_limits(op, limits, in_sub, total)?;
+                return Err(StoreError::Corrupt(format!(
+                    "acr_enqueue reported a queue limit reached at {in_sub} in the subscription and {total} in all, under the limits {limits:?}"
+                )));
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "acr_enqueue answered {other:?} (exclusive: {exclusive})"
+                )))
             }
         }
     }
-    // The notification goes in the statement that inserts (and only when it did).
-    let inserted: Option<OperationRecord> = sqlx::query_as(&format!(
-        "with ins as (
-             insert into operations (id, subscription_id, resource_group, registry_name, location, api_version, request, credentials, kind)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             on conflict (id) do nothing
-             returning {COLUMNS}
-         ), notified as (
-             select pg_notify($10, ins.id) from ins
-         )
-         select * from ins where (select count(*) from notified) >= 0"
-    ))
-    .bind(&op.id)
-    .bind(&op.subscription_id)
-    .bind(&op.resource_group)
-    .bind(&op.registry_name)
-    .bind(&op.location)
-    .bind(&op.api_version)
-    .bind(Json(op.work.request()?))
-    .bind(credentials.clone().map(Json))
-    .bind(op.work.kind())
-    .bind(NOTIFY_CHANNEL)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let out = match inserted {
-        Some(rec) => Enqueued::Created(rec),
-        None => {
-            let rec: OperationRecord =
-                sqlx::query_as(&format!("select {COLUMNS} from operations where id = $1"))
-                    .bind(&op.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            Enqueued::Existing(rec)
-        }
-    };
-    tx.commit().await?;
-    Ok(Some(out))
 }
 
 pub(crate) async fn get_operation(
