@@ -11,7 +11,7 @@ use chrono::Utc;
 use sqlx::types::Json;
 
 use crate::metadata::{for_sqlite, now_text};
-use crate::operations::{NewOperation, Work, COLUMNS};
+use crate::operations::{bind_new_operation, NewOperation, Work, COLUMNS, NEW_COLUMNS};
 use crate::{Backend, OperationRecord, Store, StoreError, NOTIFY_CHANNEL};
 
 /// A resource group as ARM shows it.
@@ -207,8 +207,7 @@ impl Store {
                     values ($1, $2, $3, $4, $5, $5)
                     on conflict (subscription_id, name_lower) do update set deleting_since = excluded.deleting_since";
         let insert = format!(
-            "insert into operations (id, subscription_id, resource_group, registry_name, location,
-                                     api_version, request, kind, run_at, created_at)
+            "insert into operations ({NEW_COLUMNS}, run_at, created_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
              returning {COLUMNS}"
         );
@@ -224,15 +223,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                let rec: OperationRecord = sqlx::query_as(&insert)
-                    .bind(&op.id)
-                    .bind(&op.subscription_id)
-                    .bind(&op.resource_group)
-                    .bind(&op.registry_name)
-                    .bind(&op.location)
-                    .bind(&op.api_version)
-                    .bind(Json(op.work.request()?))
-                    .bind(op.work.kind())
+                let rec: OperationRecord = bind_new_operation(sqlx::query_as(&insert), op)?
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -256,18 +247,12 @@ impl Store {
                     .bind(&now)
                     .execute(&mut *tx)
                     .await?;
-                let mut rows: Vec<OperationRecord> = sqlx::query_as(&for_sqlite(&insert))
-                    .bind(&op.id)
-                    .bind(&op.subscription_id)
-                    .bind(&op.resource_group)
-                    .bind(&op.registry_name)
-                    .bind(&op.location)
-                    .bind(&op.api_version)
-                    .bind(Json(op.work.request()?))
-                    .bind(op.work.kind())
-                    .bind(&now)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let insert = for_sqlite(&insert);
+                let mut rows: Vec<OperationRecord> =
+                    bind_new_operation(sqlx::query_as(&insert), op)?
+                        .bind(&now)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let rec = rows.pop().ok_or_else(|| {
                     StoreError::Corrupt("the inserted operation was not returned".into())
                 })?;

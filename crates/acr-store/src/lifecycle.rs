@@ -14,9 +14,8 @@
 //! keep equal when read together.
 
 use chrono::Utc;
-use sqlx::types::Json;
 
-use crate::operations::{NewOperation, Work, COLUMNS};
+use crate::operations::{bind_new_operation, NewOperation, Work, COLUMNS, NEW_COLUMNS};
 use acr_core::metrics;
 
 use crate::{Backend, OperationRecord, Store, StoreError, NOTIFY_CHANNEL};
@@ -99,22 +98,14 @@ impl Store {
                     tx.commit().await?;
                     return Ok(DeletionStarted::AlreadyDeleting(rec));
                 }
-                let rec: OperationRecord = sqlx::query_as(&format!(
-                    "insert into operations (id, subscription_id, resource_group, registry_name, location,
-                                             api_version, request, kind)
+                let insert = format!(
+                    "insert into operations ({NEW_COLUMNS})
                      values ($1, $2, $3, $4, $5, $6, $7, $8)
                      returning {COLUMNS}"
-                ))
-                .bind(&op.id)
-                .bind(&op.subscription_id)
-                .bind(&op.resource_group)
-                .bind(&op.registry_name)
-                .bind(&op.location)
-                .bind(&op.api_version)
-                .bind(Json(op.work.request()?))
-                .bind(op.work.kind())
-                .fetch_one(&mut *tx)
-                .await?;
+                );
+                let rec: OperationRecord = bind_new_operation(sqlx::query_as(&insert), op)?
+                    .fetch_one(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "update registries set deleting_since = now(), deletion_operation_id = $2,
                                            updated_at = now()
@@ -156,23 +147,16 @@ impl Store {
                     return Ok(DeletionStarted::AlreadyDeleting(rec));
                 }
                 let now = now_text();
-                let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
-                    "insert into operations (id, subscription_id, resource_group, registry_name, location,
-                                             api_version, request, kind, run_at, created_at)
+                let insert = format!(
+                    "insert into operations ({NEW_COLUMNS}, run_at, created_at)
                      values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
                      returning {COLUMNS}"
-                ))
-                .bind(&op.id)
-                .bind(&op.subscription_id)
-                .bind(&op.resource_group)
-                .bind(&op.registry_name)
-                .bind(&op.location)
-                .bind(&op.api_version)
-                .bind(Json(op.work.request()?))
-                .bind(op.work.kind())
-                .bind(&now)
-                .fetch_all(&mut *tx)
-                .await?;
+                );
+                let mut rows: Vec<OperationRecord> =
+                    bind_new_operation(sqlx::query_as(&insert), op)?
+                        .bind(&now)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let rec = rows.pop().ok_or_else(|| {
                     StoreError::Corrupt("the inserted operation was not returned".into())
                 })?;

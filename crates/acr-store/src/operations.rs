@@ -88,6 +88,33 @@ pub struct NewOperation {
     pub credentials: Option<StoredCredentials>,
 }
 
+/// The first columns of every `operations` insert, in the order [`bind_new_operation`] binds
+/// them (`$1`-`$8`, `?1`-`?8`); the statement adds its own after them.
+pub(crate) const NEW_COLUMNS: &str =
+    "id, subscription_id, resource_group, registry_name, location, api_version, request, kind";
+
+/// Binds `op`'s [`NEW_COLUMNS`] to an insert, on either store.
+pub(crate) fn bind_new_operation<'q, DB, O>(
+    query: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+    op: &'q NewOperation,
+) -> Result<sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>, StoreError>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Json<serde_json::Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let kind: &'q str = op.work.kind();
+    Ok(query
+        .bind(op.id.as_str())
+        .bind(op.subscription_id.as_str())
+        .bind(op.resource_group.as_str())
+        .bind(op.registry_name.as_str())
+        .bind(op.location.as_str())
+        .bind(op.api_version.as_str())
+        .bind(Json(op.work.request()?))
+        .bind(kind))
+}
+
 /// An operation as the API reports it.
 /// Finished operations, by id, as last read: the statuses clients poll most often after the
 /// copy (a pipeline's last GETs, a portal's list) are answered without a query.

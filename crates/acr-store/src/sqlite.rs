@@ -38,8 +38,8 @@ use sqlx::SqlitePool;
 use tokio::sync::watch;
 
 use crate::operations::{
-    check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord, QueueLimits,
-    QueueStats, COLUMNS,
+    bind_new_operation, check_limits, ClaimRow, Ending, Enqueued, NewOperation, OperationRecord,
+    QueueLimits, QueueStats, COLUMNS, NEW_COLUMNS,
 };
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
@@ -676,10 +676,9 @@ async fn insert_if_room(
     limits: QueueLimits,
 ) -> Result<Option<OperationRecord>, StoreError> {
     let limit = |l: Option<u64>| l.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-    let mut rows: Vec<OperationRecord> = sqlx::query_as(&format!(
-        "insert into operations (id, subscription_id, resource_group, registry_name, location, api_version,
-                                 request, credentials, run_at, created_at, kind)
-         select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10
+    let query = format!(
+        "insert into operations ({NEW_COLUMNS}, credentials, run_at, created_at)
+         select ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10
           where (?11 is null or (select count(*) from operations
                                   where state in ('Queued', 'Running') and kind = 'import'
                                     and subscription_id = ?2) < ?11)
@@ -687,21 +686,14 @@ async fn insert_if_room(
                                   where state in ('Queued', 'Running') and kind = 'import') < ?12)
          on conflict (id) do nothing
          returning {COLUMNS}"
-    ))
-    .bind(&op.id)
-    .bind(&op.subscription_id)
-    .bind(&op.resource_group)
-    .bind(&op.registry_name)
-    .bind(&op.location)
-    .bind(&op.api_version)
-    .bind(Json(op.work.request()?))
-    .bind(credentials.map(Json))
-    .bind(stamp(Utc::now()))
-    .bind(op.work.kind())
-    .bind(limit(limits.per_subscription))
-    .bind(limit(limits.total))
-    .fetch_all(conn)
-    .await?;
+    );
+    let mut rows: Vec<OperationRecord> = bind_new_operation(sqlx::query_as(&query), op)?
+        .bind(credentials.map(Json))
+        .bind(stamp(Utc::now()))
+        .bind(limit(limits.per_subscription))
+        .bind(limit(limits.total))
+        .fetch_all(conn)
+        .await?;
     Ok(rows.pop())
 }
 

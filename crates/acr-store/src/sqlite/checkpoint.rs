@@ -50,6 +50,8 @@ impl Checkpoints {
 /// its start) only after a checkpoint that caught up with the last write, which under a steady
 /// stream of writes one beside the writer never does: past [`REWIND_PAGES`] (64 MiB) the
 /// writer itself runs a `RESTART` one, between two writes; most pages are copied by then.
+/// That one does not take the workers' turn (`write_gate.rs`): like an enqueue it waits only
+/// for the writer connection, and it is rare (once per 64 MiB of journal).
 async fn checkpoint(pool: &SqlitePool, writer: &SqlitePool) -> Result<(), sqlx::Error> {
     let (_busy, log, _copied): (i64, i64, i64) = sqlx::query_as("pragma wal_checkpoint(PASSIVE)")
         .fetch_one(pool)
