@@ -16,7 +16,11 @@
 
 /// Owns the workers' runtime. Dropping it (at the end of `serve`, after the workers stopped and
 /// the store closed) shuts it down without blocking the caller, itself a runtime's task.
-pub struct CopyRuntime(Option<tokio::runtime::Runtime>);
+pub struct CopyRuntime {
+    handle: tokio::runtime::Handle,
+    /// Taken only by `drop` (`shutdown_background` consumes the runtime).
+    runtime: Option<tokio::runtime::Runtime>,
+}
 
 impl CopyRuntime {
     /// A multi-thread runtime with one worker thread per core.
@@ -27,20 +31,20 @@ impl CopyRuntime {
             .thread_name("acr-copy")
             .enable_all()
             .build()?;
-        Ok(Self(Some(runtime)))
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
     pub fn handle(&self) -> &tokio::runtime::Handle {
-        match &self.0 {
-            Some(r) => r.handle(),
-            None => unreachable!("the runtime is only taken by drop"),
-        }
+        &self.handle
     }
 }
 
 impl Drop for CopyRuntime {
     fn drop(&mut self) {
-        if let Some(r) = self.0.take() {
+        if let Some(r) = self.runtime.take() {
             // What is left are idle pooled connections' tasks.
             r.shutdown_background();
         }
