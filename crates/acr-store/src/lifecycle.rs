@@ -171,6 +171,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                db.registries_changed();
                 db.wake();
                 Ok(DeletionStarted::Started(rec))
             }
@@ -375,6 +376,7 @@ impl Store {
                         .await?;
                 }
                 tx.commit().await?;
+                db.registries_changed();
                 Ok(true)
             }
         }

@@ -44,6 +44,7 @@ use crate::operations::{
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
 mod checkpoint;
+mod registry_cache;
 
 use crate::write_gate::{WriteGate, WriteTx};
 use crate::{StoreError, ACQUIRE_TIMEOUT};
@@ -70,6 +71,9 @@ pub(crate) struct SqliteStore {
     /// Writes since the last checkpoint, and whether one runs (`checkpoint`).
     checkpoints: Arc<checkpoint::Checkpoints>,
     wake: Arc<watch::Sender<u64>>,
+    /// The registries as last read (`registry_cache`): every write to `registries` in this
+    /// process calls [`SqliteStore::registries_changed`].
+    registries: Arc<registry_cache::RegistryCache>,
     /// Held (and the lock with it) until the last clone is dropped.
     _lock: Arc<PidLock>,
 }
@@ -164,6 +168,7 @@ impl SqliteStore {
             gate: WriteGate::default(),
             checkpoints: Arc::default(),
             wake: Arc::new(wake),
+            registries: Arc::default(),
             _lock: Arc::new(lock),
         })
     }
@@ -187,6 +192,12 @@ impl SqliteStore {
     /// Tells the wake-up subscribers an operation may be runnable (after the commit).
     pub(crate) fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A write to `registries` committed or failed: the registries read before it are
+    /// forgotten (`registry_cache`).
+    pub(crate) fn registries_changed(&self) {
+        self.registries.changed();
     }
 
     /// A write transaction that holds SQLite's write lock from its first statement, begun in
@@ -523,6 +534,12 @@ impl SqliteStore {
     }
 
     pub(crate) async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
+        let out = self.upsert_registry_once(r).await;
+        self.registries_changed();
+        out
+    }
+
+    async fn upsert_registry_once(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
         let rg_lower = r.resource_group.to_lowercase();
         let mut tx = self.begin_write().await?;
         let owner: Option<(String, String, Option<String>)> = sqlx::query_as(
@@ -584,27 +601,60 @@ impl SqliteStore {
         resource_group: &str,
         name: &str,
     ) -> Result<Option<RegistryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "select {REGISTRY_COLUMNS} from registries
-             where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2"
-        ))
-        .bind(subscription)
-        .bind(resource_group.to_lowercase())
-        .bind(name.to_lowercase())
-        .fetch_optional(&self.pool)
-        .await?)
+        let rg_lower = resource_group.to_lowercase();
+        let name_lower = name.to_lowercase();
+        let key = format!("{subscription}\n{rg_lower}\n{name_lower}");
+        self.cached_registry(key, |pool| async move {
+            Ok(sqlx::query_as(&format!(
+                "select {REGISTRY_COLUMNS} from registries
+                 where name_lower = ?3 and subscription_id = ?1 and resource_group_lower = ?2"
+            ))
+            .bind(subscription)
+            .bind(rg_lower)
+            .bind(name_lower)
+            .fetch_optional(&pool)
+            .await?)
+        })
+        .await
     }
 
     pub(crate) async fn get_registry_by_name(
         &self,
         name: &str,
     ) -> Result<Option<RegistryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "select {REGISTRY_COLUMNS} from registries where name_lower = ?1"
-        ))
-        .bind(name.to_lowercase())
-        .fetch_optional(&self.pool)
-        .await?)
+        let name_lower = name.to_lowercase();
+        let key = format!("\n\n{name_lower}");
+        self.cached_registry(key, |pool| async move {
+            Ok(sqlx::query_as(&format!(
+                "select {REGISTRY_COLUMNS} from registries where name_lower = ?1"
+            ))
+            .bind(name_lower)
+            .fetch_optional(&pool)
+            .await?)
+        })
+        .await
+    }
+
+    /// A registry lookup through the cache (`registry_cache`): `query` runs on a reader when
+    /// no write finished since `key` was last looked up; what it finds is kept.
+    async fn cached_registry<F, Fut>(
+        &self,
+        key: String,
+        query: F,
+    ) -> Result<Option<RegistryRecord>, StoreError>
+    where
+        F: FnOnce(SqlitePool) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<RegistryRecord>, StoreError>>,
+    {
+        if let Some(r) = self.registries.get(&key) {
+            return Ok(Some(r));
+        }
+        let generation = self.registries.generation();
+        let found = query(self.pool.clone()).await?;
+        if let Some(r) = &found {
+            self.registries.put(generation, key, r);
+        }
+        Ok(found)
     }
 
     pub(crate) async fn delete_registry(
@@ -621,8 +671,9 @@ impl SqliteStore {
         .bind(resource_group.to_lowercase())
         .bind(name.to_lowercase())
         .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        .await;
+        self.registries_changed();
+        Ok(r?.rows_affected() > 0)
     }
 
     pub(crate) async fn list_registries(
