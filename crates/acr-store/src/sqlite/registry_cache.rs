@@ -106,6 +106,9 @@ mod tests {
         // One that began after it: kept.
         let after = c.generation();
         c.put(after, "registry1".into(), &rec("Registry1", "Premium"));
-        assert_eq!(c.get("registry1").map(|r| r.sku), Some("Premium".to_owned()));
+        assert_eq!(
+            c.get("registry1").map(|r| r.sku),
+            Some("Premium".to_owned())
+        );
     }
 }
