@@ -58,7 +58,13 @@ impl AdminKey {
         mac.update(&[0, which]);
         let tag = mac.finalize().into_bytes();
         // 32 bytes → 43 base64url characters, the length class of ACR's admin passwords.
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+        let mut password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag);
+        // Never a leading '-' (1 in 64 otherwise): `az acr import -p <password>` and other
+        // argparse command lines would read it as an option (ACR's passwords never start so).
+        if password.starts_with('-') {
+            password.replace_range(..1, "x");
+        }
+        password
     }
 
     /// Whether `username` / `password` are registry `name`'s admin credentials. The user name
@@ -112,6 +118,27 @@ mod tests {
             !other_key.verify("MyReg", g, "MyReg", &p1),
             "passwords are per key"
         );
+    }
+
+    /// A password is handed to command lines (`az acr import -p`, `docker login -p`): it never
+    /// starts with '-', which they would read as an option.
+    #[test]
+    fn no_password_starts_with_a_dash() {
+        let k = AdminKey::new([3; KEY_LEN]);
+        let mut dashed_before = 0;
+        for i in 0..2000 {
+            let g = format!("2026-12-06T00:00:{i:04}Z");
+            for p in k.passwords("MyReg", &g) {
+                assert!(!p.starts_with('-'), "{p}");
+                assert_eq!(p.len(), 43);
+                assert!(k.verify("MyReg", &g, "MyReg", &p));
+                if p.starts_with('x') {
+                    dashed_before += 1;
+                }
+            }
+        }
+        // About 1 in 64 started with '-' (now 'x') and 1 in 64 with 'x' anyway.
+        assert!(dashed_before > 20, "{dashed_before}");
     }
 
     #[test]
