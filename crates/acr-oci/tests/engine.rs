@@ -45,14 +45,20 @@ async fn graph_goes_bottom_up_and_the_tag_last() {
             .rposition(|s| s.method == "PUT" && s.path.contains(path))
             .unwrap_or_else(|| panic!("no PUT of {path}"))
     };
-    let index_put = last_put(&format!("/manifests/{}", img.manifest.digest));
+    // The index is stored by its tag's PUT, the last request, not by digest before it.
     let tag_put = last_put("/v2/mirror/app/manifests/v1");
     assert_eq!(
         tag_put,
         log.len() - 1,
         "the tag is the last request: {log:#?}"
     );
-    assert!(index_put < tag_put);
+    assert!(
+        !log.iter().any(|s| s.method == "PUT"
+            && s.path
+                .contains(&format!("/manifests/{}", img.manifest.digest))),
+        "the index went up twice: {log:#?}"
+    );
+    let index_put = tag_put;
     for child in &img.children {
         let child_put = last_put(&format!("/manifests/{}", child.manifest.digest));
         assert!(child_put < index_put, "child after the index: {log:#?}");
@@ -110,7 +116,8 @@ async fn progress_counts_the_whole_image() {
 }
 
 /// A manifest the target has brings its whole sub-graph: a second copy moves nothing but the
-/// tag; a new index sharing a child copies only what is new, and HEAD-skips a shared layer.
+/// tag; a new index sharing a child copies only what is new, and skips a shared layer (the
+/// upload's POST, a mount from the repository itself, finds it there: 201, nothing sent).
 #[tokio::test]
 async fn present_sub_graphs_are_skipped() {
     let (src, dst) = (start().await, start().await);
@@ -179,6 +186,14 @@ async fn present_sub_graphs_are_skipped() {
     );
     assert_eq!(p.bytes_copied, fresh_bytes - base.bytes.len() as u64);
     let log = dst.take_log();
+    let about_base: Vec<&Seen> = log.iter().filter(|s| s.mentions(&base.digest)).collect();
+    assert!(
+        matches!(about_base.as_slice(), [s] if s.method == "POST"
+            && s.path.contains("mount=")
+            && s.path.contains("from=mirror%2Fapp")
+            && s.status == Some(201)),
+        "one request about the shared layer, its presence check: {log:#?}"
+    );
     let present_child = &img.children[0];
     for b in present_child
         .layers
@@ -278,6 +293,35 @@ async fn refused_or_declined_mounts_fall_back_to_uploads() {
         }
         assert!(reg.has_manifest("team/app", "v1").await);
     }
+}
+
+/// From another registry, a target that refuses the presence check (a mount from the target
+/// repository itself) gets a HEAD and a plain session per blob instead, and the copy goes on.
+#[tokio::test]
+async fn a_refused_presence_check_falls_back_to_head() {
+    let (src, dst) = (start().await, start().await);
+    let img = three_platforms(6);
+    src.push_index("lib/app", &img, "v1").await;
+    *dst.faults.mount.lock().expect("lock") = MountMode::Refuse;
+    dst.take_log();
+
+    let req = request(&src, "lib/app", "v1", &dst, "mirror/app", &["v1"]);
+    copy(&req).await.expect("copy");
+    let log = dst.take_log();
+    let n = img.unique_blobs().len();
+    let count = |method: &str, prefix: &str| log.iter().filter(|s| s.is(method, prefix)).count();
+    let probes = log.iter().filter(|s| s.path.contains("mount=")).count();
+    assert_eq!(probes, n, "{log:#?}");
+    assert_eq!(count("HEAD", "/v2/mirror/app/blobs/"), n, "{log:#?}");
+    assert_eq!(
+        count("POST", "/v2/mirror/app/blobs/uploads/"),
+        2 * n,
+        "{log:#?}"
+    );
+    assert_eq!(count("PUT", "/v2/mirror/app/blobs/uploads/"), n, "{log:#?}");
+    assert_eq!(req.progress.snapshot().bytes_copied, img.blob_bytes());
+    assert_eq!(dst.violations(), Vec::<String>::new());
+    assert!(dst.has_manifest("mirror/app", "v1").await);
 }
 
 /// A download that breaks midway resumes with `Range` from where it broke; the blob arrives
@@ -455,11 +499,20 @@ async fn later_target_repositories_mount_from_the_first() {
         last_digest_put < first_tag,
         "a tag moved before every repository had the graph: {log:#?}"
     );
-    let mounts: Vec<&Seen> = log.iter().filter(|s| s.path.contains("mount=")).collect();
+    // Into mirror/a each session's POST asked for the blob from mirror/a itself (202: absent);
+    // mirror/b mounted every blob from mirror/a.
+    let (mounts, probes): (Vec<&Seen>, Vec<&Seen>) = log
+        .iter()
+        .filter(|s| s.path.contains("mount="))
+        .partition(|s| s.path.starts_with("/v2/mirror/b/"));
     assert_eq!(mounts.len(), img.unique_blobs().len(), "{log:#?}");
-    assert!(mounts.iter().all(|m| m.path.starts_with("/v2/mirror/b/")
+    assert!(mounts
+        .iter()
+        .all(|m| m.path.contains("from=mirror%2Fa") && m.status == Some(201)));
+    assert_eq!(probes.len(), img.unique_blobs().len(), "{log:#?}");
+    assert!(probes.iter().all(|m| m.path.starts_with("/v2/mirror/a/")
         && m.path.contains("from=mirror%2Fa")
-        && m.status == Some(201)));
+        && m.status == Some(202)));
 
     let p = req.progress.snapshot();
     assert_eq!(p.manifests_total, 2 * img.manifest_count());

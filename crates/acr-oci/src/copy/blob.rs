@@ -1,6 +1,7 @@
-//! One blob, source → target: HEAD, mount (same registry), upload session, the verified body
-//! stream into one streaming PUT or chunked PATCHes; attempts that may start over; the transfer
-//! slots it holds until its last byte is handed to the upload.
+//! One blob, source → target: presence check (a mount from the target repository itself, or a
+//! HEAD), mount (same registry), upload session, the verified body stream into one streaming
+//! PUT or chunked PATCHes; attempts that may start over; the transfer slots it holds until its
+//! last byte is handed to the upload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,14 @@ enum Done {
     Mounted,
     /// Its bytes went from the source to the target.
     Transferred,
+}
+
+/// What starting a blob's upload led to.
+enum Start {
+    /// Nothing to upload.
+    Done(Done),
+    /// An upload session, with the registry's `OCI-Chunk-Min-Length`.
+    Upload(url::Url, Option<u64>),
 }
 
 /// How one attempt at a blob ended badly.
@@ -153,45 +162,22 @@ impl BlobCopy {
                 BlobFailure::Fatal(CopyError::Target(e))
             }
         };
-        if self
-            .dst
-            .head_blob(&self.dst_repo, digest)
-            .await
-            .map_err(target_err)?
-        {
-            return Ok(Done::Present);
-        }
         if let Some(sink) = &self.sink {
+            if self
+                .dst
+                .head_blob(&self.dst_repo, digest)
+                .await
+                .map_err(target_err)?
+            {
+                return Ok(Done::Present);
+            }
             return self
                 .attempt_local(sink.as_ref(), digest, size, counted, slots)
                 .await;
         }
-        let mut session = None;
-        if self.src.same_registry(&self.dst) {
-            match self
-                .dst
-                .start_upload(&self.dst_repo, Some((digest, &self.src_repo)))
-                .await
-            {
-                Ok(UploadStart::Mounted) => {
-                    tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
-                    return Ok(Done::Mounted);
-                }
-                Ok(UploadStart::Session { url, min_chunk }) => session = Some((url, min_chunk)),
-                Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
-            }
-        }
-        let (url, min_chunk) = match session {
-            Some(s) => s,
-            None => match self
-                .dst
-                .start_upload(&self.dst_repo, None)
-                .await
-                .map_err(target_err)?
-            {
-                UploadStart::Session { url, min_chunk } => (url, min_chunk),
-                UploadStart::Mounted => return Ok(Done::Mounted),
-            },
+        let (url, min_chunk) = match self.session(digest).await.map_err(target_err)? {
+            Start::Done(done) => return Ok(done),
+            Start::Upload(url, min_chunk) => (url, min_chunk),
         };
         let _moving = metrics::TransferInFlight::start();
 
@@ -242,6 +228,59 @@ impl BlobCopy {
 }
 
 impl BlobCopy {
+    /// The upload session for a blob the target repository may lack, or how it turned out
+    /// not to be needed.
+    ///
+    /// From another registry, the session's `POST` is also the presence check: it asks to
+    /// mount the blob from the target repository itself, which a registry that has it there
+    /// answers 201 (as a HEAD would 200), and one that lacks it, or does not mount, answers
+    /// with the session (202). A missing blob then costs two requests, not three (HEAD 404,
+    /// POST, PUT), which is a third of the requests a registry serves for small blobs. A
+    /// registry that refuses the question gets the HEAD and a plain session.
+    /// From the same registry, after a HEAD, the mount is a real one from the source
+    /// repository.
+    async fn session(&self, digest: &Digest) -> Result<Start, OciError> {
+        let same = self.src.same_registry(&self.dst);
+        if !same {
+            match self
+                .dst
+                .start_upload(&self.dst_repo, Some((digest, &self.dst_repo)))
+                .await
+            {
+                Ok(UploadStart::Mounted) => return Ok(Start::Done(Done::Present)),
+                Ok(UploadStart::Session { url, min_chunk }) => {
+                    return Ok(Start::Upload(url, min_chunk))
+                }
+                Err(e) => {
+                    tracing::debug!(%digest, error = %e, "upload with a presence check refused: HEAD and a plain upload instead")
+                }
+            }
+        }
+        if self.dst.head_blob(&self.dst_repo, digest).await? {
+            return Ok(Start::Done(Done::Present));
+        }
+        if same {
+            match self
+                .dst
+                .start_upload(&self.dst_repo, Some((digest, &self.src_repo)))
+                .await
+            {
+                Ok(UploadStart::Mounted) => {
+                    tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
+                    return Ok(Start::Done(Done::Mounted));
+                }
+                Ok(UploadStart::Session { url, min_chunk }) => {
+                    return Ok(Start::Upload(url, min_chunk))
+                }
+                Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
+            }
+        }
+        Ok(match self.dst.start_upload(&self.dst_repo, None).await? {
+            UploadStart::Session { url, min_chunk } => Start::Upload(url, min_chunk),
+            UploadStart::Mounted => Start::Done(Done::Mounted),
+        })
+    }
+
     /// The source's body of the blob as the stream the target reads: size checked, resumed
     /// with `Range` after a break, and (with `hash`) its digest checked before the last byte
     /// leaves. Source failures met while it is read are left in the returned slot.

@@ -1,12 +1,15 @@
-//! Graph copy: blobs → child manifests by digest → index → tags.
+//! Graph copy: blobs → child manifests by digest → index (by digest, or with its first tag)
+//! → tags.
 //!
 //! - `request`: what the owner asks ([`CopyRequest`], [`CopyTarget`], [`CopyGate`]) and gets
 //!   back ([`CopyReport`], [`CopyError`], the live [`Progress`]);
 //! - `graph`: the source graph fetched once, children by digest, limits checked while walking;
 //! - this module: [`copy_image`] (NoForce check, resolve once, walk, copy into every target
-//!   repository by digest, then tags) and the per-repository copy (skip present sub-graphs,
-//!   dedupe blobs, HEADs level by level, manifests by height with children first);
-//! - `blob`: one blob source → target (HEAD, mount, session, upload; restarts; transfer slots);
+//!   repository by digest, then tags; the root of a repository that gets a tag is stored by
+//!   that tag's PUT) and the per-repository copy (skip present sub-graphs, dedupe blobs, HEADs
+//!   level by level, manifests by height with children first);
+//! - `blob`: one blob source → target (presence check, mount, session, upload; restarts;
+//!   transfer slots);
 //! - `verify`: the upload's body stream (hash and size checked before the last byte leaves,
 //!   `Range` resumes after a broken or stalled download).
 
@@ -97,21 +100,28 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
         });
     }
 
-    // Every repository gets the whole graph by digest before any tag moves.
+    // Every repository gets the whole graph by digest before any tag moves; the root of a
+    // repository that gets a tag comes with its first tag (one PUT, not two).
     let mut primary: Option<Repository> = None;
+    let mut deferred = Vec::with_capacity(req.targets.len());
     for t in req.targets.iter() {
-        copy_into(req, &graph, &t.repository, primary.as_ref()).await?;
+        let tagged = !t.tags.is_empty();
+        deferred.push(copy_into(req, &graph, &t.repository, primary.as_ref(), tagged).await?);
         primary.get_or_insert_with(|| t.repository.clone());
     }
     if let Some(gate) = &req.gate {
         gate.before_tags().await?;
     }
-    for t in req.targets.iter() {
+    for (t, root_deferred) in req.targets.iter().zip(deferred) {
         for tag in &t.tags {
             req.target
                 .put_manifest(&t.repository, tag.as_str(), &root.bytes, &root.media_type)
                 .await
                 .map_err(CopyError::Target)?;
+        }
+        if root_deferred {
+            req.progress.manifests_done.fetch_add(1, Ordering::Relaxed);
+            acr_core::metrics::manifests(true, 1);
         }
     }
     Ok(CopyReport {
@@ -134,12 +144,15 @@ pub async fn copy_image(req: &CopyRequest) -> Result<CopyReport, CopyError> {
 
 /// Copies every manifest the target repository lacks (and their blobs), without tags.
 /// Blobs come from the source, or by mount from `primary` (an earlier target repository).
+/// With `tagged` (the repository gets a tag next), a missing root is left for its first tag's
+/// PUT, which stores it; the answer says whether it was (to be counted done then).
 async fn copy_into(
     req: &CopyRequest,
     graph: &Graph,
     repo: &Repository,
     primary: Option<&Repository>,
-) -> Result<(), CopyError> {
+    tagged: bool,
+) -> Result<bool, CopyError> {
     let root = graph
         .root()
         .ok_or_else(|| CopyError::Unsupported("empty graph".into()))?;
@@ -259,10 +272,12 @@ async fn copy_into(
         heights.insert(&n.digest, h);
     }
     let top = heights.values().copied().max().unwrap_or(0);
+    let root_deferred = tagged && needed.contains(&root.digest);
     for h in 0..=top {
         let puts: Vec<_> = ordered
             .iter()
             .filter(|n| heights.get(&n.digest) == Some(&h))
+            .filter(|n| !(root_deferred && n.digest == root.digest))
             .map(|&n| async move {
                 req.target
                     .put_manifest(repo, &n.digest.to_string(), &n.bytes, &n.media_type)
@@ -279,5 +294,5 @@ async fn copy_into(
             .await?;
     }
     tracing::debug!(repository = %repo, elapsed = ?started.elapsed(), "manifests pushed");
-    Ok(())
+    Ok(root_deferred)
 }

@@ -75,8 +75,9 @@ pub type BlobBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, std
 pub trait CopyGate: Send + Sync + std::fmt::Debug {
     /// The source reference resolved to `digest`; called once, before anything is copied.
     fn resolved<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), CopyError>>;
-    /// Every manifest is in place at every target repository and the tags are next; an error
-    /// means no tag may be written.
+    /// Every manifest is in place at every target repository (a missing root of a repository
+    /// that gets a tag comes with that tag) and the tags are next; an error means no tag, nor
+    /// such a root, may be written.
     fn before_tags(&self) -> BoxFuture<'_, Result<(), CopyError>>;
 }
 
