@@ -231,49 +231,42 @@ impl BlobCopy {
     /// The upload session for a blob the target repository may lack, or how it turned out
     /// not to be needed.
     ///
-    /// From another registry, the session's `POST` is also the presence check: it asks to
-    /// mount the blob from the target repository itself, which a registry that has it there
+    /// The session's `POST` asks for a mount. From another registry it is also the presence
+    /// check: it names the target repository itself, which a registry that has the blob there
     /// answers 201 (as a HEAD would 200), and one that lacks it, or does not mount, answers
     /// with the session (202). A missing blob then costs two requests, not three (HEAD 404,
-    /// POST, PUT), which is a third of the requests a registry serves for small blobs. A
-    /// registry that refuses the question gets the HEAD and a plain session.
-    /// From the same registry, after a HEAD, the mount is a real one from the source
-    /// repository.
+    /// POST, PUT), which is a third of the requests a registry serves for small blobs. From the
+    /// same registry, after a HEAD, the mount is a real one from the source repository. A
+    /// refused mount falls back to a plain session, after the HEAD it then still owes.
     async fn session(&self, digest: &Digest) -> Result<Start, OciError> {
         let same = self.src.same_registry(&self.dst);
-        if !same {
-            match self
-                .dst
-                .start_upload(&self.dst_repo, Some((digest, &self.dst_repo)))
-                .await
-            {
-                Ok(UploadStart::Mounted) => return Ok(Start::Done(Done::Present)),
-                Ok(UploadStart::Session { url, min_chunk }) => {
-                    return Ok(Start::Upload(url, min_chunk))
-                }
-                Err(e) => {
-                    tracing::debug!(%digest, error = %e, "upload with a presence check refused: HEAD and a plain upload instead")
-                }
-            }
-        }
-        if self.dst.head_blob(&self.dst_repo, digest).await? {
+        let present = || async { self.dst.head_blob(&self.dst_repo, digest).await };
+        if same && present().await? {
             return Ok(Start::Done(Done::Present));
         }
-        if same {
-            match self
-                .dst
-                .start_upload(&self.dst_repo, Some((digest, &self.src_repo)))
-                .await
-            {
-                Ok(UploadStart::Mounted) => {
-                    tracing::debug!(%digest, from = %self.src_repo, to = %self.dst_repo, "blob mounted");
-                    return Ok(Start::Done(Done::Mounted));
-                }
-                Ok(UploadStart::Session { url, min_chunk }) => {
-                    return Ok(Start::Upload(url, min_chunk))
-                }
-                Err(e) => tracing::debug!(%digest, error = %e, "mount failed: uploading instead"),
+        let (from, mounted) = if same {
+            (&self.src_repo, Done::Mounted)
+        } else {
+            (&self.dst_repo, Done::Present)
+        };
+        match self
+            .dst
+            .start_upload(&self.dst_repo, Some((digest, from)))
+            .await
+        {
+            Ok(UploadStart::Mounted) => {
+                tracing::debug!(%digest, %from, to = %self.dst_repo, ?mounted, "blob mounted");
+                return Ok(Start::Done(mounted));
             }
+            Ok(UploadStart::Session { url, min_chunk }) => {
+                return Ok(Start::Upload(url, min_chunk))
+            }
+            Err(e) => {
+                tracing::debug!(%digest, %from, error = %e, "mount refused: a plain upload instead")
+            }
+        }
+        if !same && present().await? {
+            return Ok(Start::Done(Done::Present));
         }
         Ok(match self.dst.start_upload(&self.dst_repo, None).await? {
             UploadStart::Session { url, min_chunk } => Start::Upload(url, min_chunk),
