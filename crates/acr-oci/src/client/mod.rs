@@ -106,6 +106,9 @@ pub struct RegistryClient {
     transfers: Arc<Semaphore>,
     /// Set once the registry refused a monolithic upload: chunked PATCH from then on.
     chunked_only: AtomicBool,
+    /// Set once the registry refused a mount that asked whether a repository has a blob (a
+    /// mount from that repository itself): blobs get a HEAD from then on.
+    no_presence_mounts: AtomicBool,
     /// What the workers read (source) or write (target) through it, for the request metrics.
     role: Side,
 }
@@ -139,6 +142,7 @@ impl RegistryClient {
             stall_timeout: config.read_timeout,
             auth: Mutex::new(AuthState::default()),
             chunked_only: AtomicBool::new(false),
+            no_presence_mounts: AtomicBool::new(false),
             role: Side::Target,
         }
     }
@@ -197,6 +201,18 @@ impl RegistryClient {
     pub fn set_chunked_only(&self) {
         if !self.chunked_only.swap(true, Ordering::Relaxed) {
             tracing::info!(registry = %self.name, "the registry refused a monolithic upload: using chunked uploads");
+        }
+    }
+
+    /// Whether a mount from the target repository itself may serve as a blob's presence check
+    /// (until the registry refused one).
+    pub fn presence_mounts(&self) -> bool {
+        !self.no_presence_mounts.load(Ordering::Relaxed)
+    }
+
+    pub fn refuse_presence_mounts(&self) {
+        if !self.no_presence_mounts.swap(true, Ordering::Relaxed) {
+            tracing::info!(registry = %self.name, "the registry refused a mount as a presence check: using HEAD");
         }
     }
 

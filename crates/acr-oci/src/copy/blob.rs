@@ -235,38 +235,47 @@ impl BlobCopy {
     /// check: it names the target repository itself, which a registry that has the blob there
     /// answers 201 (as a HEAD would 200), and one that lacks it, or does not mount, answers
     /// with the session (202). A missing blob then costs two requests, not three (HEAD 404,
-    /// POST, PUT), which is a third of the requests a registry serves for small blobs. From the
-    /// same registry, after a HEAD, the mount is a real one from the source repository. A
-    /// refused mount falls back to a plain session, after the HEAD it then still owes.
+    /// POST, PUT), which is a third of the requests a registry serves for small blobs. A
+    /// registry that refuses that question (any error but a transient one; the plain session
+    /// that follows needs no more than the mount's own scopes) is not asked it again: its
+    /// client remembers, and its blobs get the HEAD and a plain session from then on, which
+    /// is never wrong, only one request more per missing blob. From the same registry, after a HEAD, the mount is a
+    /// real one from the source repository; a refused one falls back to a plain session.
     async fn session(&self, digest: &Digest) -> Result<Start, OciError> {
         let same = self.src.same_registry(&self.dst);
+        let probe = !same && self.dst.presence_mounts();
         let present = || async { self.dst.head_blob(&self.dst_repo, digest).await };
-        if same && present().await? {
+        if !probe && present().await? {
             return Ok(Start::Done(Done::Present));
         }
-        let (from, mounted) = if same {
-            (&self.src_repo, Done::Mounted)
-        } else {
-            (&self.dst_repo, Done::Present)
-        };
-        match self
-            .dst
-            .start_upload(&self.dst_repo, Some((digest, from)))
-            .await
-        {
-            Ok(UploadStart::Mounted) => {
-                tracing::debug!(%digest, %from, to = %self.dst_repo, ?mounted, "blob mounted");
-                return Ok(Start::Done(mounted));
+        if same || probe {
+            let (from, mounted) = if same {
+                (&self.src_repo, Done::Mounted)
+            } else {
+                (&self.dst_repo, Done::Present)
+            };
+            match self
+                .dst
+                .start_upload(&self.dst_repo, Some((digest, from)))
+                .await
+            {
+                Ok(UploadStart::Mounted) => {
+                    tracing::debug!(%digest, %from, to = %self.dst_repo, ?mounted, "blob mounted");
+                    return Ok(Start::Done(mounted));
+                }
+                Ok(UploadStart::Session { url, min_chunk }) => {
+                    return Ok(Start::Upload(url, min_chunk))
+                }
+                Err(e) => {
+                    tracing::debug!(%digest, %from, error = %e, "mount refused: a plain upload instead");
+                    if probe && !e.is_transient() {
+                        self.dst.refuse_presence_mounts();
+                    }
+                }
             }
-            Ok(UploadStart::Session { url, min_chunk }) => {
-                return Ok(Start::Upload(url, min_chunk))
+            if probe && present().await? {
+                return Ok(Start::Done(Done::Present));
             }
-            Err(e) => {
-                tracing::debug!(%digest, %from, error = %e, "mount refused: a plain upload instead")
-            }
-        }
-        if !same && present().await? {
-            return Ok(Start::Done(Done::Present));
         }
         Ok(match self.dst.start_upload(&self.dst_repo, None).await? {
             UploadStart::Session { url, min_chunk } => Start::Upload(url, min_chunk),
