@@ -76,9 +76,23 @@ async fn graph_goes_bottom_up_and_the_tag_last() {
         .filter(|s| s.method == "PUT" && s.path.contains("/blobs/uploads/"))
         .count();
     assert_eq!(uploads, img.unique_blobs().len(), "{log:#?}");
-    assert!(log
+    // A new repository: one look at its tag list (404) instead of a HEAD per manifest.
+    let probes: Vec<&Seen> = log
         .iter()
-        .all(|s| s.status.is_some_and(|c| c < 400) || s.method == "HEAD"));
+        .filter(|s| s.is("GET", "/v2/mirror/app/tags/list"))
+        .collect();
+    assert!(
+        matches!(probes.as_slice(), [s] if s.status == Some(404)),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|s| s.method == "HEAD" && s.path.contains("/manifests/")),
+        "{log:#?}"
+    );
+    assert!(log.iter().all(|s| s.status.is_some_and(|c| c < 400)
+        || s.method == "HEAD"
+        || s.path.contains("/tags/list")));
 
     let (status, ct, body) = dst.get("v2/mirror/app/manifests/v1").await;
     assert_eq!(status, 200);
@@ -89,6 +103,65 @@ async fn graph_goes_bottom_up_and_the_tag_last() {
         assert_eq!(status, 200);
         assert_eq!(body, b.bytes);
     }
+}
+
+/// Only a repository the target does not know skips the manifest HEADs. A repository found
+/// to exist is remembered by the client: later copies into it send no probe, only HEADs.
+#[tokio::test]
+async fn a_known_repository_is_probed_once_then_headed() {
+    let (src, dst) = (start().await, start().await);
+    let (one, two, three) = (
+        three_platforms(21),
+        three_platforms(22),
+        three_platforms(23),
+    );
+    src.push_index("lib/app", &one, "v1").await;
+    src.push_index("lib/app", &two, "v2").await;
+    src.push_index("lib/app", &three, "v3").await;
+    let first = request(&src, "lib/app", "v1", &dst, "mirror/app", &["v1"]);
+    copy(&first).await.expect("first copy");
+    dst.take_log();
+
+    let manifest_heads = |log: &[Seen]| {
+        log.iter()
+            .filter(|s| s.method == "HEAD" && s.path.contains("/manifests/"))
+            .count()
+    };
+    let probes = |log: &[Seen]| {
+        log.iter()
+            .filter(|s| s.is("GET", "/v2/mirror/app/tags/list"))
+            .map(|s| s.status)
+            .collect::<Vec<_>>()
+    };
+    // The repository now exists: the probe says so (200), and the root and its children
+    // get their HEADs as before.
+    let mut second = request(&src, "lib/app", "v2", &dst, "mirror/app", &["v2"]);
+    second.target = first.target.clone();
+    copy(&second).await.expect("second copy");
+    let log = dst.take_log();
+    assert_eq!(probes(&log), [Some(200)], "{log:#?}");
+    assert_eq!(
+        manifest_heads(&log),
+        two.manifest_count() as usize,
+        "{log:#?}"
+    );
+
+    // Remembered: no probe at all through the same client.
+    let mut third = request(&src, "lib/app", "v3", &dst, "mirror/app", &["v3"]);
+    third.target = first.target.clone();
+    copy(&third).await.expect("third copy");
+    let log = dst.take_log();
+    assert!(probes(&log).is_empty(), "{log:#?}");
+    assert_eq!(
+        manifest_heads(&log),
+        three.manifest_count() as usize,
+        "{log:#?}"
+    );
+    for (tag, img) in [("v1", &one), ("v2", &two), ("v3", &three)] {
+        let (_, _, body) = dst.get(&format!("v2/mirror/app/manifests/{tag}")).await;
+        assert_eq!(body, img.manifest.bytes);
+    }
+    assert_eq!(dst.violations(), Vec::<String>::new());
 }
 
 /// The counters add up to the image: manifests, distinct blobs, their bytes.

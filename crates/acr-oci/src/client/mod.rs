@@ -22,13 +22,13 @@ mod read;
 pub(crate) mod transport;
 mod upload;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use acr_core::metrics::Side;
-use acr_core::reference::{Algorithm, Digest};
+use acr_core::reference::{Algorithm, Digest, Repository};
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use url::Url;
@@ -90,6 +90,9 @@ impl HostLimits {
     }
 }
 
+/// Repositories a client remembers as existing before it starts over.
+const MAX_KNOWN_REPOSITORIES: usize = 10_000;
+
 /// A client for one registry.
 #[derive(Debug)]
 pub struct RegistryClient {
@@ -109,6 +112,9 @@ pub struct RegistryClient {
     /// Set once the registry refused a mount that asked whether a repository has a blob (a
     /// mount from that repository itself): blobs get a HEAD from then on.
     no_presence_mounts: AtomicBool,
+    /// Repositories the registry said it has (`repository_is_new`), at most
+    /// `MAX_KNOWN_REPOSITORIES`.
+    known_repositories: Mutex<HashSet<String>>,
     /// What the workers read (source) or write (target) through it, for the request metrics.
     role: Side,
 }
@@ -143,6 +149,7 @@ impl RegistryClient {
             auth: Mutex::new(AuthState::default()),
             chunked_only: AtomicBool::new(false),
             no_presence_mounts: AtomicBool::new(false),
+            known_repositories: Mutex::new(HashSet::new()),
             role: Side::Target,
         }
     }
@@ -213,6 +220,21 @@ impl RegistryClient {
     pub fn refuse_presence_mounts(&self) {
         if !self.no_presence_mounts.swap(true, Ordering::Relaxed) {
             tracing::info!(registry = %self.name, "the registry refused a mount as a presence check: using HEAD");
+        }
+    }
+
+    pub(crate) fn known_repository(&self, repo: &Repository) -> bool {
+        self.known_repositories
+            .lock()
+            .is_ok_and(|k| k.contains(repo.as_str()))
+    }
+
+    pub(crate) fn remember_repository(&self, repo: &Repository) {
+        if let Ok(mut k) = self.known_repositories.lock() {
+            if k.len() >= MAX_KNOWN_REPOSITORIES {
+                k.clear();
+            }
+            k.insert(repo.as_str().to_owned());
         }
     }
 

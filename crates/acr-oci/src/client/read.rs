@@ -301,6 +301,33 @@ impl RegistryClient {
         Ok(out)
     }
 
+    /// Whether the registry says it does not know `repo` at all (its tag list answers 404
+    /// `NAME_UNKNOWN`): such a repository holds no manifest and no tag. A repository found
+    /// once is remembered (until the client's memory of them fills up and starts over), so
+    /// asking costs one small request per repository, not one per copy. Any other answer,
+    /// including a bare 404, means "it may hold something".
+    pub async fn repository_is_new(&self, repo: &Repository) -> Result<bool, OciError> {
+        if self.known_repository(repo) {
+            return Ok(false);
+        }
+        let mut url = self.url(&format!("v2/{repo}/tags/list"))?;
+        url.query_pairs_mut().append_pair("n", "1");
+        let resp = self
+            .send(&Scopes::pull(repo), || Ok(self.http.get(url.clone())))
+            .await?;
+        if resp.status().is_success() {
+            self.remember_repository(repo);
+            return Ok(false);
+        }
+        if resp.status() != StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.error_from("GET", &format!("the tags of {repo}"), resp).await,
+            OciError::NotFound { code, .. } if code == "NAME_UNKNOWN"
+        ))
+    }
+
     /// The tags of `repo` (empty when the repository is unknown).
     pub async fn tags(&self, repo: &Repository) -> Result<Vec<String>, OciError> {
         let mut out = Vec::new();

@@ -6,8 +6,9 @@
 //! - `graph`: the source graph fetched once, children by digest, limits checked while walking;
 //! - this module: [`copy_image`] (NoForce check, resolve once, walk, copy into every target
 //!   repository by digest, then tags; the root of a repository that gets a tag is stored by
-//!   that tag's PUT) and the per-repository copy (skip present sub-graphs, dedupe blobs, HEADs
-//!   level by level, manifests by height with children first);
+//!   that tag's PUT) and the per-repository copy (a repository the target does not know gets
+//!   no HEADs; otherwise skip present sub-graphs, HEADs level by level; dedupe blobs;
+//!   manifests by height with children first);
 //! - `blob`: one blob source → target (presence check, mount, session, upload; restarts;
 //!   transfer slots);
 //! - `verify`: the upload's body stream (hash and size checked before the last byte leaves,
@@ -165,8 +166,18 @@ async fn copy_into(
     let p = &req.progress;
     p.manifests_total
         .fetch_add(graph.nodes.len() as u64, Ordering::Relaxed);
+    // A repository the target does not know holds no manifest: one request instead of a HEAD
+    // per manifest.
+    let fresh = req
+        .target
+        .repository_is_new(repo)
+        .await
+        .map_err(CopyError::Target)?;
+    if fresh {
+        needed.extend(graph.nodes.iter().map(|n| &n.digest));
+    }
     // Level by level, each level's HEADs at once: an index's children cost one round trip.
-    let mut level = vec![root];
+    let mut level = if fresh { Vec::new() } else { vec![root] };
     while !level.is_empty() {
         level.retain(|n| seen.insert(&n.digest));
         // Collected first: a lazy `Map` of closures inside the stream makes the future not
