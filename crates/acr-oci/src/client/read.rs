@@ -305,27 +305,38 @@ impl RegistryClient {
     /// `NAME_UNKNOWN`): such a repository holds no manifest and no tag. A repository found
     /// once is remembered (until the client's memory of them fills up and starts over), so
     /// asking costs one small request per repository, not one per copy. Any other answer,
-    /// including a bare 404, means "it may hold something".
-    pub async fn repository_is_new(&self, repo: &Repository) -> Result<bool, OciError> {
+    /// including a bare 404 or an error (the requests that follow meet it again if it
+    /// matters), means "it may hold something".
+    pub async fn repository_is_new(&self, repo: &Repository) -> bool {
         if self.known_repository(repo) {
-            return Ok(false);
+            return false;
         }
-        let mut url = self.url(&format!("v2/{repo}/tags/list"))?;
-        url.query_pairs_mut().append_pair("n", "1");
-        let resp = self
-            .send(&Scopes::pull(repo), || Ok(self.http.get(url.clone())))
-            .await?;
+        let sent = match self.url(&format!("v2/{repo}/tags/list")) {
+            Ok(mut url) => {
+                url.query_pairs_mut().append_pair("n", "1");
+                self.send(&Scopes::pull(repo), || Ok(self.http.get(url.clone())))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(registry = %self.name(), repository = %repo, error = %e, "no answer to whether the repository exists: its manifests get HEADs");
+                return false;
+            }
+        };
         if resp.status().is_success() {
             self.remember_repository(repo);
-            return Ok(false);
+            return false;
         }
         if resp.status() != StatusCode::NOT_FOUND {
-            return Ok(false);
+            return false;
         }
-        Ok(matches!(
+        matches!(
             self.error_from("GET", &format!("the tags of {repo}"), resp).await,
             OciError::NotFound { code, .. } if code == "NAME_UNKNOWN"
-        ))
+        )
     }
 
     /// The tags of `repo` (empty when the repository is unknown).

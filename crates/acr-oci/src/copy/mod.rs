@@ -168,11 +168,7 @@ async fn copy_into(
         .fetch_add(graph.nodes.len() as u64, Ordering::Relaxed);
     // A repository the target does not know holds no manifest: one request instead of a HEAD
     // per manifest.
-    let fresh = req
-        .target
-        .repository_is_new(repo)
-        .await
-        .map_err(CopyError::Target)?;
+    let fresh = req.target.repository_is_new(repo).await;
     if fresh {
         needed.extend(graph.nodes.iter().map(|n| &n.digest));
     }
