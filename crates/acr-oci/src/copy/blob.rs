@@ -239,8 +239,9 @@ impl BlobCopy {
     /// registry that refuses that question (any error but a transient one; the plain session
     /// that follows needs no more than the mount's own scopes) is not asked it again: its
     /// client remembers, and its blobs get the HEAD and a plain session from then on, which
-    /// is never wrong, only one request more per missing blob. From the same registry, after a HEAD, the mount is a
-    /// real one from the source repository; a refused one falls back to a plain session.
+    /// is never wrong, only one request more per missing blob. From the same registry, after
+    /// a HEAD, the mount is a real one from the source repository; a refused one falls back
+    /// to a plain session.
     async fn session(&self, digest: &Digest) -> Result<Start, OciError> {
         let same = self.src.same_registry(&self.dst);
         let probe = !same && self.dst.presence_mounts();
