@@ -164,6 +164,38 @@ async fn a_known_repository_is_probed_once_then_headed() {
     assert_eq!(dst.violations(), Vec::<String>::new());
 }
 
+/// Only 404 `NAME_UNKNOWN` makes a repository new: a bare 404 or any other answer to the
+/// probe means HEADs as before, and the copy goes on.
+#[tokio::test]
+async fn an_unclear_probe_answer_means_heads_as_before() {
+    for status in [404, 400, 401] {
+        let (src, dst) = (start().await, start().await);
+        let img = three_platforms(31);
+        src.push_index("lib/app", &img, "v1").await;
+        *dst.faults.tags_list.lock().expect("lock") = Some(status);
+        dst.take_log();
+
+        let req = request(&src, "lib/app", "v1", &dst, "mirror/app", &["v1"]);
+        copy(&req).await.unwrap_or_else(|e| panic!("{status}: {e}"));
+        let log = dst.take_log();
+        assert!(
+            log.iter()
+                .any(|s| s.is("GET", "/v2/mirror/app/tags/list") && s.status == Some(status)),
+            "{status}: {log:#?}"
+        );
+        let heads = log
+            .iter()
+            .filter(|s| s.method == "HEAD" && s.path.contains("/manifests/"))
+            .count();
+        assert_eq!(
+            heads as u64,
+            img.manifest_count(),
+            "{status}: a HEAD per manifest: {log:#?}"
+        );
+        assert!(dst.has_manifest("mirror/app", "v1").await, "{status}");
+    }
+}
+
 /// The counters add up to the image: manifests, distinct blobs, their bytes.
 #[tokio::test]
 async fn progress_counts_the_whole_image() {

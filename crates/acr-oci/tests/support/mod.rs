@@ -261,6 +261,8 @@ pub struct Faults {
     /// Every GET of this blob serves other bytes of the same length.
     pub corrupt: Mutex<Option<String>>,
     pub mount: Mutex<MountMode>,
+    /// Every `tags/list` GET answers this status with a plain-text body.
+    pub tags_list: Mutex<Option<u16>>,
 }
 
 struct Wrap {
@@ -303,6 +305,7 @@ pub async fn start() -> Remote {
         cut_once: Mutex::new(None),
         corrupt: Mutex::new(None),
         mount: Mutex::new(MountMode::Pass),
+        tags_list: Mutex::new(None),
     });
     let wrap = Arc::new(Wrap {
         inner: registry.router(),
@@ -380,6 +383,12 @@ async fn handle(w: &Wrap, req: Request, method: &str, path: &str, ranged: bool) 
                 let plain = path.split('?').next().unwrap_or_default().to_owned();
                 *req.uri_mut() = plain.parse().expect("uri");
             }
+        }
+    }
+    if method == "GET" && path.contains("/tags/list") {
+        if let Some(status) = *lock(&w.faults.tags_list) {
+            let status = StatusCode::from_u16(status).expect("a status");
+            return (status, "not what a registry says").into_response();
         }
     }
     // Manifest PUTs: everything they reference must already be there.
