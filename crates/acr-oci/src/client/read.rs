@@ -311,15 +311,13 @@ impl RegistryClient {
         if self.known_repository(repo) {
             return false;
         }
-        let sent = match self.url(&format!("v2/{repo}/tags/list")) {
-            Ok(mut url) => {
-                url.query_pairs_mut().append_pair("n", "1");
-                self.send(&Scopes::pull(repo), || Ok(self.http.get(url.clone())))
-                    .await
-            }
-            Err(e) => Err(e),
+        let sent = async {
+            let mut url = self.url(&format!("v2/{repo}/tags/list"))?;
+            url.query_pairs_mut().append_pair("n", "1");
+            self.send(&Scopes::pull(repo), || Ok(self.http.get(url.clone())))
+                .await
         };
-        let resp = match sent {
+        let resp = match sent.await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(registry = %self.name(), repository = %repo, error = %e, "no answer to whether the repository exists: its manifests get HEADs");
