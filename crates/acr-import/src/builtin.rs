@@ -50,11 +50,14 @@ pub struct Builtin {
 }
 
 /// Opens the registry, binds its internal listener, points the workers at it with the
-/// internal credential, and serves it until `stop`.
+/// internal credential, and serves it until `stop` on `copies`, the workers' runtime
+/// (`copy_runtime`): only the workers connect to that listener, and their requests are part of
+/// the copies, which an `importImage` POST must not queue behind on the API's runtime.
 pub async fn start(
     b: &config::BuiltinRegistrySettings,
     settings: &mut config::Settings,
     stop: &CancellationToken,
+    copies: &tokio::runtime::Handle,
 ) -> anyhow::Result<Builtin> {
     use rand::RngCore as _;
     let mut secret = [0u8; 32];
@@ -79,8 +82,9 @@ pub async fn start(
     })
     .await
     .map_err(|e| anyhow::anyhow!("opening the built-in registry: {}", crate::error_chain(&e)))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    // Bound here, registered with the reactor of the runtime that serves it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .context("binding the built-in registry's internal listener")?;
     let addr = listener
         .local_addr()
@@ -112,7 +116,8 @@ pub async fn start(
     ));
     let stop = stop.clone();
     let router = registry.router();
-    let server = tokio::spawn(async move {
+    let server = copies.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await

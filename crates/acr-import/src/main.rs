@@ -235,6 +235,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
 
+    // The copies run on a runtime of their own (`copy_runtime`), and so do the built-in
+    // registry's answers to them.
+    let copy_runtime = copy_runtime::CopyRuntime::new().context("starting the workers' runtime")?;
+
     // The built-in registry and the login servers: served before the workers start (they
     // write into the registry) and stopped only after they have (a copy in its shutdown grace
     // still writes).
@@ -242,7 +246,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let builtin = match settings.builtin_registry.clone() {
         None => None,
         Some(b) => {
-            let started = builtin::start(&b, &mut settings, &registry_stop).await?;
+            let started =
+                builtin::start(&b, &mut settings, &registry_stop, copy_runtime.handle()).await?;
             tracing::info!(
                 internal = %started.addr,
                 data_dir = %b.data_dir.display(),
@@ -253,7 +258,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let pool = acr_worker::WorkerPool::new(store.clone(), settings.worker.clone())
+    // The workers' PostgreSQL connections are opened on their runtime (`with_own_connections`).
+    let worker_store = {
+        let s = store.clone();
+        copy_runtime
+            .handle()
+            .spawn(async move { s.with_own_connections().await })
+            .await
+            .context("opening the workers' store connections")?
+            .map_err(|e| anyhow::anyhow!("the workers' store connections: {}", error_chain(&e)))?
+    };
+    let pool = acr_worker::WorkerPool::new(worker_store, settings.worker.clone())
         .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
     check_backend(&settings.worker).await?;
     let heartbeat = pool.heartbeat();
@@ -336,8 +351,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         workers = settings.worker.workers,
         "acr-import serving ARM on http://{local}"
     );
-    // The copies run on a runtime of their own (`copy_runtime`).
-    let copy_runtime = copy_runtime::CopyRuntime::new().context("starting the workers' runtime")?;
     let workers = copy_runtime.handle().spawn(pool.run(shutdown.clone()));
     let mut listeners = ready::Listeners {
         arm: Some(local),

@@ -177,6 +177,28 @@ impl Store {
         Ok(Self::with_backend(Backend::Postgres(pool)))
     }
 
+    /// A handle to the same store whose PostgreSQL connections are its own: the same options
+    /// and limits, opened on demand by the tasks that use this handle. A socket is driven by
+    /// the reactor of the runtime it was opened on, so the workers' runtime (`copy_runtime` in
+    /// acr-import) gets this handle and the API's connections stay on the API's reactor, which
+    /// a busy copy runtime would otherwise poll late. SQLite (no sockets): a clone.
+    pub async fn with_own_connections(&self) -> Result<Self, StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let own = pool
+                    .options()
+                    .clone()
+                    .connect_with((*pool.connect_options()).clone())
+                    .await?;
+                Ok(Self {
+                    backend: Backend::Postgres(own),
+                    ..self.clone()
+                })
+            }
+            Backend::Sqlite(_) => Ok(self.clone()),
+        }
+    }
+
     /// Opens (creating it if missing) the embedded SQLite store in file `path`, whose directory
     /// must exist. Locks `<path>.lock` for as long as any clone of the store lives: a second
     /// opener, in this process or another, gets [`StoreError::Locked`].
