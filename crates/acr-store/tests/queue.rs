@@ -1006,3 +1006,56 @@ async fn postgres_store_has_no_sqlite_pool() {
     assert!(s.store.pg_pool().is_none() && s.store.sqlite_pool().is_some());
     s.cleanup().await;
 }
+
+/// `with_own_connections` (the workers' handle in acr-import): the same store through a pool
+/// of its own on PostgreSQL (what one enqueues the other claims; their pools differ), a clone
+/// on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_with_its_own_connections_is_the_same_store() {
+    for t in [TestStore::postgres().await, TestStore::sqlite().await] {
+        let own = t
+            .store
+            .with_own_connections()
+            .await
+            .expect("own connections");
+        t.store
+            .enqueue(&new_op("registries-own"))
+            .await
+            .expect("enqueue");
+        let c = own
+            .claim("w", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        assert_eq!(c.record.id, "registries-own");
+        assert!(own
+            .finish(&c.record.id, c.attempt(), &Outcome::Succeeded, None)
+            .await
+            .expect("finish"));
+        let seen = t
+            .store
+            .get_operation("registries-own")
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(seen.state, "Succeeded");
+        match (t.store.pg_pool(), own.pg_pool()) {
+            (Some(mine), Some(theirs)) => {
+                assert_eq!(
+                    theirs.options().get_max_connections(),
+                    mine.options().get_max_connections()
+                );
+                // Its own pool: closing it leaves the first one working.
+                own.close().await;
+                assert!(theirs.is_closed() && !mine.is_closed());
+                t.store
+                    .enqueue(&new_op("registries-own-2"))
+                    .await
+                    .expect("the first handle still enqueues");
+            }
+            (None, None) => assert!(own.sqlite_pool().is_some()),
+            _ => panic!("one store, two backends"),
+        }
+        t.cleanup().await;
+    }
+}
