@@ -143,6 +143,8 @@ pub struct Store {
     finished: Arc<operations::Finished>,
     /// Encrypts source credentials at rest (`--credentials-key-file`).
     credentials_key: Option<Arc<CredentialsKey>>,
+    /// SQLite, the workers' handle: where its write transactions run ([`Store::transact`]).
+    writer_thread: Option<Arc<sqlite::writer_thread::WriterThread>>,
 }
 
 /// The two implementations of the store.
@@ -177,11 +179,15 @@ impl Store {
         Ok(Self::with_backend(Backend::Postgres(pool)))
     }
 
-    /// A handle to the same store whose PostgreSQL connections are its own: the same options
-    /// and limits, opened on demand by the tasks that use this handle. A socket is driven by
-    /// the reactor of the runtime it was opened on, so the workers' runtime (`copy_runtime` in
-    /// acr-import) gets this handle and the API's connections stay on the API's reactor, which
-    /// a busy copy runtime would otherwise poll late. SQLite (no sockets): a clone.
+    /// A handle to the same store for the workers' runtime (`copy_runtime` in acr-import),
+    /// whose polls wait behind the copies'.
+    /// - PostgreSQL: connections of its own, with the same options and limits, opened on
+    ///   demand by the tasks that use this handle. A socket is driven by the reactor of the
+    ///   runtime it was opened on, so the API's connections stay on the API's reactor, which a
+    ///   busy copy runtime would otherwise poll late.
+    /// - SQLite (no sockets): the same connections, and a thread of its own on which
+    ///   [`Store::transact`] runs its write transactions (`sqlite/writer_thread.rs`), so that
+    ///   one never holds the only writer while its task waits for a copy thread.
     pub async fn with_own_connections(&self) -> Result<Self, StoreError> {
         match &self.backend {
             Backend::Postgres(pool) => {
@@ -195,7 +201,26 @@ impl Store {
                     ..self.clone()
                 })
             }
-            Backend::Sqlite(_) => Ok(self.clone()),
+            Backend::Sqlite(_) => Ok(Self {
+                writer_thread: Some(Arc::new(sqlite::writer_thread::WriterThread::start()?)),
+                ..self.clone()
+            }),
+        }
+    }
+
+    /// Runs `f` with a clone of this handle: on its writer thread when it has one (the
+    /// workers' SQLite handle, [`Store::with_own_connections`]), else here. For the calls that
+    /// hold SQLite's writer over several trips (claim, finish, the data plane's metadata).
+    pub async fn transact<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        match &self.writer_thread {
+            Some(t) => t.run(f(store)).await,
+            None => f(store).await,
         }
     }
 
@@ -218,6 +243,7 @@ impl Store {
             backend,
             finished: Arc::new(operations::Finished::default()),
             credentials_key: None,
+            writer_thread: None,
         }
     }
 

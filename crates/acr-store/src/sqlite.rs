@@ -45,6 +45,7 @@ use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
 mod checkpoint;
 mod registry_cache;
+pub(crate) mod writer_thread;
 
 use crate::write_gate::{WriteGate, WriteTx};
 use crate::{StoreError, ACQUIRE_TIMEOUT};

@@ -1007,9 +1007,9 @@ async fn postgres_store_has_no_sqlite_pool() {
     s.cleanup().await;
 }
 
-/// `with_own_connections` (the workers' handle in acr-import): the same store through a pool
-/// of its own on PostgreSQL (what one enqueues the other claims; their pools differ), a clone
-/// on SQLite.
+/// `with_own_connections` (the workers' handle in acr-import): the same store (what one
+/// enqueues the other claims), through a pool of its own on PostgreSQL, and on SQLite with a
+/// thread of its own for `transact`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handle_with_its_own_connections_is_the_same_store() {
     for t in [TestStore::postgres().await, TestStore::sqlite().await] {
@@ -1039,6 +1039,27 @@ async fn a_handle_with_its_own_connections_is_the_same_store() {
             .expect("read")
             .expect("there");
         assert_eq!(seen.state, "Succeeded");
+        // Its transactions: SQLite's on its writer thread, PostgreSQL's where it is called.
+        let thread = own
+            .transact(|_| async { Ok(std::thread::current().name().map(str::to_owned)) })
+            .await
+            .expect("transact");
+        let sqlite = t.store.sqlite_pool().is_some();
+        assert_eq!(
+            thread.as_deref() == Some("acr-sqlite-writes"),
+            sqlite,
+            "{thread:?}"
+        );
+        let here = t
+            .store
+            .transact(|_| async { Ok(std::thread::current().name().map(str::to_owned)) })
+            .await
+            .expect("transact");
+        assert_ne!(
+            here.as_deref(),
+            Some("acr-sqlite-writes"),
+            "the API's handle runs it here"
+        );
         match (t.store.pg_pool(), own.pg_pool()) {
             (Some(mine), Some(theirs)) => {
                 assert_eq!(

@@ -237,9 +237,10 @@ async fn reserve_tags(
         return Ok(0);
     }
     let id = &op.record.id;
+    let (owned_id, attempt, wanted) = (id.clone(), op.attempt(), tags.clone());
     match ctx
         .store
-        .reserve_tags(id, op.attempt(), &tags)
+        .transact(|s| async move { s.reserve_tags(&owned_id, attempt, &wanted).await })
         .await
         .map_err(|e| retry_store(&e))?
     {

@@ -254,7 +254,12 @@ impl WorkerPool {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                match self.store.claim(&self.owner, self.config.lease).await {
+                let (owner, lease) = (self.owner.clone(), self.config.lease);
+                let claimed = self
+                    .store
+                    .transact(|s| async move { s.claim(&owner, lease).await })
+                    .await;
+                match claimed {
                     Ok(Some(op)) => {
                         record_claim(&op);
                         let ctx = self.context();
@@ -503,7 +508,12 @@ fn record_end(op: &ClaimedOperation, status: metrics::Ended, code: &'static str)
 /// Gives the operation back to the queue, runnable after `delay`.
 async fn release(ctx: &WorkerCtx, op: &ClaimedOperation, delay: Duration, why: metrics::Release) {
     let id = &op.record.id;
-    match ctx.store.release(id, op.attempt(), delay).await {
+    let (owned_id, attempt) = (id.to_owned(), op.attempt());
+    let released = ctx
+        .store
+        .transact(|s| async move { s.release(&owned_id, attempt, delay).await })
+        .await;
+    match released {
         Ok(true) => metrics::operation_released(op.work.kind(), why),
         Ok(false) => {}
         Err(e) => {
@@ -523,7 +533,16 @@ async fn finish(
     let (id, attempt) = (op.record.id.as_str(), op.attempt());
     let until = tokio::time::Instant::now() + ctx.config.lease;
     loop {
-        match ctx.store.finish(id, attempt, outcome, progress).await {
+        let (owned_id, owned_outcome, owned_progress) =
+            (id.to_owned(), outcome.clone(), progress.cloned());
+        let ended = ctx
+            .store
+            .transact(|s| async move {
+                s.finish(&owned_id, attempt, &owned_outcome, owned_progress.as_ref())
+                    .await
+            })
+            .await;
+        match ended {
             Ok(true) => {
                 let (status, code) = match outcome {
                     Outcome::Succeeded => (metrics::Ended::Succeeded, metrics::NO_CODE),

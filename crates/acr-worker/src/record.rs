@@ -71,8 +71,9 @@ pub(crate) async fn record_import(
             .iter()
             .map(|tag| (tag.as_str().to_owned(), report.root_digest.to_string()))
             .collect();
+        let (registry, inner, infos) = (registry.to_owned(), inner.to_owned(), infos.clone());
         ctx.store
-            .record_written(registry, inner, &infos, &tags)
+            .transact(|s| async move { s.record_written(&registry, &inner, &infos, &tags).await })
             .await?;
     }
     Ok(())
