@@ -209,8 +209,10 @@ impl Store {
     }
 
     /// Runs `f` with a clone of this handle: on its writer thread when it has one (the
-    /// workers' SQLite handle, [`Store::with_own_connections`]), else here. For the calls that
-    /// hold SQLite's writer over several trips (claim, finish, the data plane's metadata).
+    /// workers' SQLite handle, [`Store::with_own_connections`]), else here. For the workers'
+    /// calls that hold SQLite's writer over several trips: claim, finish, release, tag
+    /// reservations and the data plane's metadata (a worker call of that kind added later
+    /// must go through it too; heartbeats are one statement and need not).
     pub async fn transact<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Store) -> Fut,
