@@ -138,3 +138,68 @@ async fn import_without_database_url_survives_restarts_and_refuses_a_second_proc
         assert_eq!(s["status"], "Succeeded", "{tag}: {s}");
     }
 }
+
+/// The name and niceness of each of `pid`'s threads, the main thread's first, from
+/// `/proc/<pid>/task/*/stat` (the name in parentheses, the niceness the 19th field).
+fn thread_niceness(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc tasks") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("task").path().join("stat")) else {
+            continue; // the thread ended
+        };
+        let (open, close) = (stat.find('(').expect("("), stat.rfind(')').expect(")"));
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // Fields from the 3rd (state) on: the 19th is at index 16.
+        let thread = (
+            stat[open + 1..close].to_owned(),
+            fields[16].parse().expect("niceness"),
+        );
+        if stat[..open].trim() == pid.to_string() {
+            out.insert(0, thread);
+        } else {
+            out.push(thread);
+        }
+    }
+    out
+}
+
+/// `--copy-nice`: the workers' threads run that many steps below the process's priority, and
+/// nothing the API waits for does: the main and API threads, SQLite's connection threads and
+/// the workers' SQLite writer thread (started outside the workers' runtime, a thread
+/// inheriting its creator's priority). With 0 every thread has the same.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_threads_run_below_the_apis_priority() {
+    let data = tempfile::Builder::new()
+        .prefix("acr-nice-")
+        .tempdir()
+        .expect("temp dir");
+    for (nice, dir) in [(10, "a"), (0, "b")] {
+        let config = ServiceConfig::sqlite(&data.path().join(dir), "")
+            .builtin_registry(false)
+            .flag("--copy-nice", nice);
+        let mut svc = TestService::start(config).await;
+        let threads = thread_niceness(svc.pid());
+        let main = threads[0].1;
+        let copies: Vec<i32> = threads
+            .iter()
+            .filter(|(n, _)| n == "acr-copy")
+            .map(|t| t.1)
+            .collect();
+        assert!(!copies.is_empty(), "{threads:?}");
+        assert!(
+            copies.iter().all(|&n| n == (main + nice).min(19)),
+            "--copy-nice {nice}: {threads:?}"
+        );
+        let others: Vec<&(String, i32)> = threads.iter().filter(|(n, _)| n != "acr-copy").collect();
+        assert!(
+            others.iter().any(|(n, _)| n.starts_with("acr-sqlite-wri")),
+            "the workers' writer thread: {threads:?}"
+        );
+        assert!(
+            others.iter().all(|&(_, n)| *n == main),
+            "only the workers' threads are lowered: {threads:?}"
+        );
+        svc.terminate(Duration::from_secs(30)).await;
+    }
+}

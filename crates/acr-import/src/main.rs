@@ -237,7 +237,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // The copies run on a runtime of their own (`copy_runtime`), and so do the built-in
     // registry's answers to them.
-    let copy_runtime = copy_runtime::CopyRuntime::new().context("starting the workers' runtime")?;
+    let copy_runtime = copy_runtime::CopyRuntime::new(settings.copy_nice)
+        .context("starting the workers' runtime")?;
 
     // The built-in registry and the login servers: served before the workers start (they
     // write into the registry) and stopped only after they have (a copy in its shutdown grace
@@ -258,16 +259,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    // The workers' PostgreSQL connections are opened on their runtime (`with_own_connections`).
-    let worker_store = {
-        let s = store.clone();
-        copy_runtime
-            .handle()
-            .spawn(async move { s.with_own_connections().await })
-            .await
-            .context("opening the workers' store connections")?
-            .map_err(|e| anyhow::anyhow!("the workers' store connections: {}", error_chain(&e)))?
-    };
+    // The workers' PostgreSQL connections are opened on their runtime (`Store::for_workers`).
+    let worker_store = store
+        .for_workers(copy_runtime.handle())
+        .await
+        .map_err(|e| anyhow::anyhow!("the workers' store connections: {}", error_chain(&e)))?;
     let pool = acr_worker::WorkerPool::new(worker_store, settings.worker.clone())
         .map_err(|e| anyhow::anyhow!("building the registry client: {e}"))?;
     check_backend(&settings.worker).await?;

@@ -179,23 +179,27 @@ impl Store {
         Ok(Self::with_backend(Backend::Postgres(pool)))
     }
 
-    /// A handle to the same store for the workers' runtime (`copy_runtime` in acr-import),
-    /// whose polls wait behind the copies'.
+    /// A handle to the same store for the import workers, whose tasks run on `runtime` (the
+    /// workers' own, `copy_runtime` in acr-import: its polls wait behind the copies', and its
+    /// threads run below the API's CPU priority).
     /// - PostgreSQL: connections of its own, with the same options and limits, opened on
-    ///   demand by the tasks that use this handle. A socket is driven by the reactor of the
+    ///   `runtime` by the tasks that use this handle. A socket is driven by the reactor of the
     ///   runtime it was opened on, so the API's connections stay on the API's reactor, which a
     ///   busy copy runtime would otherwise poll late.
     /// - SQLite (no sockets): the same connections, and a thread of its own on which
     ///   [`Store::transact`] runs its write transactions (`sqlite/writer_thread.rs`), so that
-    ///   one never holds the only writer while its task waits for a copy thread.
-    pub async fn with_own_connections(&self) -> Result<Self, StoreError> {
+    ///   one never holds the only writer while its task waits for a copy thread. The thread is
+    ///   started here, by the caller, never on `runtime`: a thread inherits its creator's
+    ///   priority, and an enqueue may wait for this one.
+    pub async fn for_workers(&self, runtime: &tokio::runtime::Handle) -> Result<Self, StoreError> {
         match &self.backend {
             Backend::Postgres(pool) => {
-                let own = pool
-                    .options()
-                    .clone()
-                    .connect_with((*pool.connect_options()).clone())
-                    .await?;
+                let options = pool.options().clone();
+                let connect = (*pool.connect_options()).clone();
+                let own = runtime
+                    .spawn(async move { options.connect_with(connect).await })
+                    .await
+                    .map_err(|_| StoreError::Unavailable(sqlx::Error::WorkerCrashed))??;
                 Ok(Self {
                     backend: Backend::Postgres(own),
                     ..self.clone()
@@ -209,7 +213,7 @@ impl Store {
     }
 
     /// Runs `f` with a clone of this handle: on its writer thread when it has one (the
-    /// workers' SQLite handle, [`Store::with_own_connections`]), else here. For the workers'
+    /// workers' SQLite handle, [`Store::for_workers`]), else here. For the workers'
     /// calls that hold SQLite's writer over several trips: claim, finish, release, tag
     /// reservations and the data plane's metadata (a worker call of that kind added later
     /// must go through it too; heartbeats are one statement and need not).

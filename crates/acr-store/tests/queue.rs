@@ -1007,15 +1007,15 @@ async fn postgres_store_has_no_sqlite_pool() {
     s.cleanup().await;
 }
 
-/// `with_own_connections` (the workers' handle in acr-import): the same store (what one
+/// `for_workers` (the workers' handle in acr-import): the same store (what one
 /// enqueues the other claims), through a pool of its own on PostgreSQL, and on SQLite with a
 /// thread of its own for `transact`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handle_with_its_own_connections_is_the_same_store() {
+async fn the_workers_handle_is_the_same_store() {
     for t in [TestStore::postgres().await, TestStore::sqlite().await] {
         let own = t
             .store
-            .with_own_connections()
+            .for_workers(&tokio::runtime::Handle::current())
             .await
             .expect("own connections");
         t.store

@@ -185,6 +185,10 @@ pub struct ServeArgs {
     /// Concurrent import operations per process.
     #[arg(long, env = "ACR_IMPORT_WORKERS", default_value_t = 4)]
     pub workers: usize,
+    /// Niceness of the workers' threads (0-19; Linux): how far below the API's the copies'
+    /// CPU priority is, so that a request never waits for a core behind a copy. 0: the same.
+    #[arg(long, env = "ACR_IMPORT_COPY_NICE", default_value_t = 10)]
+    pub copy_nice: i32,
     /// Seconds clients are told to wait between polls (Retry-After); 0 is raised to 1.
     #[arg(long, env = "ACR_IMPORT_RETRY_AFTER", default_value_t = 1)]
     pub retry_after: u32,
@@ -520,6 +524,8 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Between retention sweeps; `None`: never.
     pub retention_interval: Option<Duration>,
+    /// The workers' threads' niceness (`copy_runtime`).
+    pub copy_nice: i32,
 }
 
 mod import;

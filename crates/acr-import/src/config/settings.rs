@@ -64,6 +64,7 @@ impl ServeArgs {
                 0..=31_536_000,
             )? > 0)
                 .then(|| Duration::from_secs(self.retention_interval_seconds)),
+            copy_nice: within("--copy-nice", self.copy_nice, 0..=19)?,
         })
     }
 
