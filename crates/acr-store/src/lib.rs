@@ -135,6 +135,15 @@ fn transient_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
 /// long the API takes to answer 503: short, but far above a healthy pool's wait.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A pooled PostgreSQL connection idle at least this long is pinged before it is handed out;
+/// one used more recently is not. sqlx's default pings every one (`test_before_acquire`), a
+/// round trip to a server process before each query, which under load is a wait for a core
+/// like the query's own. sqlx also pings each connection as it comes back to the pool and
+/// drops it if it fails, so a connection broken during a query never returns; what this leaves
+/// is a connection that broke while idle for less than this (the server restarted in between):
+/// its query fails once (503) and it is dropped.
+const PING_IDLE: Duration = Duration::from_secs(1);
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -174,6 +183,15 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await?;
         Ok(Self::with_backend(Backend::Postgres(pool)))

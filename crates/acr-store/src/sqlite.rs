@@ -142,11 +142,15 @@ impl SqliteStore {
         //
         // Every connection is opened here and kept for the store's life (no idle timeout, no
         // lifetime): each is a thread and a file to set up, which no request should wait for.
+        // None is pinged before it is handed out (a trip to its thread before each query):
+        // there is no server to go away, and sqlx pings each as it comes back to the pool,
+        // dropping one whose thread failed.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
@@ -155,6 +159,7 @@ impl SqliteStore {
             .min_connections(MAX_CONNECTIONS)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;

@@ -1080,3 +1080,35 @@ async fn the_workers_handle_is_the_same_store() {
         t.cleanup().await;
     }
 }
+
+/// A pooled PostgreSQL connection idle for a while is pinged before it is handed out (sqlx's
+/// ping before every use is off, `PING_IDLE`): one whose server process went away meanwhile
+/// (a restart, an administrator) is replaced, never handed to a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_that_went_away_is_replaced_before_a_query() {
+    let (t, url) = TestStore::postgres_unmigrated(|_| async {}).await;
+    t.store.migrate().await.expect("migrate");
+    let one = Store::connect(&url, 1).await.expect("connect");
+    let pid = || async {
+        sqlx::query_scalar::<_, i32>("select pg_backend_pid()")
+            .fetch_one(one.pg_pool().expect("postgres"))
+            .await
+            .expect("backend pid")
+    };
+    let first = pid().await;
+    let ended: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(t.store.pg_pool().expect("postgres"))
+        .await
+        .expect("terminate");
+    assert!(ended);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(one
+        .get_operation("none")
+        .await
+        .expect("answered on a new connection")
+        .is_none());
+    assert_ne!(pid().await, first);
+    one.close().await;
+    t.cleanup().await;
+}
