@@ -5,10 +5,40 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1 (bind to port 0, read it, release it).
+/// A port that was free a moment ago on 127.0.0.1, for a child process to listen on.
+///
+/// It is drawn below the kernel's ephemeral range (`ip_local_port_range`), checked by binding
+/// it, and never handed out twice by this process. A port from the ephemeral range (what
+/// binding port 0 gives) can be taken, between the choice and the child's bind, by the local
+/// end of any outgoing connection the tests make: CI once failed that way ("Address already in
+/// use" for a service's login servers).
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    if ephemeral_low > LOW + 1000 {
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let port = rng.gen_range(LOW..ephemeral_low);
+            if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            given.insert(port);
+            return port;
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    let port = listener.local_addr().expect("local addr").port();
+    given.insert(port);
+    port
 }
 
 /// `sha256:<hex>` of `bytes`.
