@@ -337,3 +337,93 @@ async fn replicas_on_postgresql_answer_like_the_zero_setup_default() {
         "the replica's peak RSS grew from {before} KiB to {after} KiB for a 1 GiB layer"
     );
 }
+
+/// Replica A reads an import's target registry from its memory (one trip per accepted import:
+/// the enqueue); the enqueue checks the row is still what A read. So whatever replica B does
+/// to the registry between two of A's imports, A answers the second as if it had read the row
+/// anew: refused once B restricts the registry's network, 404 once B deleted it, accepted into
+/// the registry B created again under the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_checks_each_import_against_the_registry_as_another_left_it() {
+    let image = TestImage::single(9804, Format::Oci, &[20_000]);
+    let (db, backend, src) = tokio::join!(
+        TestDatabase::create(),
+        TestRegistry::anonymous(),
+        anonymous_source("demo/one", "v1", &image)
+    );
+    let config = ServiceConfig::new(db.url(), &backend.url());
+    let (a, b) = tokio::join!(
+        acr_import_tests::TestService::start(config.clone()),
+        acr_import_tests::TestService::start(config)
+    );
+    let (arm_a, arm_b) = (
+        acr_import_tests::ArmClient::new(&a.base_url()),
+        acr_import_tests::ArmClient::new(&b.base_url()),
+    );
+    let (sub, rg, name) = (
+        uuid::Uuid::new_v4().to_string(),
+        "replicas-rg",
+        "SharedReg1",
+    );
+    let import = |tag: &str| uri_import(&src.host(), "demo/one:v1", &[tag]);
+    let import_ok = |tag: &'static str| {
+        let body = import(tag);
+        let (arm_a, sub) = (&arm_a, &sub);
+        async move {
+            let r = arm_a.import(sub, rg, name, &body).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{r}");
+            let s = arm_a
+                .poll_until_done(&r.async_operation(), Duration::from_secs(60))
+                .await;
+            assert_eq!(s["status"], "Succeeded", "{s}");
+        }
+    };
+
+    arm_b.create_registry(&sub, rg, name).await;
+    import_ok("one:v1").await;
+    import_ok("one:v2").await;
+
+    // B restricts the registry's network without the trusted-services bypass.
+    let r = arm_b
+        .send_json(
+            reqwest::Method::PATCH,
+            &arm_b.registry_url(&sub, rg, name),
+            &json!({"properties": {"publicNetworkAccess": "Disabled", "networkRuleBypassOptions": "None"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r}");
+    let r = arm_a.import(&sub, rg, name, &import("one:v3")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(
+        r.json()["error"]["code"],
+        "TargetRegistryNetworkRestricted",
+        "{r}"
+    );
+
+    // B deletes it: A answers 404, as ARM does for a registry that is not there.
+    let s = arm_b.delete_registry_and_wait(&sub, rg, name).await;
+    assert_eq!(s["status"], "Succeeded", "{s}");
+    let r = arm_a.import(&sub, rg, name, &import("one:v4")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r}");
+    assert_eq!(r.json()["error"]["code"], "ResourceNotFound", "{r}");
+
+    // B creates it again: A imports into the new one.
+    arm_b.create_registry(&sub, rg, name).await;
+    import_ok("one:v5").await;
+    // Nothing was enqueued for the refused requests.
+    let mut conn = db.connect().await;
+    for tag in ["one:v3", "one:v4"] {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from operations where subscription_id = $1 and request::text like $2",
+        )
+        .bind(&sub)
+        .bind(format!("%{tag}%"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("count operations");
+        assert_eq!(
+            n, 0,
+            "an operation was stored for the refused import to {tag}"
+        );
+    }
+}

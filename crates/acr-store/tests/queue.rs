@@ -1112,3 +1112,114 @@ async fn an_idle_connection_that_went_away_is_replaced_before_a_query() {
     one.close().await;
     t.cleanup().await;
 }
+
+/// PostgreSQL keeps an import's target registry as this process last read it
+/// (`Store::import_target`), and the enqueue checks the row is still that one: a registry
+/// another process (another `Store`) changed, deleted or began deleting since gets
+/// `RegistryChanged` and no operation; read anew (`fresh`), the import is enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_checked_against_a_registry_another_process_changed_is_not_enqueued() {
+    let (t, url) = TestStore::postgres_unmigrated(|_| async {}).await;
+    let s = &t.store;
+    s.migrate().await.expect("migrate");
+    let other = Store::connect(&url, 2).await.expect("connect");
+    let target = |fresh| async move {
+        s.import_target(SUB, "RG", "TARGET01", fresh)
+            .await
+            .expect("read")
+            .expect("the registry")
+    };
+    let enqueue = |id: &'static str, t: acr_store::ImportTarget| async move {
+        s.enqueue_import(&new_op(id), QueueLimits::default(), &t)
+            .await
+    };
+    assert_eq!(
+        other
+            .upsert_registry(&registry("rg", "target01"))
+            .await
+            .expect("upsert"),
+        Upserted::Created
+    );
+    let read = target(false).await;
+    assert!(matches!(
+        enqueue("op-1", read.clone()).await,
+        Ok(Enqueued::Created(_))
+    ));
+
+    // Another process changes the SKU: this one still has the row it read, and its enqueue
+    // refuses it.
+    let mut premium = registry("rg", "target01");
+    premium.sku = "Premium".into();
+    assert_eq!(
+        other.upsert_registry(&premium).await.expect("upsert"),
+        Upserted::Updated
+    );
+    let kept = target(false).await;
+    assert_eq!(kept.record.sku, "Standard", "read from memory");
+    assert!(matches!(
+        enqueue("op-2", kept).await,
+        Err(StoreError::RegistryChanged)
+    ));
+    assert!(s.get_operation("op-2").await.expect("get").is_none());
+    // Read anew, it is enqueued; and what was read is kept again.
+    let fresh = target(false).await;
+    assert_eq!(fresh.record.sku, "Premium");
+    assert!(matches!(
+        enqueue("op-2", fresh.clone()).await,
+        Ok(Enqueued::Created(_))
+    ));
+    // A repeated request against the unchanged row returns the existing operation.
+    assert!(matches!(
+        enqueue("op-2", fresh.clone()).await,
+        Ok(Enqueued::Existing(_))
+    ));
+
+    // Another process begins deleting it.
+    other
+        .begin_registry_deletion(
+            SUB,
+            "rg",
+            "target01",
+            &acr_store::NewOperation {
+                work: acr_store::Work::DeleteRegistry,
+                credentials: None,
+                ..new_op("del-1")
+            },
+        )
+        .await
+        .expect("begin deletion");
+    assert!(matches!(
+        enqueue("op-3", fresh.clone()).await,
+        Err(StoreError::RegistryChanged)
+    ));
+    assert!(target(true).await.record.deleting());
+
+    // Deleted, and created again under the same name: the new row is another registry.
+    assert!(other
+        .delete_registry(SUB, "rg", "target01")
+        .await
+        .expect("delete"));
+    assert!(s
+        .import_target(SUB, "rg", "target01", true)
+        .await
+        .expect("read")
+        .is_none());
+    assert!(matches!(
+        enqueue("op-3", fresh).await,
+        Err(StoreError::RegistryChanged)
+    ));
+    assert_eq!(
+        other
+            .upsert_registry(&registry("rg", "target01"))
+            .await
+            .expect("upsert"),
+        Upserted::Created
+    );
+    assert!(matches!(
+        enqueue("op-3", target(false).await).await,
+        Ok(Enqueued::Created(_))
+    ));
+    assert!(s.get_operation("op-3").await.expect("get").is_some());
+    other.close().await;
+    t.cleanup().await;
+}
