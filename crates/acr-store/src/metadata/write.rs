@@ -8,7 +8,8 @@ use crate::{Backend, Store, StoreError};
 
 /// A tag that moves to another manifest leaves its old one untagged-or-less-tagged: that
 /// manifest's last update is now (ACR's retention period counts from the untagging).
-/// `$3` the tag, `$4` its new digest, `$5` now.
+/// `$3` the tag, `$4` its new digest, `$5` now. (SQLite; PostgreSQL runs the same statement in
+/// `acr_record_written`.)
 const UNTAGGED_BY_MOVE: &str = "update manifest_meta set updated_at = $5
       where registry = $1 and repository = $2
         and digest = (select digest from tag_meta
@@ -29,79 +30,44 @@ impl Store {
         let now = Utc::now();
         match self.backend() {
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+                // One call of `acr_record_written` (migration
+                // `20261208000002_record_written_function.sql`): the statements the SQLite arm
+                // below runs one by one, run server-side, in one round trip and one commit.
+                let col = |f: fn(&ManifestInfo) -> Option<String>| -> Vec<Option<String>> {
+                    manifests.iter().map(f).collect()
+                };
+                let refs = manifests
+                    .iter()
+                    .map(|m| serde_json::to_value(&m.refs))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| StoreError::Corrupt(format!("manifest references: {e}")))?;
                 sqlx::query(
-                    "insert into repository_meta (registry, repository, created_at, updated_at)
-                     values ($1, $2, $3, $3)
-                     on conflict (registry, repository) do update set updated_at = excluded.updated_at",
+                    "select acr_record_written($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(&registry)
                 .bind(repository)
                 .bind(now)
-                .execute(&mut *tx)
+                .bind(
+                    manifests
+                        .iter()
+                        .map(|m| m.digest.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    manifests
+                        .iter()
+                        .map(|m| m.media_type.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|m| m.config_media_type.clone()))
+                .bind(manifests.iter().map(|m| m.image_size).collect::<Vec<_>>())
+                .bind(col(|m| m.architecture.clone()))
+                .bind(col(|m| m.os.clone()))
+                .bind(Json(serde_json::Value::Array(refs)))
+                .bind(tags.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>())
+                .bind(tags.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>())
+                .execute(pool)
                 .await?;
-                for m in manifests {
-                    sqlx::query(
-                        "insert into manifest_meta (registry, repository, digest, media_type,
-                             config_media_type, image_size, architecture, os, refs, created_at, updated_at)
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-                         on conflict (registry, repository, digest) do update
-                            set media_type = excluded.media_type,
-                                config_media_type = excluded.config_media_type,
-                                image_size = excluded.image_size,
-                                architecture = coalesce(excluded.architecture, manifest_meta.architecture),
-                                os = coalesce(excluded.os, manifest_meta.os),
-                                refs = excluded.refs",
-                    )
-                    .bind(&registry)
-                    .bind(repository)
-                    .bind(&m.digest)
-                    .bind(&m.media_type)
-                    .bind(&m.config_media_type)
-                    .bind(m.image_size)
-                    .bind(&m.architecture)
-                    .bind(&m.os)
-                    .bind(m.refs.as_ref().map(Json))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (tag, digest) in tags {
-                    sqlx::query(UNTAGGED_BY_MOVE)
-                        .bind(&registry)
-                        .bind(repository)
-                        .bind(tag)
-                        .bind(digest)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(
-                        "insert into tag_meta (registry, repository, tag, digest, created_at, updated_at)
-                         values ($1, $2, $3, $4, $5, $5)
-                         on conflict (registry, repository, tag) do update
-                            set digest = excluded.digest,
-                                updated_at = case when tag_meta.digest = excluded.digest
-                                                  then tag_meta.updated_at else excluded.updated_at end",
-                    )
-                    .bind(&registry)
-                    .bind(repository)
-                    .bind(tag)
-                    .bind(digest)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "update manifest_meta set updated_at = $4
-                          where registry = $1 and repository = $2 and digest = $3",
-                    )
-                    .bind(&registry)
-                    .bind(repository)
-                    .bind(digest)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
             }
             Backend::Sqlite(db) => {
                 let now = now_text(now);
