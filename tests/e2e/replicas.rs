@@ -338,11 +338,11 @@ async fn replicas_on_postgresql_answer_like_the_zero_setup_default() {
     );
 }
 
-/// Replica A reads an import's target registry from its memory (one trip per accepted import:
-/// the enqueue); the enqueue checks the row is still what A read. So whatever replica B does
-/// to the registry between two of A's imports, A answers the second as if it had read the row
-/// anew: refused once B restricts the registry's network, 404 once B deleted it, accepted into
-/// the registry B created again under the same name.
+/// Whatever replica B does to a registry between two of replica A's imports into it, A answers
+/// the second as B left the registry: refused once B restricted its network, 404 once B
+/// deleted it, accepted into the registry B created again under the same name. (Nothing a
+/// replica keeps in memory about a registry may outlive another replica's change; SQLite's
+/// registry cache can only be exact because its store has one process.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_checks_each_import_against_the_registry_as_another_left_it() {
     let image = TestImage::single(9804, Format::Oci, &[20_000]);

@@ -116,15 +116,6 @@ impl From<StoreError> for ApiError {
                 err.retry_after = Some(10);
                 err
             }
-            StoreError::RegistryChanged => {
-                // The import handler reads the registry again and retries; this is what is
-                // left when it kept changing under every retry.
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    "The registry changed while the request was being accepted. Please retry the request.",
-                )
-            }
             _ => {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
                 ApiError::internal()

@@ -4,7 +4,7 @@ use acr_core::arm::ApiSurface;
 use acr_core::import::ImportSpec;
 use acr_core::operation::OperationState;
 use acr_core::wire::{ImportImageParameters, ImportProgress};
-use acr_store::{Enqueued, NewOperation, RegistryRecord, StoreError, StoredCredentials};
+use acr_store::{Enqueued, NewOperation, StoredCredentials};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,11 +20,6 @@ use crate::registry_path::{RegistryPath, TargetRegistry};
 use crate::rules;
 use crate::urls::accepted;
 use crate::{AppState, ListenerScheme, CLIENT_REQUEST_ID};
-
-/// Reads of the target registry per request at most: one (often from memory), and again each
-/// time the enqueue finds the registry changed since (`StoreError::RegistryChanged`, then
-/// answered 409).
-const MAX_TARGET_READS: u32 = 3;
 
 /// The routes of this module, with their OpenAPI entries.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -61,6 +56,20 @@ pub async fn import_image(
     let named = path.check(ApiSurface::Import)?;
     let spec =
         ImportSpec::from_params(&params).map_err(|e| ApiError::invalid("InvalidParameters", e))?;
+    let target = named.fetch_live(&state).await?;
+    let TargetRegistry {
+        id,
+        api_version,
+        caller,
+    } = named;
+    let target_id = target.id();
+    let source =
+        rules::check_import(&state, &target, &spec, params.source.credentials.is_some()).await?;
+    let read_source = source
+        .as_ref()
+        .filter(|s| s.by_resource_id || params.source.credentials.is_none());
+    crate::caller::authorize_import(&state, &caller, &target_id, read_source.map(|s| &s.id))?;
+
     let guid = headers
         .get(CLIENT_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -75,46 +84,28 @@ pub async fn import_image(
             username: c.username.clone().filter(|u| !u.is_empty()),
             password: c.password.expose_secret().to_owned(),
         });
-    // The target registry as last read (on PostgreSQL possibly from this process's memory,
-    // without a trip). The enqueue checks that it has not changed since; when it has, nothing
-    // was enqueued, and the request is checked again against the row read anew. A request a
-    // remembered row refuses is checked again on a fresh read too.
-    let mut reads = 0;
-    let (rec, created) = loop {
-        reads += 1;
-        let target = named.fetch_import_target(&state, reads > 1).await?;
-        let checked = check(&state, &named, &target.record, &spec, &params).await;
-        let new = match checked {
-            Ok(()) => NewOperation {
-                id: op_id.clone(),
-                subscription_id: named.id.subscription.clone(),
-                resource_group: target.record.resource_group.clone(),
-                registry_name: target.record.name.clone(),
-                location: target.record.location.clone(),
-                api_version: named.api_version.to_owned(),
-                work: acr_store::Work::Import(spec.to_stored()),
-                credentials: credentials.clone(),
-            },
-            Err(_) if target.from_memory() => continue,
-            Err(e) => return Err(e),
-        };
-        match state
-            .store
-            .enqueue_import(&new, state.config.queue_limits, &target)
-            .await
-        {
-            Ok(Enqueued::Created(r)) => {
-                tracing::info!(operation.id = %r.id, registry = %r.registry_name, image.source = %spec.source_image, "import accepted");
-                break (r, true);
-            }
-            Ok(Enqueued::Existing(r)) => {
-                tracing::info!(operation.id = %r.id, "repeated import request: returning the existing operation");
-                break (r, false);
-            }
-            Err(StoreError::RegistryChanged) if reads < MAX_TARGET_READS => {
-                tracing::debug!(registry = %target.record.name, "the registry changed since it was read: reading it again");
-            }
-            Err(e) => return Err(e.into()),
+    let new = NewOperation {
+        id: op_id,
+        subscription_id: id.subscription.clone(),
+        resource_group: target.resource_group.clone(),
+        registry_name: target.name.clone(),
+        location: target.location.clone(),
+        api_version: api_version.to_owned(),
+        work: acr_store::Work::Import(spec.to_stored()),
+        credentials,
+    };
+    let (rec, created) = match state
+        .store
+        .enqueue_limited(&new, state.config.queue_limits)
+        .await?
+    {
+        Enqueued::Created(r) => {
+            tracing::info!(operation.id = %r.id, registry = %r.registry_name, image.source = %spec.source_image, "import accepted");
+            (r, true)
+        }
+        Enqueued::Existing(r) => {
+            tracing::info!(operation.id = %r.id, "repeated import request: returning the existing operation");
+            (r, false)
         }
     };
     if created && wait_for_nothing_to_copy(&state, &rec.id).await {
@@ -122,31 +113,6 @@ pub async fn import_image(
         return Ok(StatusCode::OK.into_response());
     }
     accepted(&state, scheme.as_deref(), &headers, &rec)
-}
-
-/// What an import into `target` must pass before it is enqueued: the registry is not being
-/// deleted, the import rules (SKU, network rules, the source), and the caller's rights.
-async fn check(
-    state: &AppState,
-    named: &TargetRegistry,
-    target: &RegistryRecord,
-    spec: &ImportSpec,
-    params: &ImportImageParameters,
-) -> Result<(), ApiError> {
-    if target.deleting() {
-        return Err(ApiError::registry_deleting(&target.name));
-    }
-    let has_credentials = params.source.credentials.is_some();
-    let source = rules::check_import(state, target, spec, has_credentials).await?;
-    let read_source = source
-        .as_ref()
-        .filter(|s| s.by_resource_id || !has_credentials);
-    crate::caller::authorize_import(
-        state,
-        &named.caller,
-        &target.id(),
-        read_source.map(|s| &s.id),
-    )
 }
 
 /// Waits up to `sync_wait` for a new import to finish without copying a byte (everything was

@@ -97,26 +97,6 @@ impl TargetRegistry {
         }
         Ok(r)
     }
-
-    /// [`fetch`](Self::fetch) for an import: [`acr_store::Store::import_target`] (on
-    /// PostgreSQL possibly this process's last read, which the enqueue checks; the caller
-    /// checks again on a fresh read a request it refused), `fresh` reading it from the
-    /// database. Whether it is being deleted is the caller's to check.
-    pub async fn fetch_import_target(
-        &self,
-        state: &AppState,
-        fresh: bool,
-    ) -> Result<acr_store::ImportTarget, ApiError> {
-        let id = &self.id;
-        let t = state
-            .store
-            .import_target(&id.subscription, &id.resource_group, &id.name, fresh)
-            .await?
-            .ok_or_else(|| {
-                ApiError::resource_not_found(REGISTRY_TYPE, &id.name, &id.resource_group)
-            })?;
-        Ok(t)
-    }
 }
 
 /// Validates the three path parameters of a registry.

@@ -33,7 +33,6 @@ pub mod retention;
 pub mod secrets;
 
 mod pg;
-mod registry_cache;
 mod sqlite;
 mod write_gate;
 
@@ -52,7 +51,7 @@ pub use operations::{
     QueueStats, StoredCredentials, Work,
 };
 pub use registries::{
-    ImportTarget, IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, ResolvedSource, Upserted,
+    IpRule, NetworkRuleSet, RegistryProps, RegistryRecord, ResolvedSource, Upserted,
 };
 pub use reservations::{Reservation, TagKey};
 pub use retention::{RetentionRow, SweepLock};
@@ -75,10 +74,6 @@ pub enum StoreError {
     /// An enqueue refused by a queue limit (answered 429).
     #[error("{0}")]
     Limit(LimitExceeded),
-    /// An import's enqueue found its target registry changed (or gone, or being deleted) since
-    /// the request was checked against it ([`Store::enqueue_import`]); nothing was enqueued.
-    #[error("the registry changed while the request was checked")]
-    RegistryChanged,
     /// Another process (or this one) already has the SQLite store of `dir` open.
     #[error("{}", locked_message(dir, *pid))]
     Locked { dir: PathBuf, pid: Option<u32> },
@@ -159,9 +154,6 @@ pub struct Store {
     credentials_key: Option<Arc<CredentialsKey>>,
     /// SQLite, the workers' handle: where its write transactions run ([`Store::transact`]).
     writer_thread: Option<Arc<sqlite::writer_thread::WriterThread>>,
-    /// PostgreSQL: imports' target registries as this process last read them, with their rows'
-    /// versions ([`Store::import_target`], `registry_cache`).
-    import_targets: Arc<registry_cache::RegistryCache<(RegistryRecord, String)>>,
 }
 
 /// The two implementations of the store.
@@ -276,7 +268,6 @@ impl Store {
             finished: Arc::new(operations::Finished::default()),
             credentials_key: None,
             writer_thread: None,
-            import_targets: Arc::default(),
         }
     }
 

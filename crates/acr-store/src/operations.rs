@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use crate::registries::ImportTarget;
 use crate::{Backend, Store, StoreError};
 
 /// Source credentials as kept while the operation runs.
@@ -365,35 +364,6 @@ impl Store {
         op: &NewOperation,
         limits: QueueLimits,
     ) -> Result<Enqueued, StoreError> {
-        self.enqueue_checked(op, limits, None).await
-    }
-
-    /// [`Self::enqueue_limited`] for an import into `target`, as [`Store::import_target`]
-    /// gave it: on PostgreSQL the same statement first checks that the registry's row is
-    /// still the one read (not updated, deleted or being deleted since), else enqueues
-    /// nothing and answers [`StoreError::RegistryChanged`]; the caller then reads the
-    /// registry again (`fresh`) and checks the request anew.
-    pub async fn enqueue_import(
-        &self,
-        op: &NewOperation,
-        limits: QueueLimits,
-        target: &ImportTarget,
-    ) -> Result<Enqueued, StoreError> {
-        let enqueued = self
-            .enqueue_checked(op, limits, target.version.as_deref())
-            .await;
-        if matches!(enqueued, Err(StoreError::RegistryChanged)) {
-            self.import_targets.changed();
-        }
-        enqueued
-    }
-
-    async fn enqueue_checked(
-        &self,
-        op: &NewOperation,
-        limits: QueueLimits,
-        registry_version: Option<&str>,
-    ) -> Result<Enqueued, StoreError> {
         let credentials = match (&op.credentials, self.credentials_key()) {
             (None, _) => None,
             (Some(c), Some(key)) => Some(key.seal(&op.id, c).map_err(StoreError::Corrupt)?),
@@ -402,9 +372,7 @@ impl Store {
             }
         };
         let enqueued = match self.backend() {
-            Backend::Postgres(pool) => {
-                crate::pg::enqueue(pool, op, credentials, limits, registry_version).await
-            }
+            Backend::Postgres(pool) => crate::pg::enqueue(pool, op, credentials, limits).await,
             Backend::Sqlite(db) => db.enqueue(op, credentials, limits).await,
         };
         let how = match &enqueued {

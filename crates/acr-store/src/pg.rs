@@ -40,17 +40,11 @@ fn interval_secs(d: Duration) -> f64 {
 ///   that took the lock after it sees this one in its own read). If all of them might not fit
 ///   (outcome `retry`), it calls again with the lock taken *exclusively*, which waits for them
 ///   to commit and counts exactly.
-///
-/// With `registry_version` (an import: the target registry's row version as the API read it,
-/// [`get_registry_versioned`]), `acr_enqueue_checked` (migration
-/// `20261208000001_enqueue_checked.sql`) first checks in the same statement that the row
-/// still has it and is not being deleted, else enqueues nothing: [`StoreError::RegistryChanged`].
 pub(crate) async fn enqueue(
     pool: &PgPool,
     op: &NewOperation,
     credentials: Option<serde_json::Value>,
     limits: QueueLimits,
-    registry_version: Option<&str>,
 ) -> Result<Enqueued, StoreError> {
     let request = Json(op.work.request()?);
     let credentials = credentials.map(Json);
@@ -58,34 +52,29 @@ pub(crate) async fn enqueue(
     // Shared first; an exclusive attempt always decides.
     let mut exclusive = false;
     loop {
-        let call = match registry_version {
-            None => "acr_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            Some(_) => "acr_enqueue_checked($16, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        };
-        let query = format!("select outcome, n_sub, n_total, {COLUMNS} from {call}");
-        let mut query = sqlx::query(&query)
-            .bind(&op.id)
-            .bind(&op.subscription_id)
-            .bind(&op.resource_group)
-            .bind(&op.registry_name)
-            .bind(&op.location)
-            .bind(&op.api_version)
-            .bind(&request)
-            .bind(&credentials)
-            .bind(op.work.kind())
-            .bind(NOTIFY_CHANNEL)
-            .bind(limit(limits.per_subscription))
-            .bind(limit(limits.total))
-            .bind(exclusive)
-            .bind(ENQUEUE_LOCK)
-            .bind(SUBSCRIPTION_LOCKS);
-        if let Some(v) = registry_version {
-            query = query.bind(v);
-        }
-        let row = query.fetch_one(pool).await?;
+        let row = sqlx::query(&format!(
+            "select outcome, n_sub, n_total, {COLUMNS}
+               from acr_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&op.id)
+        .bind(&op.subscription_id)
+        .bind(&op.resource_group)
+        .bind(&op.registry_name)
+        .bind(&op.location)
+        .bind(&op.api_version)
+        .bind(&request)
+        .bind(&credentials)
+        .bind(op.work.kind())
+        .bind(NOTIFY_CHANNEL)
+        .bind(limit(limits.per_subscription))
+        .bind(limit(limits.total))
+        .bind(exclusive)
+        .bind(ENQUEUE_LOCK)
+        .bind(SUBSCRIPTION_LOCKS)
+        .fetch_one(pool)
+        .await?;
         let outcome: String = row.try_get("outcome")?;
         match outcome.as_str() {
-            "stale" => return Err(StoreError::RegistryChanged),
             "created" => return Ok(Enqueued::Created(OperationRecord::from_row(&row)?)),
             "existing" => return Ok(Enqueued::Existing(OperationRecord::from_row(&row)?)),
             "retry" if !exclusive => exclusive = true,
@@ -417,30 +406,6 @@ pub(crate) async fn get_registry(
     .bind(name)
     .fetch_optional(pool)
     .await?)
-}
-
-/// [`get_registry`], with the row's version (its `xmin`: any update, or a deletion and
-/// re-creation, changes it), which `acr_enqueue_checked` compares.
-pub(crate) async fn get_registry_versioned(
-    pool: &PgPool,
-    subscription: &str,
-    resource_group: &str,
-    name: &str,
-) -> Result<Option<(RegistryRecord, String)>, StoreError> {
-    let row = sqlx::query(&format!(
-        "select {REGISTRY_COLUMNS}, xmin::text as row_version from registries
-         where name_lower = lower($3) and subscription_id = $1 and lower(resource_group) = lower($2)"
-    ))
-    .bind(subscription)
-    .bind(resource_group)
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|row| {
-        let version: String = row.try_get("row_version")?;
-        Ok((RegistryRecord::from_row(&row)?, version))
-    })
-    .transpose()
 }
 
 pub(crate) async fn get_registry_by_name(

@@ -227,96 +227,14 @@ pub enum Upserted {
 }
 
 /// The columns of [`RegistryRecord`], in the order both backends select them.
-/// The registry an `importImage` names, as the API checks the request against it; the enqueue
-/// ([`Store::enqueue_import`]) makes sure it still is that registry, unchanged.
-#[derive(Debug, Clone)]
-pub struct ImportTarget {
-    pub record: RegistryRecord,
-    /// PostgreSQL: the row's version (`xmin`) when it was read. SQLite: none (its store is
-    /// this process's alone and its lookups are exact).
-    pub(crate) version: Option<String>,
-    /// Read from this process's memory, not from the database: it may be stale.
-    from_memory: bool,
-}
-
-impl ImportTarget {
-    /// Whether the record came from this process's memory (PostgreSQL) and so may be stale:
-    /// the enqueue checks it, but a request it refuses must be checked again on a fresh read.
-    pub fn from_memory(&self) -> bool {
-        self.from_memory
-    }
-}
-
 pub(crate) const COLUMNS: &str = "name, name_lower, subscription_id, resource_group, location, sku, tags, properties, created_at, updated_at, deleting_since, deletion_operation_id";
 
 impl Store {
     /// Creates the registry or updates it in place (same subscription and resource group).
     pub async fn upsert_registry(&self, r: &RegistryRecord) -> Result<Upserted, StoreError> {
         match self.backend() {
-            Backend::Postgres(pool) => {
-                let done = crate::pg::upsert_registry(pool, r).await;
-                self.import_targets.changed();
-                done
-            }
+            Backend::Postgres(pool) => crate::pg::upsert_registry(pool, r).await,
             Backend::Sqlite(db) => db.upsert_registry(r).await,
-        }
-    }
-
-    /// The registry at this ARM address for an `importImage`, to check the request against
-    /// and then pass to [`Store::enqueue_import`]. On PostgreSQL it can come from this
-    /// process's memory without a trip (`registry_cache`), as last read, and so be stale:
-    /// the enqueue checks it is not; `fresh` reads the row from the database.
-    pub async fn import_target(
-        &self,
-        subscription: &str,
-        resource_group: &str,
-        name: &str,
-        fresh: bool,
-    ) -> Result<Option<ImportTarget>, StoreError> {
-        match self.backend() {
-            Backend::Postgres(pool) => {
-                let key = format!(
-                    "{subscription}\n{}\n{}",
-                    resource_group.to_lowercase(),
-                    name.to_lowercase()
-                );
-                let kept = if fresh {
-                    None
-                } else {
-                    self.import_targets.get(&key)
-                };
-                let from_memory = kept.is_some();
-                let found = match kept {
-                    Some(kept) => Some(kept),
-                    None => {
-                        let generation = self.import_targets.generation();
-                        let read = crate::pg::get_registry_versioned(
-                            pool,
-                            subscription,
-                            resource_group,
-                            name,
-                        )
-                        .await?;
-                        if let Some(r) = &read {
-                            self.import_targets.put(generation, key, r);
-                        }
-                        read
-                    }
-                };
-                Ok(found.map(|(record, version)| ImportTarget {
-                    record,
-                    version: Some(version),
-                    from_memory,
-                }))
-            }
-            Backend::Sqlite(db) => Ok(db
-                .get_registry(subscription, resource_group, name)
-                .await?
-                .map(|record| ImportTarget {
-                    record,
-                    version: None,
-                    from_memory: false,
-                })),
         }
     }
 
@@ -355,10 +273,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => {
-                let done =
-                    crate::pg::delete_registry(pool, subscription, resource_group, name).await;
-                self.import_targets.changed();
-                done
+                crate::pg::delete_registry(pool, subscription, resource_group, name).await
             }
             Backend::Sqlite(db) => db.delete_registry(subscription, resource_group, name).await,
         }

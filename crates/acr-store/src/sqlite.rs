@@ -44,6 +44,7 @@ use crate::operations::{
 use crate::registries::{RegistryRecord, Upserted, COLUMNS as REGISTRY_COLUMNS};
 use crate::reservations::{Reservation, TagKey};
 mod checkpoint;
+mod registry_cache;
 pub(crate) mod writer_thread;
 
 use crate::write_gate::{WriteGate, WriteTx};
@@ -73,7 +74,7 @@ pub(crate) struct SqliteStore {
     wake: Arc<watch::Sender<u64>>,
     /// The registries as last read (`registry_cache`): every write to `registries` in this
     /// process calls [`SqliteStore::registries_changed`].
-    registries: Arc<crate::registry_cache::RegistryCache>,
+    registries: Arc<registry_cache::RegistryCache>,
     /// Held (and the lock with it) until the last clone is dropped.
     _lock: Arc<PidLock>,
 }

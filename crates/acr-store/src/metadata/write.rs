@@ -31,7 +31,7 @@ impl Store {
         match self.backend() {
             Backend::Postgres(pool) => {
                 // One call of `acr_record_written` (migration
-                // `20261208000002_record_written_function.sql`): the statements the SQLite arm
+                // `20261208000001_record_written_function.sql`): the statements the SQLite arm
                 // below runs one by one, run server-side, in one round trip and one commit.
                 let col = |f: fn(&ManifestInfo) -> Option<String>| -> Vec<Option<String>> {
                     manifests.iter().map(f).collect()

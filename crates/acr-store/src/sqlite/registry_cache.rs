@@ -1,22 +1,15 @@
-//! Registries as last read, by the lookup that found them, kept in this process's memory.
+//! The SQLite store's registries as last read, by the lookup that found them: the lookup that starts every
+//! `importImage` (and every ARM or login-server request naming a registry) is answered without
+//! a trip to a reader connection's thread, which under four copies waited for a core (issue 14,
+//! `docs/BENCHMARKS.md`).
 //!
-//! **SQLite** (`sqlite.rs`): the lookup that starts every `importImage` (and every ARM or
-//! login-server request naming a registry) is answered without a trip to a reader connection's
-//! thread, which under four copies waited for a core (issue 14, `docs/BENCHMARKS.md`). Exact,
-//! not eventually consistent, because a SQLite store belongs to one process (its `.lock`
-//! file): every write to `registries` goes through this process's store, which calls
-//! [`RegistryCache::changed`] once the write has committed (or failed).
-//!
-//! **PostgreSQL** (`Store::import_target`): other processes write the same table, so what is
-//! kept here can be stale, and only `importImage` reads it: each entry holds the row's `xmin`,
-//! and the enqueue checks in its own statement that the row still has it
-//! (`acr_enqueue_checked`), so a request checked against a stale row is never enqueued; the
-//! API then reads the row again. Writes through this process clear it too, to spare that trip.
-//!
-//! A read stores what it found only when no write finished since it began (the generation it
-//! saw before its query is still current), so a read that raced a write never leaves the
-//! older row behind, and a write that commits clears whatever was stored before it. Only rows
-//! are kept, not "no such registry".
+//! Exact, not eventually consistent, because a SQLite store belongs to one process (its
+//! `.lock` file): every write to `registries` goes through this process's store, which calls
+//! [`RegistryCache::changed`] once the write has committed (or failed). A read stores what it
+//! found only when no write finished since it began (the generation it saw before its query is
+//! still current), so a read that raced a write never leaves the older row behind, and a write
+//! that commits clears whatever was stored before it. Only rows are kept, not "no such
+//! registry". PostgreSQL has no such cache: its replicas write the same table.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,45 +19,33 @@ use crate::registries::RegistryRecord;
 /// Registries kept at most; past it the map starts over (a lookup then reads the row again).
 const MAX_ENTRIES: usize = 4096;
 
-/// `V`: what a lookup found (a [`RegistryRecord`], with the row's version on PostgreSQL).
-#[derive(Debug)]
-pub(crate) struct RegistryCache<V = RegistryRecord> {
-    inner: Mutex<Inner<V>>,
+#[derive(Debug, Default)]
+pub(super) struct RegistryCache {
+    inner: Mutex<Inner>,
 }
 
-impl<V> Default for RegistryCache<V> {
-    fn default() -> Self {
-        Self {
-            inner: Mutex::new(Inner {
-                generation: 0,
-                by_key: HashMap::new(),
-            }),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Inner<V> {
+#[derive(Debug, Default)]
+struct Inner {
     /// Writes to `registries` finished so far.
     generation: u64,
     /// By lookup: each lookup of the store names its own key (the statement's parameters).
-    by_key: HashMap<String, V>,
+    by_key: HashMap<String, RegistryRecord>,
 }
 
-impl<V: Clone> RegistryCache<V> {
+impl RegistryCache {
     /// What the lookup `key` found, if it was read since the last write.
-    pub(crate) fn get(&self, key: &str) -> Option<V> {
+    pub(super) fn get(&self, key: &str) -> Option<RegistryRecord> {
         self.inner.lock().ok()?.by_key.get(key).cloned()
     }
 
     /// The generation to pass to [`put`](Self::put): read it before the query.
-    pub(crate) fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.inner.lock().map_or(0, |i| i.generation)
     }
 
     /// Keeps `rec`, found by the lookup `key` in a query that began at `generation`, unless a
     /// write finished since.
-    pub(crate) fn put(&self, generation: u64, key: String, rec: &V) {
+    pub(super) fn put(&self, generation: u64, key: String, rec: &RegistryRecord) {
         let Ok(mut i) = self.inner.lock() else {
             return;
         };
@@ -78,7 +59,7 @@ impl<V: Clone> RegistryCache<V> {
     }
 
     /// A write to `registries` committed (or failed): forget everything read before it.
-    pub(crate) fn changed(&self) {
+    pub(super) fn changed(&self) {
         // A poisoned lock (a panic while holding it) is still cleared: nothing stale is served.
         let mut i = match self.inner.lock() {
             Ok(i) => i,
@@ -107,7 +88,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_write_is_not_kept_and_a_write_clears_what_was() {
-        let c = RegistryCache::<RegistryRecord>::default();
+        let c = RegistryCache::default();
         let g = c.generation();
         c.put(g, "registry1".into(), &rec("Registry1", "Basic"));
         assert_eq!(c.get("registry1").map(|r| r.sku), Some("Basic".to_owned()));
