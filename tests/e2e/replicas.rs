@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use acr_import_tests::image::{Blob, Format, OCI_LAYER};
-use acr_import_tests::{OciClient, ServiceConfig, TestDatabase, TestImage, TestRegistry};
+use acr_import_tests::{
+    ArmClient, OciClient, ServiceConfig, TestDatabase, TestImage, TestRegistry, TestService,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -353,13 +355,10 @@ async fn a_replica_checks_each_import_against_the_registry_as_another_left_it() 
     );
     let config = ServiceConfig::new(db.url(), &backend.url());
     let (a, b) = tokio::join!(
-        acr_import_tests::TestService::start(config.clone()),
-        acr_import_tests::TestService::start(config)
+        TestService::start(config.clone()),
+        TestService::start(config)
     );
-    let (arm_a, arm_b) = (
-        acr_import_tests::ArmClient::new(&a.base_url()),
-        acr_import_tests::ArmClient::new(&b.base_url()),
-    );
+    let (arm_a, arm_b) = (ArmClient::new(&a.base_url()), ArmClient::new(&b.base_url()));
     let (sub, rg, name) = (
         uuid::Uuid::new_v4().to_string(),
         "replicas-rg",

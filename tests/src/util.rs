@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 /// use" for a service's login servers).
 pub fn free_port() -> u16 {
     use rand::Rng;
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
     use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     const LOW: u16 = 10_000;
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
     if ephemeral_low > LOW + 1000 {
         let mut rng = rand::thread_rng();
         for _ in 0..200 {
