@@ -30,6 +30,7 @@ mod load;
 mod measure;
 mod registry;
 mod report;
+mod trash;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,7 +73,7 @@ const STATUS_SECS: u64 = 5;
 /// How often the status URL is polled during a timed import.
 const POLL: Duration = Duration::from_millis(10);
 /// What the bench creates under `--work-dir` (and deletes again).
-const WORK_SUBDIRS: [&str; 4] = ["source", "target", "scratch", "builtin"];
+const WORK_SUBDIRS: [&str; 5] = ["source", "target", "scratch", "builtin", "trash"];
 const IMPORT_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// Every scenario, in the order they run (the warm service of a, c and batch first; (b) last,
@@ -334,12 +335,9 @@ async fn sync_disks() -> Result<()> {
     Ok(())
 }
 
-/// Deletes `dir` if it exists.
+/// Empties `dir` for the next run (see [`trash`]).
 fn remove_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("delete {}", dir.display()))?;
-    }
-    Ok(())
+    trash::wipe(dir)
 }
 
 /// Checks a `skopeo copy --all … dir:DIR` of `image`: the top manifest byte-identical (its
@@ -810,6 +808,7 @@ async fn main() -> Result<()> {
     let mut report = Report::new(&opts.scenarios, opts.runs, &bin, crane.as_deref());
 
     clean_work_dir(&opts.work_dir)?;
+    trash::init(&opts.work_dir);
     let scratch = opts.work_dir.join("scratch");
     std::fs::create_dir_all(&scratch)?;
     let src_port = acr_import_tests::util::free_port();

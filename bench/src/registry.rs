@@ -110,11 +110,7 @@ impl BenchRegistry {
     /// Stop, delete the storage directory, start a fresh process on the same port.
     pub async fn wipe(&mut self) -> Result<()> {
         self.stop();
-        let storage = self.storage();
-        if storage.exists() {
-            std::fs::remove_dir_all(&storage)
-                .with_context(|| format!("delete {}", storage.display()))?;
-        }
+        crate::trash::wipe(&self.storage())?;
         self.spawn().await
     }
 

@@ -284,7 +284,7 @@ impl Report {
         let _ = writeln!(h, "- Command: `{command}`");
         let _ = writeln!(
             h,
-            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a), (b), (d) and (batch) (the built-in registry: a fresh service on an empty data dir); in (e) the pulled copy is deleted and skopeo's blob-info cache cleared before every run",
+            "- Scenarios: {}; {runs} timed run(s) per tool and scenario; the target registry is wiped before every timed copy of (a), (b), (d) and (batch) (the built-in registry: a fresh service on an empty data dir; what a wipe removes is moved aside and deleted after the last run, so that no run is timed while the disk frees the last one's blocks); in (e) the pulled copy is deleted and skopeo's blob-info cache cleared before every run",
             scenarios
                 .iter()
                 .map(|s| s.short())
