@@ -5,8 +5,10 @@
 //! run makes the disk free their blocks while that run is timed: on an ext4 mounted with
 //! `discard`, as these machines' is, the freed blocks are discarded in the journal's commits,
 //! which every `fsync` (PostgreSQL's WAL, a registry's) then waits behind. So a wiped
-//! directory is renamed into the work dir's `trash/` (one metadata change, same filesystem)
-//! and the trash is deleted at the end of the bench. Where the disk has less than
+//! directory is renamed into the work dir's `trash/` (one metadata change, same filesystem),
+//! its dirty pages are written back at once (`sync`, untimed: a deleted file's were dropped,
+//! a kept one's would be written during a later run), and the trash is deleted at the end of
+//! the bench. Where the disk has less than
 //! [`KEEP_FREE_BYTES`] free, a directory is deleted at once, as before, and the log says so.
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,9 @@ pub fn wipe(dir: &Path) -> Result<()> {
                 .with_context(|| format!("create {}", trash.display()))?;
             let to = trash.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
             if std::fs::rename(dir, &to).is_ok() {
+                // The moved files' dirty pages would otherwise be written back during a later
+                // run (a deleted file's are dropped): write them now.
+                sync();
                 return Ok(());
             }
         } else {
@@ -50,6 +55,13 @@ pub fn wipe(dir: &Path) -> Result<()> {
         }
     }
     std::fs::remove_dir_all(dir).with_context(|| format!("delete {}", dir.display()))
+}
+
+/// `sync(1)`: writes every dirty page back (its failure only shows as a slower run).
+fn sync() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        crate::log(format!("sync: {e}"));
+    }
 }
 
 /// Free bytes on the filesystem of `path` (`df`), if it can be read.
