@@ -107,7 +107,8 @@ impl BenchRegistry {
         }
     }
 
-    /// Stop, delete the storage directory, start a fresh process on the same port.
+    /// Stop, empty the storage directory ([`crate::trash::wipe`]), start a fresh process on
+    /// the same port.
     pub async fn wipe(&mut self) -> Result<()> {
         self.stop();
         crate::trash::wipe(&self.storage())?;

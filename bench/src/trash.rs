@@ -8,8 +8,8 @@
 //! directory is renamed into the work dir's `trash/` (one metadata change, same filesystem),
 //! its dirty pages are written back at once (`sync`, untimed: a deleted file's were dropped,
 //! a kept one's would be written during a later run), and the trash is deleted at the end of
-//! the bench. Where the disk has less than
-//! [`KEEP_FREE_BYTES`] free, a directory is deleted at once, as before, and the log says so.
+//! the bench. Where the disk has less than [`KEEP_FREE_BYTES`] free (or `df` cannot tell), a
+//! directory is deleted at once, as before, and the log says so.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,8 @@ pub fn wipe(dir: &Path) -> Result<()> {
         return Ok(());
     }
     if let Some(trash) = TRASH.get() {
-        if free_bytes(trash.parent().unwrap_or(trash)).is_some_and(|f| f >= KEEP_FREE_BYTES) {
+        let free = free_bytes(trash.parent().unwrap_or(trash));
+        if free.is_some_and(|f| f >= KEEP_FREE_BYTES) {
             std::fs::create_dir_all(trash)
                 .with_context(|| format!("create {}", trash.display()))?;
             let to = trash.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
@@ -47,8 +48,12 @@ pub fn wipe(dir: &Path) -> Result<()> {
                 return Ok(());
             }
         } else {
+            let why = match free {
+                Some(f) => format!("{} MiB free", f >> 20),
+                None => "free space unknown (df)".to_owned(),
+            };
             crate::log(format!(
-                "less than {} GiB free: deleting {} now (its blocks are freed during the next run)",
+                "{why}, under {} GiB: deleting {} now (its blocks are freed during the next run)",
                 KEEP_FREE_BYTES >> 30,
                 dir.display()
             ));
