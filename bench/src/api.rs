@@ -12,7 +12,7 @@ impl Bench {
         store: Store,
     ) -> Result<(Svc, Option<TestDatabase>)> {
         let data_dir = self.builtin_dir.join("data");
-        remove_dir(&data_dir)?;
+        remove_dir(&data_dir).await?;
         let (config, db) = match store {
             Store::Sqlite => (
                 ServiceConfig::sqlite(&data_dir, "unused").builtin_registry(false),
@@ -123,7 +123,7 @@ impl Bench {
         };
         drop(svc);
         drop(db);
-        remove_dir(&self.builtin_dir.join("data"))?;
+        remove_dir(&self.builtin_dir.join("data")).await?;
         Ok(r)
     }
 
@@ -212,7 +212,7 @@ impl Bench {
         };
         drop(svc);
         drop(db);
-        remove_dir(&self.builtin_dir.join("data"))?;
+        remove_dir(&self.builtin_dir.join("data")).await?;
         Ok(r)
     }
 

@@ -9,7 +9,7 @@ impl Bench {
     /// docker-registry after wiping it.
     pub(super) async fn fresh_service(&mut self, target: Target) -> Result<Svc> {
         let data_dir = self.builtin_dir.join("data");
-        remove_dir(&data_dir)?;
+        remove_dir(&data_dir).await?;
         let config = match target {
             Target::DockerRegistry => {
                 self.tgt.wipe().await?;
@@ -147,7 +147,7 @@ impl Bench {
         }
         // Free the targets' copies.
         self.tgt.wipe().await?;
-        remove_dir(&self.builtin_dir.join("data"))?;
+        remove_dir(&self.builtin_dir.join("data")).await?;
         Ok(series)
     }
 
@@ -162,7 +162,7 @@ impl Bench {
         what: &str,
     ) -> Result<Sample> {
         let dest = self.scratch.join("pulled");
-        remove_dir(&dest)?;
+        remove_dir(&dest).await?;
         clear_skopeo_cache();
         sync_disks().await?;
         let args = vec![
@@ -176,7 +176,7 @@ impl Bench {
         let t = run_timed("skopeo", &args, &self.scratch).await?;
         let cpu = win.close(Some(t.cpu_secs));
         verify_pulled(&dest, image, what)?;
-        remove_dir(&dest)?;
+        remove_dir(&dest).await?;
         Ok(Sample {
             wall: t.wall,
             cpu,
@@ -239,7 +239,7 @@ impl Bench {
             }
         }
         drop(svc);
-        remove_dir(&self.builtin_dir.join("data"))?;
+        remove_dir(&self.builtin_dir.join("data")).await?;
         Ok(series)
     }
 }

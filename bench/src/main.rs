@@ -336,8 +336,8 @@ async fn sync_disks() -> Result<()> {
 }
 
 /// Empties `dir` for the next run (see [`trash`]).
-fn remove_dir(dir: &Path) -> Result<()> {
-    trash::wipe(dir)
+async fn remove_dir(dir: &Path) -> Result<()> {
+    trash::wipe(dir).await
 }
 
 /// Checks a `skopeo copy --all … dir:DIR` of `image`: the top manifest byte-identical (its

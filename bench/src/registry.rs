@@ -111,7 +111,7 @@ impl BenchRegistry {
     /// the same port.
     pub async fn wipe(&mut self) -> Result<()> {
         self.stop();
-        crate::trash::wipe(&self.storage())?;
+        crate::trash::wipe(&self.storage()).await?;
         self.spawn().await
     }
 
